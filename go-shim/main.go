@@ -1,0 +1,314 @@
+// Command jwk-aggregator is a KrakenD http-server plugin. It only reads the configuration, manages
+// the lifecycle, serves HTTP on loopback and calls the Rust core (include/jwk_aggregator.h), which
+// holds all the logic: settings, fetching, sanitizing, merging, health and metrics.
+package main
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../include
+#cgo LDFLAGS: ${SRCDIR}/../target/release/libjwk_aggregator.a -ldl -lm -lpthread
+#include <stdlib.h>
+#include "jwk_aggregator.h"
+*/
+import "C"
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+const pluginName = "jwk-aggregator"
+const logPrefix = "[PLUGIN: " + pluginName + "]"
+
+// abiVersion is the version of the header this shim was compiled against.
+const abiVersion = C.JWKA_ABI_VERSION
+
+// HandlerRegisterer is the symbol KrakenD's http-server plugin loader looks up.
+var HandlerRegisterer = registerer(pluginName)
+
+type registerer string
+
+// Logger is the subset of KrakenD's logger the plugin uses.
+type Logger interface {
+	Debug(v ...interface{})
+	Info(v ...interface{})
+	Warning(v ...interface{})
+	Error(v ...interface{})
+	Critical(v ...interface{})
+}
+
+type noopLogger struct{}
+
+func (noopLogger) Debug(...interface{})    {}
+func (noopLogger) Info(...interface{})     {}
+func (noopLogger) Warning(...interface{})  {}
+func (noopLogger) Error(...interface{})    {}
+func (noopLogger) Critical(...interface{}) {}
+
+var (
+	loggerMu sync.RWMutex
+	logger   Logger = noopLogger{}
+)
+
+func log() Logger {
+	loggerMu.RLock()
+	defer loggerMu.RUnlock()
+	return logger
+}
+
+// RegisterLogger receives KrakenD's logger.
+func (registerer) RegisterLogger(v interface{}) {
+	l, ok := v.(Logger)
+	if !ok {
+		return
+	}
+	loggerMu.Lock()
+	logger = l
+	loggerMu.Unlock()
+	l.Debug(logPrefix, "logger loaded")
+}
+
+// RegisterHandlers registers the plugin's handler factories with KrakenD.
+func (r registerer) RegisterHandlers(f func(
+	name string,
+	handler func(context.Context, map[string]interface{}, http.Handler) (http.Handler, error),
+)) {
+	f(string(r), r.newHandler)
+}
+
+// newHandler starts the aggregator's loopback server and returns the gateway's handler untouched,
+// so gateway traffic pays nothing for this plugin.
+func (registerer) newHandler(ctx context.Context, extra map[string]interface{}, next http.Handler) (http.Handler, error) {
+	agg, err := start(ctx, extra[pluginName])
+	if err != nil {
+		log().Error(logPrefix, err.Error())
+		return nil, err
+	}
+	_ = agg
+	return next, nil
+}
+
+// aggregator owns one Rust handle. mu keeps free from racing with calls still in flight.
+type aggregator struct {
+	mu     sync.RWMutex
+	handle *C.JwkaAggregator
+	logs   sync.WaitGroup
+}
+
+func start(ctx context.Context, block interface{}) (*aggregator, error) {
+	if v := uint32(C.jwka_abi_version()); v != abiVersion {
+		return nil, fmt.Errorf("the Rust core has ABI version %d but the shim was built for %d: rebuild the plugin with `make build`", v, abiVersion)
+	}
+	settings, err := json.Marshal(normalize(block))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the %q settings: %v", pluginName, err)
+	}
+	agg, err := newAggregator(settings)
+	if err != nil {
+		return nil, err
+	}
+	port := int(C.jwka_aggregator_port(agg.handle))
+	listeners, err := listenLoopback(port)
+	if err != nil {
+		agg.free()
+		return nil, err
+	}
+	agg.logs.Add(1)
+	go agg.pumpLogs()
+
+	srv := &http.Server{
+		Handler:           agg,
+		ReadHeaderTimeout: 5 * time.Second,
+		// Origin fetches are bounded by the Rust timeouts; this bounds a slow reader.
+		WriteTimeout:   2 * time.Minute,
+		MaxHeaderBytes: 16 << 10,
+	}
+	for _, ln := range listeners {
+		go func(ln net.Listener) {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log().Error(logPrefix, "server on", ln.Addr().String(), "stopped:", err.Error())
+			}
+		}(ln)
+	}
+	log().Info(logPrefix, "serving the merged JWK Set on http://127.0.0.1:"+fmt.Sprint(port)+"/")
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+		agg.free()
+	}()
+	return agg, nil
+}
+
+// listenLoopback binds 127.0.0.1:port, and [::1]:port where IPv6 exists, so that no other
+// process can answer the validator's "localhost" lookups on the other family.
+func listenLoopback(port int) ([]net.Listener, error) {
+	v4, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on 127.0.0.1:%d (\"port\" %d): %v", port, port, err)
+	}
+	v6, err := net.Listen("tcp6", fmt.Sprintf("[::1]:%d", port))
+	switch {
+	case err == nil:
+		return []net.Listener{v4, v6}, nil
+	case errors.Is(err, syscall.EADDRINUSE):
+		v4.Close()
+		return nil, fmt.Errorf("cannot listen on [::1]:%d (\"port\" %d): another process holds it and would answer requests for localhost:%d: %v", port, port, port, err)
+	default:
+		return []net.Listener{v4}, nil // no IPv6 loopback on this machine
+	}
+}
+
+// normalize turns YAML-style map[interface{}]interface{} into JSON-encodable maps.
+func normalize(v interface{}) interface{} {
+	switch t := v.(type) {
+	case map[interface{}]interface{}:
+		m := make(map[string]interface{}, len(t))
+		for k, val := range t {
+			m[fmt.Sprint(k)] = normalize(val)
+		}
+		return m
+	case map[string]interface{}:
+		m := make(map[string]interface{}, len(t))
+		for k, val := range t {
+			m[k] = normalize(val)
+		}
+		return m
+	case []interface{}:
+		out := make([]interface{}, len(t))
+		for i, val := range t {
+			out[i] = normalize(val)
+		}
+		return out
+	default:
+		return v
+	}
+}
+
+func takeBuf(b C.JwkaBuf) []byte {
+	if b.data == nil {
+		return nil
+	}
+	out := C.GoBytes(unsafe.Pointer(b.data), C.int(b.len))
+	C.jwka_buf_free(b)
+	return out
+}
+
+func newAggregator(settings []byte) (*aggregator, error) {
+	var handle *C.JwkaAggregator
+	var errBuf C.JwkaBuf
+	var ptr *C.uint8_t
+	if len(settings) > 0 {
+		ptr = (*C.uint8_t)(unsafe.Pointer(&settings[0]))
+	}
+	status := C.jwka_aggregator_new(ptr, C.size_t(len(settings)), &handle, &errBuf)
+	msg := string(takeBuf(errBuf))
+	if status != C.JWKA_STATUS_OK {
+		if msg == "" {
+			msg = C.GoString(C.jwka_status_str(status))
+		}
+		return nil, fmt.Errorf("configuration error: %s", msg)
+	}
+	return &aggregator{handle: handle}, nil
+}
+
+// ServeHTTP answers GET/HEAD on the loopback port; the Rust core routes the path.
+func (a *aggregator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	a.mu.RLock()
+	if a.handle == nil {
+		a.mu.RUnlock()
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	path := r.URL.Path
+	if path == "" {
+		path = "/"
+	}
+	var resp C.JwkaHttpResponse
+	cpath := (*C.uint8_t)(unsafe.Pointer(unsafe.StringData(path)))
+	status := C.jwka_aggregator_serve(a.handle, cpath, C.size_t(len(path)), &resp)
+	a.mu.RUnlock()
+	if status != C.JWKA_STATUS_OK {
+		log().Error(logPrefix, "internal error serving", path+":", C.GoString(C.jwka_status_str(status)))
+		http.Error(w, `{"error":"internal error"}`, http.StatusInternalServerError)
+		return
+	}
+	body := takeBuf(resp.body)
+	h := w.Header()
+	h.Set("Content-Type", C.GoString(resp.content_type))
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(int(resp.status))
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(body)
+	}
+}
+
+// pumpLogs moves the core's log events to KrakenD's logger until the aggregator closes.
+func (a *aggregator) pumpLogs() {
+	defer a.logs.Done()
+	for {
+		var level C.enum_JwkaLogLevel
+		var msg C.JwkaBuf
+		a.mu.RLock()
+		if a.handle == nil {
+			a.mu.RUnlock()
+			return
+		}
+		status := C.jwka_aggregator_next_log(a.handle, 250, &level, &msg)
+		a.mu.RUnlock()
+		switch status {
+		case C.JWKA_STATUS_OK:
+			text := string(takeBuf(msg))
+			l := log()
+			switch level {
+			case C.JWKA_LOG_LEVEL_DEBUG:
+				l.Debug(logPrefix, text)
+			case C.JWKA_LOG_LEVEL_INFO:
+				l.Info(logPrefix, text)
+			case C.JWKA_LOG_LEVEL_WARNING:
+				l.Warning(logPrefix, text)
+			case C.JWKA_LOG_LEVEL_ERROR:
+				l.Error(logPrefix, text)
+			default:
+				l.Critical(logPrefix, text)
+			}
+		case C.JWKA_STATUS_EMPTY:
+		default:
+			return
+		}
+	}
+}
+
+// free closes the log queue, waits for the pump to drain it, and releases the Rust handle once
+// no call is in flight.
+func (a *aggregator) free() {
+	a.mu.RLock()
+	if a.handle != nil {
+		C.jwka_aggregator_close(a.handle)
+	}
+	a.mu.RUnlock()
+	a.logs.Wait()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.handle != nil {
+		C.jwka_aggregator_free(a.handle)
+		a.handle = nil
+	}
+}
+
+func main() {}

@@ -1,0 +1,495 @@
+//! The aggregator: per-origin state (last good keys, freshness, back-off), single-flight
+//! refreshes, and the merged set served to KrakenD.
+
+use crate::config::{fmt_duration, Settings};
+use crate::fetch::{self, CacheInfo, Conditional, FetchError, Fetched};
+use crate::keyset::{self, Collision, DropReason, Merged};
+use crate::log::{JwkaLogLevel, LogQueue};
+use parking_lot::Mutex;
+use reqwest::blocking::Client;
+use serde_json::{json, Map, Value};
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// First retry delay after a failed fetch; doubles per failure up to `MAX_BACKOFF`.
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// One answer for the loopback HTTP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    fn json(status: u16, v: &Value) -> HttpResponse {
+        HttpResponse { status, content_type: "application/json", body: serde_json::to_vec(v).unwrap_or_default() }
+    }
+}
+
+/// Keys an origin last answered with, after sanitizing.
+struct GoodSet {
+    keys: Vec<Map<String, Value>>,
+    /// Last time the origin confirmed these keys (a 2xx or a 304).
+    confirmed: Instant,
+    confirmed_unix: u64,
+    fresh_until: Instant,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+#[derive(Default)]
+struct OriginState {
+    good: Option<Arc<GoodSet>>,
+    /// Bumped whenever `good.keys` changes, so the merged set is rebuilt only then.
+    version: u64,
+    last_done: Option<Instant>,
+    last_error: Option<String>,
+    last_error_unix: u64,
+    failures: u32,
+    retry_at: Option<Instant>,
+    /// (kid, reason) pairs already logged, so each dropped key is logged once.
+    logged_drops: HashSet<(Option<String>, DropReason)>,
+}
+
+#[derive(Default)]
+struct OriginStats {
+    fetch_ok: AtomicU64,
+    fetch_not_modified: AtomicU64,
+    fetch_failed: AtomicU64,
+    bytes: AtomicU64,
+    latency_us: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+    private_stripped: AtomicU64,
+}
+
+struct Slot {
+    url: String,
+    /// Held for the whole of one fetch: callers that arrive meanwhile wait and share its result.
+    flight: Mutex<()>,
+    state: Mutex<OriginState>,
+    stats: OriginStats,
+}
+
+struct MergedCache {
+    versions: Vec<Option<u64>>,
+    merged: Arc<Merged>,
+}
+
+pub struct Aggregator {
+    settings: Settings,
+    client: Client,
+    slots: Vec<Slot>,
+    merged: Mutex<Option<MergedCache>>,
+    logged_collisions: Mutex<HashSet<(String, usize, usize)>>,
+    log: LogQueue,
+    requests: AtomicU64,
+    responses_503: AtomicU64,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Aggregator {
+    pub fn new(settings: Settings) -> Result<Aggregator, String> {
+        let client = fetch::build_client(&settings)?;
+        let slots = settings
+            .origins
+            .iter()
+            .map(|o| Slot {
+                url: o.url.clone(),
+                flight: Mutex::new(()),
+                state: Mutex::new(OriginState::default()),
+                stats: OriginStats::default(),
+            })
+            .collect();
+        let agg = Aggregator {
+            settings,
+            client,
+            slots,
+            merged: Mutex::new(None),
+            logged_collisions: Mutex::new(HashSet::new()),
+            log: LogQueue::default(),
+            requests: AtomicU64::new(0),
+            responses_503: AtomicU64::new(0),
+        };
+        agg.log(
+            JwkaLogLevel::Info,
+            format!(
+                "aggregating {} origin(s) on 127.0.0.1:{}, cache {}",
+                agg.slots.len(),
+                agg.settings.port,
+                if agg.settings.cache { "on" } else { "off" }
+            ),
+        );
+        Ok(agg)
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn logs(&self) -> &LogQueue {
+        &self.log
+    }
+
+    fn log(&self, level: JwkaLogLevel, msg: String) {
+        self.log.push(level, msg);
+    }
+
+    /// Whether a request that arrived at `start` must fetch this origin (or wait for a fetch).
+    fn wants_fetch(&self, st: &OriginState, start: Instant) -> bool {
+        if st.last_done.is_some_and(|t| t >= start) {
+            return false; // a fetch finished after this request arrived: share it
+        }
+        if st.retry_at.is_some_and(|t| start < t) {
+            return false; // backing off: serve the last good keys
+        }
+        match (&st.good, self.settings.cache) {
+            (Some(good), true) => start >= good.fresh_until,
+            _ => true,
+        }
+    }
+
+    /// Refreshes one origin unless another caller already did so after `start`.
+    fn refresh(&self, slot: &Slot, start: Instant) {
+        let _flight = slot.flight.lock();
+        let previous = {
+            let st = slot.state.lock();
+            if !self.wants_fetch(&st, start) {
+                return;
+            }
+            st.good.clone()
+        };
+        let cond = match (&previous, self.settings.cache) {
+            (Some(g), true) => Conditional { etag: g.etag.as_deref(), last_modified: g.last_modified.as_deref() },
+            _ => Conditional::default(),
+        };
+        let t0 = Instant::now();
+        let result = fetch::fetch(&self.client, &slot.url, self.settings.max_response_bytes, &cond);
+        let now = Instant::now();
+        slot.stats.latency_us.fetch_add(now.duration_since(t0).as_micros() as u64, Relaxed);
+
+        let outcome: Result<(GoodSet, bool), FetchError> = match result {
+            Ok(Fetched::Keys { keys, bytes, cache }) => {
+                slot.stats.bytes.fetch_add(bytes as u64, Relaxed);
+                let clean = keyset::sanitize(&keys, self.settings.allow_symmetric_keys, self.settings.max_keys_per_origin);
+                self.account_drops(slot, &clean);
+                if clean.keys.is_empty() {
+                    Err(FetchError::NoKeys)
+                } else {
+                    Ok((self.good_set(clean.keys, &cache, now), false))
+                }
+            }
+            Ok(Fetched::NotModified { cache }) => match &previous {
+                Some(p) => {
+                    let mut good = self.good_set(p.keys.clone(), &cache, now);
+                    // A 304 keeps the validators of the answer it confirms unless it sends new ones.
+                    good.etag = good.etag.or_else(|| p.etag.clone());
+                    good.last_modified = good.last_modified.or_else(|| p.last_modified.clone());
+                    Ok((good, true))
+                }
+                None => Err(FetchError::Status(304)),
+            },
+            Err(e) => Err(e),
+        };
+
+        let mut st = slot.state.lock();
+        st.last_done = Some(now);
+        match outcome {
+            Ok((good, not_modified)) => {
+                if previous.as_ref().is_none_or(|p| p.keys != good.keys) {
+                    st.version += 1;
+                }
+                if st.failures > 0 {
+                    self.log(JwkaLogLevel::Info, format!("origin {} recovered after {} failed fetch(es)", slot.url, st.failures));
+                }
+                st.good = Some(Arc::new(good));
+                st.failures = 0;
+                st.retry_at = None;
+                st.last_error = None;
+                slot.stats.fetch_ok.fetch_add(1, Relaxed);
+                if not_modified {
+                    slot.stats.fetch_not_modified.fetch_add(1, Relaxed);
+                }
+            }
+            Err(e) => {
+                st.failures += 1;
+                let backoff = MIN_BACKOFF.saturating_mul(1 << st.failures.min(7).saturating_sub(1)).min(MAX_BACKOFF);
+                st.retry_at = Some(now + backoff);
+                st.last_error = Some(e.to_string());
+                st.last_error_unix = unix_now();
+                slot.stats.fetch_failed.fetch_add(1, Relaxed);
+                let keeping = match &st.good {
+                    Some(g) if now.duration_since(g.confirmed) <= self.settings.max_stale => format!(
+                        "serving its last good keys ({} old)",
+                        fmt_duration(Duration::from_secs(now.duration_since(g.confirmed).as_secs()))
+                    ),
+                    Some(_) => "its last good keys are older than max_stale and are no longer served".into(),
+                    None => "it has no keys to serve".into(),
+                };
+                self.log(
+                    JwkaLogLevel::Error,
+                    format!("origin {} {e}; {keeping}; next try in {}", slot.url, fmt_duration(backoff)),
+                );
+            }
+        }
+    }
+
+    fn good_set(&self, keys: Vec<Map<String, Value>>, cache: &CacheInfo, now: Instant) -> GoodSet {
+        let s = &self.settings;
+        let raw = if cache.no_store || cache.no_cache {
+            Duration::ZERO
+        } else {
+            cache.max_age.or(cache.expires_in).unwrap_or(s.cache_default_ttl)
+        };
+        let ttl = raw.clamp(s.cache_min_ttl, s.cache_max_ttl);
+        GoodSet {
+            keys,
+            confirmed: now,
+            confirmed_unix: unix_now(),
+            fresh_until: now + ttl,
+            etag: if cache.no_store { None } else { cache.etag.clone() },
+            last_modified: if cache.no_store { None } else { cache.last_modified.clone() },
+        }
+    }
+
+    fn account_drops(&self, slot: &Slot, clean: &keyset::Sanitized) {
+        slot.stats.private_stripped.fetch_add(clean.stripped_private as u64, Relaxed);
+        if clean.dropped.is_empty() && clean.stripped_private == 0 {
+            return;
+        }
+        let mut st = slot.state.lock();
+        for d in &clean.dropped {
+            slot.stats.dropped[d.reason.index()].fetch_add(1, Relaxed);
+            if st.logged_drops.insert((d.kid.clone(), d.reason)) {
+                let kid = d.kid.as_deref().map_or("(none)".to_owned(), |k| format!("{k:?}"));
+                self.log(
+                    JwkaLogLevel::Warning,
+                    format!("origin {}: key kid={kid} dropped ({}): {}", slot.url, d.reason.as_str(), d.detail),
+                );
+            }
+        }
+        if clean.stripped_private > 0 && st.logged_drops.insert((None, DropReason::NotAnObject)) {
+            self.log(
+                JwkaLogLevel::Critical,
+                format!(
+                    "origin {} publishes private key members; they were removed and are never served. \
+                     Rotate those keys: they are exposed to anyone who reads that URL",
+                    slot.url
+                ),
+            );
+        }
+    }
+
+    /// The keys each origin contributes now: its last good set, unless older than `max_stale`.
+    fn usable(&self, now: Instant) -> Vec<(usize, Option<(u64, Arc<GoodSet>)>)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| {
+                let st = slot.state.lock();
+                let g = st.good.as_ref().filter(|g| now.duration_since(g.confirmed) <= self.settings.max_stale);
+                (i, g.map(|g| (st.version, g.clone())))
+            })
+            .collect()
+    }
+
+    /// Brings every origin that needs it up to date, all at once: the wait is that of the
+    /// slowest origin, not the sum.
+    fn refresh_all(&self, start: Instant) {
+        let due: Vec<&Slot> = self.slots.iter().filter(|s| self.wants_fetch(&s.state.lock(), start)).collect();
+        match due.as_slice() {
+            [] => {}
+            [one] => self.refresh(one, start),
+            many => std::thread::scope(|scope| {
+                for slot in many {
+                    scope.spawn(move || self.refresh(slot, start));
+                }
+            }),
+        }
+    }
+
+    fn merged(&self, now: Instant) -> Arc<Merged> {
+        let usable = self.usable(now);
+        let versions: Vec<Option<u64>> = usable.iter().map(|(_, g)| g.as_ref().map(|(v, _)| *v)).collect();
+        let mut cache = self.merged.lock();
+        if let Some(c) = cache.as_ref().filter(|c| c.versions == versions) {
+            return c.merged.clone();
+        }
+        let merged = Arc::new(keyset::merge(
+            usable.iter().filter_map(|(i, g)| g.as_ref().map(|(_, g)| (*i, g.keys.as_slice()))),
+        ));
+        self.log_collisions(&merged.collisions);
+        *cache = Some(MergedCache { versions, merged: merged.clone() });
+        merged
+    }
+
+    fn log_collisions(&self, collisions: &[Collision]) {
+        let mut logged = self.logged_collisions.lock();
+        for c in collisions {
+            if logged.insert((c.kid.clone(), c.first_origin, c.second_origin)) {
+                self.log(
+                    JwkaLogLevel::Warning,
+                    format!(
+                        "kid {:?} is published with different keys by {} and {}; KrakenD's validator uses the one from {} \
+                         for every token with that kid",
+                        c.kid, self.slots[c.first_origin].url, self.slots[c.second_origin].url, self.slots[c.second_origin].url
+                    ),
+                );
+            }
+        }
+    }
+
+    /// `GET /`: the merged JWK Set, or 503 when no origin has usable keys.
+    pub fn jwks(&self) -> HttpResponse {
+        self.requests.fetch_add(1, Relaxed);
+        let start = Instant::now();
+        self.refresh_all(start);
+        let merged = self.merged(Instant::now());
+        if merged.key_count == 0 {
+            self.responses_503.fetch_add(1, Relaxed);
+            return HttpResponse::json(
+                503,
+                &json!({"error": "no origin has usable keys", "origins": self.slots.iter().map(|s| {
+                    let st = s.state.lock();
+                    json!({"url": s.url, "last_error": st.last_error})
+                }).collect::<Vec<_>>()}),
+            );
+        }
+        HttpResponse { status: 200, content_type: "application/json", body: merged.json.clone() }
+    }
+
+    /// `GET /__health`: 200 when every origin is fresh, 207 when some keys are stale or missing
+    /// while others are served, 503 when no keys are served at all.
+    pub fn health(&self) -> HttpResponse {
+        let now = Instant::now();
+        let merged = self.merged(now);
+        let mut all_fresh = true;
+        let origins: Vec<Value> = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| {
+                let st = slot.state.lock();
+                let served = st.good.as_ref().filter(|g| now.duration_since(g.confirmed) <= self.settings.max_stale);
+                let state = match (served, st.failures) {
+                    (Some(_), 0) => "fresh",
+                    (Some(_), _) => "stale",
+                    (None, _) => "down",
+                };
+                if state != "fresh" {
+                    all_fresh = false;
+                }
+                let collisions: Vec<&str> = merged
+                    .collisions
+                    .iter()
+                    .filter(|c| c.first_origin == i || c.second_origin == i)
+                    .map(|c| c.kid.as_str())
+                    .collect();
+                json!({
+                    "url": slot.url,
+                    "state": state,
+                    "keys": served.map_or(0, |g| g.keys.len()),
+                    "age_seconds": st.good.as_ref().map(|g| now.duration_since(g.confirmed).as_secs()),
+                    "last_success_unix": st.good.as_ref().map(|g| g.confirmed_unix),
+                    "last_error": st.last_error,
+                    "last_error_unix": st.last_error.as_ref().map(|_| st.last_error_unix),
+                    "consecutive_failures": st.failures,
+                    "kid_collisions": collisions,
+                })
+            })
+            .collect();
+        let (status, word) = match (merged.key_count, all_fresh) {
+            (0, _) => (503, "no_keys"),
+            (_, true) => (200, "ok"),
+            (_, false) => (207, "degraded"),
+        };
+        HttpResponse::json(status, &json!({"status": word, "keys": merged.key_count, "origins": origins}))
+    }
+
+    /// `GET /metrics`: Prometheus text format.
+    pub fn metrics(&self) -> HttpResponse {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&Slot) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for s in &self.slots {
+                let _ = writeln!(out, "{name}{{origin=\"{}\"}} {}", escape_label(&s.url), f(s));
+            }
+        };
+        counter(&mut out, "jwk_aggregator_origin_fetches_ok_total", "Successful fetches (2xx or 304) per origin.", &|s| {
+            s.stats.fetch_ok.load(Relaxed)
+        });
+        counter(&mut out, "jwk_aggregator_origin_fetches_not_modified_total", "Revalidations answered 304.", &|s| {
+            s.stats.fetch_not_modified.load(Relaxed)
+        });
+        counter(&mut out, "jwk_aggregator_origin_fetches_failed_total", "Failed fetches per origin.", &|s| {
+            s.stats.fetch_failed.load(Relaxed)
+        });
+        counter(&mut out, "jwk_aggregator_origin_bytes_total", "Response bytes read per origin.", &|s| s.stats.bytes.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP jwk_aggregator_origin_fetch_seconds_total Time spent fetching per origin.\n# TYPE jwk_aggregator_origin_fetch_seconds_total counter"
+        );
+        for s in &self.slots {
+            let secs = s.stats.latency_us.load(Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "jwk_aggregator_origin_fetch_seconds_total{{origin=\"{}\"}} {secs:.6}", escape_label(&s.url));
+        }
+        counter(&mut out, "jwk_aggregator_origin_private_members_stripped_total", "Private key members removed.", &|s| {
+            s.stats.private_stripped.load(Relaxed)
+        });
+        let _ = writeln!(
+            out,
+            "# HELP jwk_aggregator_keys_dropped_total Keys left out of the merged set.\n# TYPE jwk_aggregator_keys_dropped_total counter"
+        );
+        for s in &self.slots {
+            for r in DropReason::ALL {
+                let _ = writeln!(
+                    out,
+                    "jwk_aggregator_keys_dropped_total{{origin=\"{}\",reason=\"{}\"}} {}",
+                    escape_label(&s.url),
+                    r.as_str(),
+                    s.stats.dropped[r.index()].load(Relaxed)
+                );
+            }
+        }
+        let now = Instant::now();
+        let _ = writeln!(out, "# HELP jwk_aggregator_origin_keys Keys each origin contributes now.\n# TYPE jwk_aggregator_origin_keys gauge");
+        for (i, g) in self.usable(now) {
+            let _ = writeln!(
+                out,
+                "jwk_aggregator_origin_keys{{origin=\"{}\"}} {}",
+                escape_label(&self.slots[i].url),
+                g.map_or(0, |(_, g)| g.keys.len())
+            );
+        }
+        let merged = self.merged(now);
+        let _ = writeln!(
+            out,
+            "# HELP jwk_aggregator_kid_collisions kids published with different keys by two origins.\n# TYPE jwk_aggregator_kid_collisions gauge\njwk_aggregator_kid_collisions {}",
+            merged.collisions.len()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jwk_aggregator_requests_total Requests for the merged set.\n# TYPE jwk_aggregator_requests_total counter\njwk_aggregator_requests_total {}",
+            self.requests.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jwk_aggregator_unavailable_total Requests answered 503 (no usable keys).\n# TYPE jwk_aggregator_unavailable_total counter\njwk_aggregator_unavailable_total {}",
+            self.responses_503.load(Relaxed)
+        );
+        HttpResponse { status: 200, content_type: "text/plain; version=0.0.4", body: out.into_bytes() }
+    }
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+

@@ -1,0 +1,281 @@
+//! Fetching one origin's JWK Set over HTTP, with every bound the settings give.
+
+use crate::config::Settings;
+use reqwest::blocking::Client;
+use reqwest::header::{self, HeaderMap};
+use serde_json::Value;
+use std::io::Read;
+use std::time::Duration;
+
+/// Builds the one HTTP client every origin shares (it owns a runtime thread: build once, reuse).
+pub fn build_client(settings: &Settings) -> Result<Client, String> {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt.previous().iter().any(|u| u.scheme() == "https") && attempt.url().scheme() == "http";
+        if downgrade {
+            attempt.error("redirect from https to plain http refused")
+        } else if attempt.previous().len() > 5 {
+            attempt.error("more than 5 redirects")
+        } else {
+            attempt.follow()
+        }
+    });
+    let mut builder = Client::builder()
+        .connect_timeout(settings.connect_timeout)
+        .timeout(settings.timeout)
+        .redirect(policy)
+        .user_agent(concat!("jwk-aggregator/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &settings.ca_file {
+        let pem = std::fs::read(path).map_err(|e| format!("invalid \"ca_file\": cannot read {path:?}: {e}"))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("invalid \"ca_file\": {path:?} is not a PEM certificate bundle: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("invalid \"ca_file\": {path:?} holds no certificate"));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// What the origin said about caching its answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheInfo {
+    pub max_age: Option<Duration>,
+    pub no_store: bool,
+    pub no_cache: bool,
+    /// `Expires` minus the response's `Date` (or now), when there is no max-age.
+    pub expires_in: Option<Duration>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// Validators from the last good answer, sent to revalidate it.
+#[derive(Debug, Clone, Default)]
+pub struct Conditional<'a> {
+    pub etag: Option<&'a str>,
+    pub last_modified: Option<&'a str>,
+}
+
+#[derive(Debug)]
+pub enum Fetched {
+    /// A parsed set: its `keys` array as the origin sent it.
+    Keys { keys: Vec<Value>, bytes: usize, cache: CacheInfo },
+    /// 304: the last good answer still holds.
+    NotModified { cache: CacheInfo },
+}
+
+/// Why one fetch failed; logged and shown in /__health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    Transport(String),
+    Timeout,
+    Status(u16),
+    ContentType(String),
+    TooLarge(usize),
+    NotJson(String),
+    NoKeys,
+}
+
+impl FetchError {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::Transport(_) => "transport",
+            FetchError::Timeout => "timeout",
+            FetchError::Status(_) => "status",
+            FetchError::ContentType(_) => "content_type",
+            FetchError::TooLarge(_) => "too_large",
+            FetchError::NotJson(_) => "not_json",
+            FetchError::NoKeys => "no_keys",
+        }
+    }
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Transport(e) => write!(f, "request failed: {e}"),
+            FetchError::Timeout => f.write_str("timed out"),
+            FetchError::Status(s) => write!(f, "answered HTTP {s}"),
+            FetchError::ContentType(t) => {
+                write!(f, "answered Content-Type {t:?}, not application/json or application/jwk-set+json")
+            }
+            FetchError::TooLarge(max) => write!(f, "answer is larger than max_response_bytes ({max} bytes)"),
+            FetchError::NotJson(e) => write!(f, "answer is not a JWK Set: {e}"),
+            FetchError::NoKeys => f.write_str("answer has no usable keys"),
+        }
+    }
+}
+
+fn describe(e: &reqwest::Error) -> FetchError {
+    if e.is_timeout() {
+        return FetchError::Timeout;
+    }
+    // The chain carries the useful part ("connection refused", "invalid peer certificate").
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    FetchError::Transport(msg)
+}
+
+fn is_json_type(ct: &str) -> bool {
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "application/json" || mime == "application/jwk-set+json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Fetches and parses one origin's JWK Set.
+pub fn fetch(client: &Client, url: &str, max_bytes: usize, cond: &Conditional<'_>) -> Result<Fetched, FetchError> {
+    let mut req = client.get(url).header(header::ACCEPT, "application/jwk-set+json, application/json");
+    if let Some(etag) = cond.etag {
+        req = req.header(header::IF_NONE_MATCH, etag);
+    }
+    if let Some(lm) = cond.last_modified {
+        req = req.header(header::IF_MODIFIED_SINCE, lm);
+    }
+    let resp = req.send().map_err(|e| describe(&e))?;
+    let status = resp.status().as_u16();
+    let cache = cache_info(resp.headers());
+    if status == 304 && (cond.etag.is_some() || cond.last_modified.is_some()) {
+        return Ok(Fetched::NotModified { cache });
+    }
+    if !(200..300).contains(&status) {
+        return Err(FetchError::Status(status));
+    }
+    let ct = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !is_json_type(ct) {
+        return Err(FetchError::ContentType(ct.chars().take(80).collect()));
+    }
+    if resp.content_length().is_some_and(|n| n > max_bytes as u64) {
+        return Err(FetchError::TooLarge(max_bytes));
+    }
+    // Read one byte past the cap so an oversize body without Content-Length is caught too.
+    let mut body = Vec::with_capacity(resp.content_length().unwrap_or(4096).min(max_bytes as u64) as usize);
+    resp.take(max_bytes as u64 + 1).read_to_end(&mut body).map_err(|e| {
+        if e.to_string().contains("timed out") {
+            FetchError::Timeout
+        } else {
+            FetchError::Transport(e.to_string())
+        }
+    })?;
+    if body.len() > max_bytes {
+        return Err(FetchError::TooLarge(max_bytes));
+    }
+    let bytes = body.len();
+    let keys = parse_set(&body)?;
+    Ok(Fetched::Keys { keys, bytes, cache })
+}
+
+/// Parses a JWK Set document and returns its `keys` array.
+pub fn parse_set(body: &[u8]) -> Result<Vec<Value>, FetchError> {
+    let mut doc: Value = serde_json::from_slice(body).map_err(|e| FetchError::NotJson(e.to_string()))?;
+    match doc.get_mut("keys").map(Value::take) {
+        Some(Value::Array(keys)) if !keys.is_empty() => Ok(keys),
+        Some(Value::Array(_)) => Err(FetchError::NoKeys),
+        _ => Err(FetchError::NotJson("no \"keys\" array".into())),
+    }
+}
+
+fn cache_info(h: &HeaderMap) -> CacheInfo {
+    let mut info = CacheInfo::default();
+    for value in h.get_all(header::CACHE_CONTROL) {
+        let Ok(v) = value.to_str() else { continue };
+        for directive in v.split(',') {
+            let d = directive.trim().to_ascii_lowercase();
+            if d == "no-store" {
+                info.no_store = true;
+            } else if d == "no-cache" || d.starts_with("no-cache=") {
+                info.no_cache = true;
+            } else if let Some(secs) = d.strip_prefix("max-age=") {
+                info.max_age = secs.trim_matches('"').parse::<u64>().ok().map(Duration::from_secs);
+            }
+        }
+    }
+    if info.max_age.is_none() {
+        let text = |name| h.get(name).and_then(|v: &header::HeaderValue| v.to_str().ok());
+        if let Some(expires) = text(header::EXPIRES) {
+            let base = text(header::DATE).and_then(parse_http_date).unwrap_or_else(unix_now);
+            // An unparsable Expires means "already expired" (RFC 9111 5.3).
+            info.expires_in = Some(parse_http_date(expires).map_or(Duration::ZERO, |t| Duration::from_secs(t.saturating_sub(base))));
+        }
+    }
+    info.etag = h.get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    info.last_modified = h.get(header::LAST_MODIFIED).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    info
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Parses an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") into Unix seconds.
+pub fn parse_http_date(s: &str) -> Option<u64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, mon, year, time, "GMT"] = parts.as_slice() else { return None };
+    let day: u64 = day.parse().ok()?;
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| m == mon)? as u64
+        + 1;
+    let year: u64 = year.parse().ok()?;
+    let hms: Vec<u64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else { return None };
+    if !(1..=31).contains(&day) || year < 1970 || *h > 23 || *m > 59 || *sec > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, mo) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + sec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("yesterday"), None);
+    }
+
+    #[test]
+    fn cache_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CACHE_CONTROL, "public, max-age=600".parse().unwrap());
+        h.insert(header::ETAG, "\"v1\"".parse().unwrap());
+        let c = cache_info(&h);
+        assert_eq!(c.max_age, Some(Duration::from_secs(600)));
+        assert_eq!(c.etag.as_deref(), Some("\"v1\""));
+        let mut h = HeaderMap::new();
+        h.insert(header::CACHE_CONTROL, "no-store".parse().unwrap());
+        assert!(cache_info(&h).no_store);
+        let mut h = HeaderMap::new();
+        h.insert(header::DATE, "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap());
+        h.insert(header::EXPIRES, "Sun, 06 Nov 1994 09:49:37 GMT".parse().unwrap());
+        assert_eq!(cache_info(&h).expires_in, Some(Duration::from_secs(3600)));
+        h.insert(header::EXPIRES, "0".parse().unwrap());
+        assert_eq!(cache_info(&h).expires_in, Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn content_types_and_sets() {
+        assert!(is_json_type("application/json; charset=utf-8"));
+        assert!(is_json_type("application/jwk-set+json"));
+        assert!(!is_json_type("text/html"));
+        assert!(!is_json_type(""));
+        assert_eq!(parse_set(br#"{"keys": []}"#), Err(FetchError::NoKeys));
+        assert!(matches!(parse_set(b"<html>"), Err(FetchError::NotJson(_))));
+        assert!(matches!(parse_set(br#"{"key": [1]}"#), Err(FetchError::NotJson(_))));
+        assert_eq!(parse_set(br#"{"keys": [1]}"#).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,261 @@
+//! The C API the Go shim calls. Modelled on rustls-ffi: a status enum, opaque handles, and a
+//! free function for everything Rust hands out.
+//!
+//! Rules every exported function keeps:
+//! - null pointers and invalid UTF-8 are errors, never undefined behaviour;
+//! - a panic is caught here and becomes `JWKA_STATUS_PANIC`; it never unwinds into Go;
+//! - errors come back through out-parameters, never thread-local state (goroutines change OS
+//!   threads between cgo calls);
+//! - handles are safe to use from many threads at once.
+
+use crate::aggregator::{Aggregator, HttpResponse};
+use crate::config::Settings;
+use crate::log::{JwkaLogLevel, Next};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+/// Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
+/// mismatch, which can only happen when a header and a library from different builds meet.
+pub const JWKA_ABI_VERSION: u32 = 1;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwkaStatus {
+    Ok = 0,
+    /// A required pointer was null.
+    NullArgument = 1,
+    /// The settings were rejected; the error buffer says why.
+    InvalidSettings = 2,
+    /// `jwka_aggregator_next_log` waited and found no event.
+    Empty = 3,
+    /// The aggregator was closed.
+    Closed = 4,
+    /// A bug: Rust panicked. The call had no effect beyond what it logged.
+    Panic = 99,
+}
+
+/// Bytes owned by Rust. Release with `jwka_buf_free`, exactly once. `data` is null when `len` is 0.
+#[repr(C)]
+#[derive(Debug)]
+pub struct JwkaBuf {
+    pub data: *mut u8,
+    pub len: usize,
+}
+
+impl JwkaBuf {
+    const EMPTY: JwkaBuf = JwkaBuf { data: std::ptr::null_mut(), len: 0 };
+
+    fn from_vec(v: Vec<u8>) -> JwkaBuf {
+        if v.is_empty() {
+            return JwkaBuf::EMPTY;
+        }
+        let boxed = v.into_boxed_slice();
+        let len = boxed.len();
+        JwkaBuf { data: Box::into_raw(boxed) as *mut u8, len }
+    }
+}
+
+/// One answer of the loopback server. `content_type` is a static string: never free it.
+#[repr(C)]
+#[derive(Debug)]
+pub struct JwkaHttpResponse {
+    pub status: u16,
+    pub content_type: *const libc::c_char,
+    pub body: JwkaBuf,
+}
+
+/// Opaque aggregator handle.
+pub struct JwkaAggregator {
+    inner: Aggregator,
+}
+
+fn guard(f: impl FnOnce() -> JwkaStatus) -> JwkaStatus {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(JwkaStatus::Panic)
+}
+
+unsafe fn put<T>(out: *mut T, value: T) {
+    if !out.is_null() {
+        out.write(value);
+    }
+}
+
+/// The ABI version of this library; compare with `JWKA_ABI_VERSION` from the header.
+#[no_mangle]
+pub extern "C" fn jwka_abi_version() -> u32 {
+    JWKA_ABI_VERSION
+}
+
+/// A static, NUL-terminated name for a status. Never free it.
+#[no_mangle]
+pub extern "C" fn jwka_status_str(status: JwkaStatus) -> *const libc::c_char {
+    let s: &'static [u8] = match status {
+        JwkaStatus::Ok => b"ok\0",
+        JwkaStatus::NullArgument => b"null argument\0",
+        JwkaStatus::InvalidSettings => b"invalid settings\0",
+        JwkaStatus::Empty => b"empty\0",
+        JwkaStatus::Closed => b"closed\0",
+        JwkaStatus::Panic => b"internal error (panic)\0",
+    };
+    s.as_ptr().cast()
+}
+
+/// Creates an aggregator from the JSON of the `jwk-aggregator` settings block.
+///
+/// On success `*out` holds a handle to release with `jwka_aggregator_free`. On failure `*out` is
+/// null and `*error` (if not null) holds a message naming the bad field and value; free it with
+/// `jwka_buf_free`. No network I/O happens here.
+///
+/// # Safety
+/// `settings` must point to `settings_len` readable bytes (or be null). `out` and `error` must be
+/// null or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn jwka_aggregator_new(
+    settings: *const u8,
+    settings_len: usize,
+    out: *mut *mut JwkaAggregator,
+    error: *mut JwkaBuf,
+) -> JwkaStatus {
+    guard(|| {
+        put(out, std::ptr::null_mut());
+        put(error, JwkaBuf::EMPTY);
+        if out.is_null() {
+            return JwkaStatus::NullArgument;
+        }
+        let fail = |msg: String| {
+            put(error, JwkaBuf::from_vec(msg.into_bytes()));
+            JwkaStatus::InvalidSettings
+        };
+        if settings.is_null() {
+            return if settings_len == 0 {
+                fail("missing \"jwk-aggregator\" settings block (it needs at least \"origins\" and \"port\")".into())
+            } else {
+                JwkaStatus::NullArgument
+            };
+        }
+        let bytes = std::slice::from_raw_parts(settings, settings_len);
+        let parsed = match Settings::from_json(bytes) {
+            Ok(s) => s,
+            Err(e) => return fail(e.0),
+        };
+        match Aggregator::new(parsed) {
+            Ok(inner) => {
+                put(out, Box::into_raw(Box::new(JwkaAggregator { inner })));
+                JwkaStatus::Ok
+            }
+            Err(msg) => fail(msg),
+        }
+    })
+}
+
+/// The configured port, or 0 for a null handle.
+///
+/// # Safety
+/// `agg` must be null or a live handle from `jwka_aggregator_new`.
+#[no_mangle]
+pub unsafe extern "C" fn jwka_aggregator_port(agg: *const JwkaAggregator) -> u16 {
+    catch_unwind(AssertUnwindSafe(|| agg.as_ref().map_or(0, |a| a.inner.settings().port))).unwrap_or(0)
+}
+
+/// Answers one GET request of the loopback server: `/` (the merged JWK Set), `/__health` or
+/// `/metrics`; anything else is 404. May block while origins are fetched (bounded by the
+/// configured timeouts). Free `out->body` with `jwka_buf_free`.
+///
+/// # Safety
+/// `agg` must be null or a live handle; `path` must point to `path_len` readable bytes or be null;
+/// `out` must be null or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn jwka_aggregator_serve(
+    agg: *const JwkaAggregator,
+    path: *const u8,
+    path_len: usize,
+    out: *mut JwkaHttpResponse,
+) -> JwkaStatus {
+    guard(|| {
+        let (Some(agg), false, false) = (agg.as_ref(), path.is_null(), out.is_null()) else {
+            return JwkaStatus::NullArgument;
+        };
+        let path = std::slice::from_raw_parts(path, path_len);
+        let resp = match path {
+            b"/" | b"" => agg.inner.jwks(),
+            b"/__health" => agg.inner.health(),
+            b"/metrics" => agg.inner.metrics(),
+            _ => HttpResponse {
+                status: 404,
+                content_type: "application/json",
+                body: br#"{"error":"not found: the merged JWK Set is at /, health at /__health, metrics at /metrics"}"#.to_vec(),
+            },
+        };
+        let content_type: *const libc::c_char = match resp.content_type {
+            "application/json" => c"application/json".as_ptr(),
+            _ => c"text/plain; version=0.0.4; charset=utf-8".as_ptr(),
+        };
+        put(out, JwkaHttpResponse { status: resp.status, content_type, body: JwkaBuf::from_vec(resp.body) });
+        JwkaStatus::Ok
+    })
+}
+
+/// Waits up to `wait_ms` for the next log event. `JWKA_STATUS_OK`: `*level` and `*message` are
+/// set (free the message with `jwka_buf_free`). `JWKA_STATUS_EMPTY`: nothing happened in time.
+/// `JWKA_STATUS_CLOSED`: the aggregator was closed and every event was delivered.
+///
+/// # Safety
+/// `agg` must be null or a live handle; `level` and `message` must be null or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn jwka_aggregator_next_log(
+    agg: *const JwkaAggregator,
+    wait_ms: u32,
+    level: *mut JwkaLogLevel,
+    message: *mut JwkaBuf,
+) -> JwkaStatus {
+    guard(|| {
+        put(message, JwkaBuf::EMPTY);
+        let (Some(agg), false, false) = (agg.as_ref(), level.is_null(), message.is_null()) else {
+            return JwkaStatus::NullArgument;
+        };
+        match agg.inner.logs().next(Duration::from_millis(wait_ms.into())) {
+            Next::Event(l, m) => {
+                put(level, l);
+                put(message, JwkaBuf::from_vec(m.into_bytes()));
+                JwkaStatus::Ok
+            }
+            Next::Empty => JwkaStatus::Empty,
+            Next::Closed => JwkaStatus::Closed,
+        }
+    })
+}
+
+/// Wakes every `jwka_aggregator_next_log` waiter; they drain what is left and then answer
+/// `JWKA_STATUS_CLOSED`. Call it before `jwka_aggregator_free` when another thread may be waiting.
+///
+/// # Safety
+/// `agg` must be null or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn jwka_aggregator_close(agg: *const JwkaAggregator) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        if let Some(a) = agg.as_ref() {
+            a.inner.logs().close();
+        }
+    }));
+}
+
+/// Releases an aggregator. No other call on it may be running or follow. Null is ignored.
+///
+/// # Safety
+/// `agg` must be null or a handle from `jwka_aggregator_new` not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn jwka_aggregator_free(agg: *mut JwkaAggregator) {
+    if !agg.is_null() {
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(agg))));
+    }
+}
+
+/// Releases a buffer this library returned. An empty buffer (null data) is ignored.
+///
+/// # Safety
+/// `buf` must come from this library and not have been freed before.
+#[no_mangle]
+pub unsafe extern "C" fn jwka_buf_free(buf: JwkaBuf) {
+    if !buf.data.is_null() {
+        let _ = catch_unwind(|| drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(buf.data, buf.len))));
+    }
+}

@@ -1,0 +1,356 @@
+//! Sanitizing one origin's keys and merging every origin's keys into the set KrakenD reads.
+//!
+//! go-jose (behind KrakenD's auth/validator) rejects the whole set when it cannot parse a single
+//! key, so anything it could choke on is dropped here, one key at a time, with a reason.
+
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Members that only private or symmetric keys carry. Never served (`k` only for allowed oct keys).
+const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth"];
+
+/// Why a key was left out of the merged set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    NotAnObject,
+    UnsupportedKty,
+    UnsupportedCurve,
+    MissingMember,
+    MalformedMember,
+    EncryptionKey,
+    SymmetricKey,
+    BadX509,
+    Duplicate,
+    OverKeyLimit,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 10] = [
+        DropReason::NotAnObject,
+        DropReason::UnsupportedKty,
+        DropReason::UnsupportedCurve,
+        DropReason::MissingMember,
+        DropReason::MalformedMember,
+        DropReason::EncryptionKey,
+        DropReason::SymmetricKey,
+        DropReason::BadX509,
+        DropReason::Duplicate,
+        DropReason::OverKeyLimit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::NotAnObject => "not_an_object",
+            DropReason::UnsupportedKty => "unsupported_kty",
+            DropReason::UnsupportedCurve => "unsupported_curve",
+            DropReason::MissingMember => "missing_member",
+            DropReason::MalformedMember => "malformed_member",
+            DropReason::EncryptionKey => "encryption_key",
+            DropReason::SymmetricKey => "symmetric_key_not_allowed",
+            DropReason::BadX509 => "bad_x509",
+            DropReason::Duplicate => "duplicate",
+            DropReason::OverKeyLimit => "over_key_limit",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        DropReason::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+/// A key left out, with enough context to log it once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    pub kid: Option<String>,
+    pub reason: DropReason,
+    pub detail: String,
+}
+
+/// The outcome of sanitizing one origin's `keys` array.
+#[derive(Debug, Default, Clone)]
+pub struct Sanitized {
+    pub keys: Vec<Map<String, Value>>,
+    pub dropped: Vec<Dropped>,
+    /// Private members removed from otherwise good public keys.
+    pub stripped_private: usize,
+}
+
+fn kid_of(v: &Value) -> Option<String> {
+    v.get("kid").and_then(Value::as_str).map(str::to_owned)
+}
+
+fn is_b64url(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Decoded length of unpadded base64url text.
+fn b64url_len(s: &str) -> usize {
+    s.len() * 3 / 4
+}
+
+fn need_b64(key: &Map<String, Value>, member: &str) -> Result<usize, (DropReason, String)> {
+    match key.get(member) {
+        None => Err((DropReason::MissingMember, format!("missing \"{member}\""))),
+        Some(Value::String(s)) if is_b64url(s) => Ok(b64url_len(s)),
+        Some(_) => Err((DropReason::MalformedMember, format!("\"{member}\" is not base64url"))),
+    }
+}
+
+fn check_key(key: &Map<String, Value>, allow_symmetric: bool) -> Result<(), (DropReason, String)> {
+    let kty = match key.get("kty") {
+        Some(Value::String(k)) => k.as_str(),
+        Some(_) => return Err((DropReason::MalformedMember, "\"kty\" is not a string".into())),
+        None => return Err((DropReason::MissingMember, "missing \"kty\"".into())),
+    };
+    if let Some(u) = key.get("use") {
+        match u.as_str() {
+            Some("sig") => {}
+            Some("enc") => return Err((DropReason::EncryptionKey, "\"use\" is \"enc\"".into())),
+            _ => return Err((DropReason::MalformedMember, format!("\"use\" is {u}"))),
+        }
+    }
+    for member in ["kid", "alg"] {
+        if key.get(member).is_some_and(|v| !v.is_string()) {
+            return Err((DropReason::MalformedMember, format!("\"{member}\" is not a string")));
+        }
+    }
+    match kty {
+        "RSA" => {
+            let n = need_b64(key, "n")?;
+            need_b64(key, "e")?;
+            // go-jose accepts small moduli, but the verifiers in front of it must not: under
+            // 2048 bits an RSA key is forgeable, so such a key is not served.
+            if n < 256 {
+                return Err((DropReason::MalformedMember, format!("RSA modulus of {} bits is under 2048", n * 8)));
+            }
+        }
+        "EC" => {
+            let (crv, size) = match key.get("crv").and_then(Value::as_str) {
+                Some("P-256") => ("P-256", 32),
+                Some("P-384") => ("P-384", 48),
+                Some("P-521") => ("P-521", 66),
+                Some(other) => return Err((DropReason::UnsupportedCurve, format!("EC curve {other:?}"))),
+                None => return Err((DropReason::MissingMember, "missing \"crv\"".into())),
+            };
+            for m in ["x", "y"] {
+                if need_b64(key, m)? != size {
+                    return Err((DropReason::MalformedMember, format!("\"{m}\" has the wrong length for {crv}")));
+                }
+            }
+        }
+        "OKP" => match key.get("crv").and_then(Value::as_str) {
+            Some("Ed25519") => {
+                if need_b64(key, "x")? != 32 {
+                    return Err((DropReason::MalformedMember, "\"x\" is not 32 bytes".into()));
+                }
+            }
+            Some(other) => return Err((DropReason::UnsupportedCurve, format!("OKP curve {other:?}"))),
+            None => return Err((DropReason::MissingMember, "missing \"crv\"".into())),
+        },
+        "oct" => {
+            if !allow_symmetric {
+                return Err((DropReason::SymmetricKey, "symmetric (oct) key; set allow_symmetric_keys to serve it".into()));
+            }
+            need_b64(key, "k")?;
+        }
+        other => return Err((DropReason::UnsupportedKty, format!("kty {other:?}"))),
+    }
+    check_x509(key)
+}
+
+/// go-jose fails the whole set on an x5t of the wrong length or an x5c it cannot decode. The
+/// certificate chain is never needed by the validator, so a well-formed one is kept as is and a
+/// malformed one drops the key.
+fn check_x509(key: &Map<String, Value>) -> Result<(), (DropReason, String)> {
+    for (member, len) in [("x5t", 20), ("x5t#S256", 32)] {
+        match key.get(member) {
+            None => {}
+            Some(Value::String(s)) if is_b64url(s) && b64url_len(s) == len => {}
+            Some(_) => return Err((DropReason::BadX509, format!("\"{member}\" is not a {len}-byte base64url digest"))),
+        }
+    }
+    match key.get("x5c") {
+        None => Ok(()),
+        Some(Value::Array(certs))
+            if !certs.is_empty()
+                && certs.iter().all(|c| {
+                    c.as_str().is_some_and(|s| {
+                        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+                    })
+                }) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err((DropReason::BadX509, "\"x5c\" is not a list of base64 certificates".into())),
+    }
+}
+
+/// Keeps the keys of one origin that KrakenD's validator can use, without private members.
+pub fn sanitize(keys: &[Value], allow_symmetric: bool, max_keys: usize) -> Sanitized {
+    let mut out = Sanitized::default();
+    for key in keys {
+        let Value::Object(map) = key else {
+            out.dropped.push(Dropped { kid: None, reason: DropReason::NotAnObject, detail: "not a JSON object".into() });
+            continue;
+        };
+        if let Err((reason, detail)) = check_key(map, allow_symmetric) {
+            out.dropped.push(Dropped { kid: kid_of(key), reason, detail });
+            continue;
+        }
+        let mut clean = map.clone();
+        for m in PRIVATE_MEMBERS {
+            if clean.remove(*m).is_some() {
+                out.stripped_private += 1;
+            }
+        }
+        if out.keys.contains(&clean) {
+            out.dropped.push(Dropped { kid: kid_of(key), reason: DropReason::Duplicate, detail: "exact duplicate".into() });
+            continue;
+        }
+        if out.keys.len() >= max_keys {
+            out.dropped.push(Dropped {
+                kid: kid_of(key),
+                reason: DropReason::OverKeyLimit,
+                detail: format!("more than max_keys_per_origin ({max_keys}) keys"),
+            });
+            continue;
+        }
+        out.keys.push(clean);
+    }
+    out
+}
+
+/// Two origins publish different keys under one kid. KrakenD keeps the last one in the set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collision {
+    pub kid: String,
+    pub first_origin: usize,
+    pub second_origin: usize,
+}
+
+/// The merged set, serialized once per change.
+#[derive(Debug, Clone, Default)]
+pub struct Merged {
+    pub json: Vec<u8>,
+    pub key_count: usize,
+    pub collisions: Vec<Collision>,
+}
+
+/// Merges per-origin key lists, in origin order, dropping keys that another origin already
+/// published identically.
+pub fn merge<'a>(per_origin: impl IntoIterator<Item = (usize, &'a [Map<String, Value>])>) -> Merged {
+    let mut keys: Vec<&Map<String, Value>> = Vec::new();
+    let mut by_kid: HashMap<&str, (usize, &Map<String, Value>)> = HashMap::new();
+    let mut collisions = Vec::new();
+    for (origin, list) in per_origin {
+        for key in list {
+            if keys.contains(&key) {
+                continue;
+            }
+            if let Some(kid) = key.get("kid").and_then(Value::as_str) {
+                match by_kid.get(kid) {
+                    Some((first, _)) => {
+                        let c = Collision { kid: kid.to_owned(), first_origin: *first, second_origin: origin };
+                        if !collisions.contains(&c) {
+                            collisions.push(c);
+                        }
+                    }
+                    None => {
+                        by_kid.insert(kid, (origin, key));
+                    }
+                }
+            }
+            keys.push(key);
+        }
+    }
+    let body = serde_json::json!({ "keys": keys });
+    Merged { json: serde_json::to_vec(&body).unwrap_or_default(), key_count: keys.len(), collisions }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn b64(n: usize) -> String {
+        "A".repeat((n * 4).div_ceil(3))
+    }
+
+    fn rsa(kid: &str) -> Value {
+        json!({"kty": "RSA", "kid": kid, "n": b64(256), "e": "AQAB", "alg": "RS256", "use": "sig"})
+    }
+
+    #[test]
+    fn private_members_are_stripped() {
+        let mut k = rsa("a");
+        for m in PRIVATE_MEMBERS {
+            k[*m] = json!("AAAA");
+        }
+        let s = sanitize(&[k], false, 10);
+        assert_eq!(s.keys.len(), 1);
+        assert_eq!(s.stripped_private, PRIVATE_MEMBERS.len());
+        for m in PRIVATE_MEMBERS {
+            assert!(!s.keys[0].contains_key(*m), "{m} served");
+        }
+    }
+
+    #[test]
+    fn unparseable_keys_are_dropped_with_reasons() {
+        let keys = vec![
+            json!("nope"),
+            json!({"kty": "XYZ", "kid": "x"}),
+            json!({"kty": "EC", "kid": "k1", "crv": "secp256k1", "x": b64(32), "y": b64(32)}),
+            json!({"kty": "OKP", "kid": "x4", "crv": "X25519", "x": b64(32)}),
+            json!({"kty": "RSA", "kid": "enc", "n": b64(256), "e": "AQAB", "use": "enc"}),
+            json!({"kty": "oct", "kid": "hs", "k": "c2VjcmV0"}),
+            json!({"kty": "RSA", "kid": "small", "n": b64(128), "e": "AQAB"}),
+            json!({"kty": "RSA", "kid": "badt", "n": b64(256), "e": "AQAB", "x5t": "abc"}),
+            json!({"kty": "RSA", "kid": "nomod", "e": "AQAB"}),
+            json!({"kty": "EC", "kid": "short", "crv": "P-256", "x": b64(31), "y": b64(32)}),
+            rsa("good"),
+        ];
+        let s = sanitize(&keys, false, 100);
+        assert_eq!(s.keys.len(), 1);
+        assert_eq!(s.keys[0]["kid"], "good");
+        let reasons: Vec<_> = s.dropped.iter().map(|d| (d.kid.as_deref(), d.reason)).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (None, DropReason::NotAnObject),
+                (Some("x"), DropReason::UnsupportedKty),
+                (Some("k1"), DropReason::UnsupportedCurve),
+                (Some("x4"), DropReason::UnsupportedCurve),
+                (Some("enc"), DropReason::EncryptionKey),
+                (Some("hs"), DropReason::SymmetricKey),
+                (Some("small"), DropReason::MalformedMember),
+                (Some("badt"), DropReason::BadX509),
+                (Some("nomod"), DropReason::MissingMember),
+                (Some("short"), DropReason::MalformedMember),
+            ]
+        );
+    }
+
+    #[test]
+    fn symmetric_keys_only_when_allowed_and_duplicates_and_limits() {
+        let hs = json!({"kty": "oct", "kid": "hs", "k": "c2VjcmV0"});
+        assert_eq!(sanitize(std::slice::from_ref(&hs), true, 10).keys.len(), 1);
+        let s = sanitize(&[rsa("a"), rsa("a"), rsa("b"), rsa("c")], false, 2);
+        assert_eq!(s.keys.len(), 2);
+        assert_eq!(s.dropped[0].reason, DropReason::Duplicate);
+        assert_eq!(s.dropped[1].reason, DropReason::OverKeyLimit);
+    }
+
+    #[test]
+    fn merge_keeps_origin_order_dedups_and_reports_collisions() {
+        let a = sanitize(&[rsa("a1"), rsa("shared")], false, 10).keys;
+        let mut other = rsa("shared");
+        other["n"] = json!(format!("B{}", &b64(256)[1..]));
+        let b = sanitize(&[rsa("a1"), other, rsa("b1")], false, 10).keys;
+        let m = merge([(0, a.as_slice()), (1, b.as_slice())]);
+        let v: Value = serde_json::from_slice(&m.json).unwrap();
+        let kids: Vec<_> = v["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        assert_eq!(kids, ["a1", "shared", "shared", "b1"]);
+        assert_eq!(m.key_count, 4);
+        assert_eq!(m.collisions, vec![Collision { kid: "shared".into(), first_origin: 0, second_origin: 1 }]);
+    }
+}

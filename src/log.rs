@@ -1,0 +1,102 @@
+//! Log events waiting for the shim, which hands them to KrakenD's logger.
+//!
+//! Rust never calls into Go: the shim pulls events with `jwka_aggregator_next_log`. The queue is
+//! bounded so a shim that stops reading cannot make the gateway grow without limit.
+
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum JwkaLogLevel {
+    Debug = 0,
+    Info = 1,
+    Warning = 2,
+    Error = 3,
+    Critical = 4,
+}
+
+const CAPACITY: usize = 1024;
+
+#[derive(Default)]
+struct Inner {
+    events: VecDeque<(JwkaLogLevel, String)>,
+    lost: u64,
+    closed: bool,
+}
+
+#[derive(Default)]
+pub struct LogQueue {
+    inner: Mutex<Inner>,
+    ready: Condvar,
+}
+
+pub enum Next {
+    Event(JwkaLogLevel, String),
+    Empty,
+    Closed,
+}
+
+impl LogQueue {
+    pub fn push(&self, level: JwkaLogLevel, msg: String) {
+        let mut g = self.inner.lock();
+        if g.events.len() >= CAPACITY {
+            g.events.pop_front();
+            g.lost += 1;
+        }
+        g.events.push_back((level, msg));
+        drop(g);
+        self.ready.notify_one();
+    }
+
+    /// Waits up to `wait` for an event. Reports events lost to the bound before the next one.
+    pub fn next(&self, wait: Duration) -> Next {
+        let mut g = self.inner.lock();
+        if g.events.is_empty() && !g.closed {
+            self.ready.wait_for(&mut g, wait);
+        }
+        if g.lost > 0 {
+            let lost = std::mem::take(&mut g.lost);
+            return Next::Event(JwkaLogLevel::Warning, format!("{lost} log messages were dropped (log queue full)"));
+        }
+        match g.events.pop_front() {
+            Some((level, msg)) => Next::Event(level, msg),
+            None if g.closed => Next::Closed,
+            None => Next::Empty,
+        }
+    }
+
+    /// Wakes every waiter; later calls to `next` drain what is left, then answer `Closed`.
+    pub fn close(&self) {
+        self.inner.lock().closed = true;
+        self.ready.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_and_closable() {
+        let q = LogQueue::default();
+        for i in 0..CAPACITY + 5 {
+            q.push(JwkaLogLevel::Info, format!("m{i}"));
+        }
+        match q.next(Duration::ZERO) {
+            Next::Event(JwkaLogLevel::Warning, m) => assert!(m.starts_with("5 log messages were dropped"), "{m}"),
+            _ => panic!("expected the lost-events warning"),
+        }
+        match q.next(Duration::ZERO) {
+            Next::Event(_, m) => assert_eq!(m, "m5"),
+            _ => panic!(),
+        }
+        assert!(matches!(LogQueue::default().next(Duration::from_millis(1)), Next::Empty));
+        let q = LogQueue::default();
+        q.push(JwkaLogLevel::Error, "last".into());
+        q.close();
+        assert!(matches!(q.next(Duration::from_secs(5)), Next::Event(JwkaLogLevel::Error, _)));
+        assert!(matches!(q.next(Duration::from_secs(5)), Next::Closed));
+    }
+}

@@ -1,0 +1,239 @@
+//! The aggregator against real loopback origins: merging, isolation, staleness, back-off,
+//! coalescing, caching and sanitizing, as the loopback server's clients see them.
+
+mod common;
+
+use common::{jwks, rsa_jwk, Origin, Reply};
+use jwk_aggregator::aggregator::{Aggregator, HttpResponse};
+use jwk_aggregator::config::Settings;
+use serde_json::{json, Value};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+fn aggregator(origins: &[&Origin], extra: Value) -> Aggregator {
+    let mut s = json!({"port": 9876, "origins": origins.iter().map(|o| o.url.clone()).collect::<Vec<_>>()});
+    for (k, v) in extra.as_object().unwrap() {
+        s[k] = v.clone();
+    }
+    Aggregator::new(Settings::from_json(s.to_string().as_bytes()).unwrap()).unwrap()
+}
+
+fn kids(resp: &HttpResponse) -> Vec<String> {
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(resp.content_type, "application/json");
+    let v: Value = serde_json::from_slice(&resp.body).unwrap();
+    v["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap_or("").to_owned()).collect()
+}
+
+fn health(agg: &Aggregator) -> (u16, Value) {
+    let r = agg.health();
+    (r.status, serde_json::from_slice(&r.body).unwrap())
+}
+
+fn logs(agg: &Aggregator) -> Vec<String> {
+    let mut out = vec![];
+    while let jwk_aggregator::log::Next::Event(_, m) = agg.logs().next(Duration::ZERO) {
+        out.push(m);
+    }
+    out
+}
+
+#[test]
+fn merges_every_origin_in_order() {
+    let a = Origin::start(Reply::json(jwks(&[rsa_jwk("a1"), rsa_jwk("a2")])));
+    let b = Origin::start(Reply::json(jwks(&[rsa_jwk("b1")])));
+    let agg = aggregator(&[&a, &b], json!({}));
+    assert_eq!(kids(&agg.jwks()), ["a1", "a2", "b1"]);
+    let (status, h) = health(&agg);
+    assert_eq!(status, 200);
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["origins"][1]["keys"], 1);
+}
+
+#[test]
+fn origins_are_fetched_at_the_same_time() {
+    let (in_flight, max) = (Arc::default(), Arc::<std::sync::atomic::AtomicUsize>::default());
+    let slow = |k: &str| {
+        let reply = Reply { delay: Duration::from_millis(300), ..Reply::json(jwks(&[rsa_jwk(k)])) };
+        Origin::start_sharing(reply, Arc::clone(&in_flight), Arc::clone(&max))
+    };
+    let (a, b, c) = (slow("a"), slow("b"), slow("c"));
+    let agg = aggregator(&[&a, &b, &c], json!({}));
+    assert_eq!(kids(&agg.jwks()), ["a", "b", "c"]);
+    assert_eq!(max.load(std::sync::atomic::Ordering::SeqCst), 3, "the three origins were not fetched at the same time");
+}
+
+#[test]
+fn a_failing_origin_does_not_take_the_others_down() {
+    let good = Origin::start(Reply::json(jwks(&[rsa_jwk("good")])));
+    let cases: Vec<(Reply, &str)> = vec![
+        (Reply { status: 500, ..Reply::json("oops") }, "HTTP 500"),
+        (Reply { content_type: "text/html".into(), ..Reply::json("<html>") }, "Content-Type"),
+        (Reply::json("{not json"), "not a JWK Set"),
+        (Reply::json(r#"{"keys": []}"#), "no usable keys"),
+        (Reply::json(jwks(&[json!({"kty": "XYZ", "kid": "weird"})])), "no usable keys"),
+        (Reply::json(vec![b' '; 2 * 1024 * 1024]), "max_response_bytes"),
+    ];
+    for (reply, reason) in cases {
+        let bad = Origin::start(reply);
+        let agg = aggregator(&[&bad, &good], json!({}));
+        assert_eq!(kids(&agg.jwks()), ["good"], "{reason}");
+        let (status, h) = health(&agg);
+        assert_eq!(status, 207, "{reason}");
+        assert_eq!(h["origins"][0]["state"], "down");
+        assert!(h["origins"][0]["last_error"].as_str().unwrap().contains(reason), "{reason}: {h}");
+        assert!(logs(&agg).iter().any(|l| l.contains(&bad.url) && l.contains(reason)), "{reason} not logged");
+    }
+    // Refused connections too.
+    let dead_url = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/jwks", l.local_addr().unwrap())
+    };
+    let s = json!({"port": 1, "origins": [dead_url, good.url]});
+    let agg = Aggregator::new(Settings::from_json(s.to_string().as_bytes()).unwrap()).unwrap();
+    assert_eq!(kids(&agg.jwks()), ["good"]);
+}
+
+#[test]
+fn no_usable_keys_is_a_503_with_a_json_error() {
+    let bad = Origin::start(Reply { status: 502, ..Reply::json("") });
+    let agg = aggregator(&[&bad], json!({}));
+    let r = agg.jwks();
+    assert_eq!(r.status, 503);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["error"], "no origin has usable keys");
+    assert!(v["origins"][0]["last_error"].as_str().unwrap().contains("502"));
+    assert_eq!(health(&agg).0, 503);
+}
+
+#[test]
+fn last_good_keys_survive_failures_until_max_stale() {
+    let a = Origin::start(Reply::json(jwks(&[rsa_jwk("a")])));
+    let b = Origin::start(Reply::json(jwks(&[rsa_jwk("b")])));
+    let agg = aggregator(&[&a, &b], json!({"max_stale": "700ms"}));
+    assert_eq!(kids(&agg.jwks()), ["a", "b"]);
+    a.set(|r| r.status = 500);
+    assert_eq!(kids(&agg.jwks()), ["a", "b"], "stale keys must still be served");
+    let (status, h) = health(&agg);
+    assert_eq!((status, h["origins"][0]["state"].as_str()), (207, Some("stale")));
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(kids(&agg.jwks()), ["b"], "keys older than max_stale must go");
+    a.set(|r| r.status = 200);
+    std::thread::sleep(Duration::from_millis(1100)); // past the first back-off
+    assert_eq!(kids(&agg.jwks()), ["a", "b"]);
+    assert!(logs(&agg).iter().any(|l| l.contains("recovered")));
+}
+
+#[test]
+fn a_hanging_origin_costs_its_timeout_once_then_backs_off() {
+    let hang = Origin::start(Reply { delay: Duration::from_secs(3), ..Reply::json(jwks(&[rsa_jwk("h")])) });
+    let good = Origin::start(Reply::json(jwks(&[rsa_jwk("g")])));
+    let agg = aggregator(&[&hang, &good], json!({"timeout": "300ms"}));
+    assert_eq!(kids(&agg.jwks()), ["g"]);
+    assert!(health(&agg).1["origins"][0]["last_error"].as_str().unwrap().contains("timed out"));
+    for _ in 0..5 {
+        assert_eq!(kids(&agg.jwks()), ["g"]);
+    }
+    assert_eq!(hang.hits(), 1, "a backing-off origin must not be fetched on every request");
+    assert_eq!(good.hits(), 6, "with cache off, healthy origins are fetched per request");
+}
+
+#[test]
+fn concurrent_cold_requests_share_one_fetch_per_origin() {
+    let a = Origin::start(Reply { delay: Duration::from_millis(300), ..Reply::json(jwks(&[rsa_jwk("a")])) });
+    let b = Origin::start(Reply { delay: Duration::from_millis(300), ..Reply::json(jwks(&[rsa_jwk("b")])) });
+    let agg = Arc::new(aggregator(&[&a, &b], json!({})));
+    let n = 64;
+    let barrier = Arc::new(Barrier::new(n));
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let (agg, barrier) = (agg.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                kids(&agg.jwks())
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), ["a", "b"]);
+    }
+    assert_eq!((a.hits(), b.hits()), (1, 1));
+    assert_eq!(a.max_in_flight.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn cache_follows_max_age_and_revalidates_with_etag() {
+    let a = Origin::start(Reply {
+        headers: vec![("Cache-Control".into(), "max-age=3600".into())],
+        ..Reply::json(jwks(&[rsa_jwk("a")]))
+    });
+    let agg = aggregator(&[&a], json!({"cache": true}));
+    for _ in 0..5 {
+        assert_eq!(kids(&agg.jwks()), ["a"]);
+    }
+    assert_eq!(a.hits(), 1);
+
+    let b = Origin::start(Reply {
+        headers: vec![("Cache-Control".into(), "no-cache".into()), ("ETag".into(), "\"v1\"".into())],
+        etag_304: Some("\"v1\"".into()),
+        ..Reply::json(jwks(&[rsa_jwk("b")]))
+    });
+    let agg = aggregator(&[&b], json!({"cache": true, "cache_min_ttl": "0"}));
+    assert_eq!(kids(&agg.jwks()), ["b"]);
+    assert_eq!(kids(&agg.jwks()), ["b"]);
+    assert_eq!(b.hits(), 2);
+    assert_eq!(b.last_if_none_match.lock().unwrap().as_deref(), Some("\"v1\""));
+    let m = String::from_utf8(agg.metrics().body).unwrap();
+    assert!(m.contains(&format!("jwk_aggregator_origin_fetches_not_modified_total{{origin=\"{}\"}} 1", b.url)), "{m}");
+}
+
+#[test]
+fn cache_off_fetches_fresh_keys_on_every_request() {
+    let a = Origin::start(Reply::json(jwks(&[rsa_jwk("old")])));
+    let agg = aggregator(&[&a], json!({}));
+    assert_eq!(kids(&agg.jwks()), ["old"]);
+    a.set(|r| r.body = jwks(&[rsa_jwk("new")]));
+    assert_eq!(kids(&agg.jwks()), ["new"], "rotated keys must show up at once with cache off");
+}
+
+#[test]
+fn private_and_symmetric_material_is_never_served() {
+    let mut leaked = rsa_jwk("leaky");
+    for m in ["d", "p", "q", "dp", "dq", "qi"] {
+        leaked[m] = json!("c2VjcmV0");
+    }
+    let a = Origin::start(Reply::json(jwks(&[leaked, json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"})])));
+    let agg = aggregator(&[&a], json!({}));
+    let r = agg.jwks();
+    assert_eq!(kids(&r), ["leaky"]);
+    let body = String::from_utf8(r.body).unwrap();
+    for m in ["\"d\"", "\"p\"", "\"q\"", "\"dp\"", "\"dq\"", "\"qi\"", "\"k\"", "c2VjcmV0"] {
+        assert!(!body.contains(m), "{m} served: {body}");
+    }
+    let l = logs(&agg);
+    assert!(l.iter().any(|m| m.contains("private key members")), "{l:?}");
+    assert!(l.iter().any(|m| m.contains("kid=\"hmac\"") && m.contains("symmetric")), "{l:?}");
+    // Logged once, not per request.
+    agg.jwks();
+    assert!(!logs(&agg).iter().any(|m| m.contains("hmac")));
+    let m = String::from_utf8(agg.metrics().body).unwrap();
+    assert!(m.contains("reason=\"symmetric_key_not_allowed\"} 2"), "{m}");
+
+    let agg = aggregator(&[&a], json!({"allow_symmetric_keys": true}));
+    assert_eq!(kids(&agg.jwks()), ["leaky", "hmac"]);
+}
+
+#[test]
+fn kid_collisions_are_reported() {
+    let a = Origin::start(Reply::json(jwks(&[rsa_jwk("same")])));
+    let mut other = rsa_jwk("same");
+    other["n"] = json!(format!("Z{}", &other["n"].as_str().unwrap()[1..]));
+    let b = Origin::start(Reply::json(jwks(&[other])));
+    let agg = aggregator(&[&a, &b], json!({}));
+    assert_eq!(kids(&agg.jwks()), ["same", "same"]);
+    let (_, h) = health(&agg);
+    assert_eq!(h["origins"][0]["kid_collisions"], json!(["same"]));
+    assert_eq!(h["origins"][1]["kid_collisions"], json!(["same"]));
+    assert!(logs(&agg).iter().any(|l| l.contains("\"same\"") && l.contains(&a.url) && l.contains(&b.url)));
+    assert!(String::from_utf8(agg.metrics().body).unwrap().contains("jwk_aggregator_kid_collisions 1"));
+}
