@@ -5,7 +5,7 @@ use crate::config::{fmt_duration, Settings};
 use crate::fetch::{self, CacheInfo, Conditional, FetchError, Fetched};
 use crate::keyset::{self, Collision, DropReason, Merged};
 use crate::log::{JwkaLogLevel, LogQueue};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use reqwest::blocking::Client;
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
@@ -39,6 +39,8 @@ struct GoodSet {
     confirmed: Instant,
     confirmed_unix: u64,
     fresh_until: Instant,
+    /// When the background refresher fetches it again (before `fresh_until`).
+    refresh_at: Instant,
     etag: Option<String>,
     last_modified: Option<String>,
 }
@@ -81,7 +83,8 @@ struct MergedCache {
     merged: Arc<Merged>,
 }
 
-pub struct Aggregator {
+/// The shared state behind an `Aggregator`, also held by its background refresher.
+pub struct Core {
     settings: Settings,
     client: Client,
     slots: Vec<Slot>,
@@ -90,14 +93,57 @@ pub struct Aggregator {
     log: LogQueue,
     requests: AtomicU64,
     responses_503: AtomicU64,
+    /// Set when the aggregator is dropped; wakes the refresher.
+    stopping: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// The aggregator: the shared core plus a background thread that fetches every origin at start
+/// and, with `cache: true`, refreshes each one before it expires, so that the validator's
+/// requests find fresh keys without waiting for the network.
+pub struct Aggregator {
+    core: Arc<Core>,
+    refresher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::ops::Deref for Aggregator {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl Drop for Aggregator {
+    fn drop(&mut self) {
+        *self.core.stopping.lock() = true;
+        self.core.wake.notify_all();
+        if let Some(t) = self.refresher.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Share of an origin's freshness lifetime after which the refresher fetches it again.
+const REFRESH_AHEAD: f64 = 0.8;
+
+impl Aggregator {
+    pub fn new(settings: Settings) -> Result<Aggregator, String> {
+        let core = Arc::new(Core::new(settings)?);
+        let bg = core.clone();
+        let refresher = std::thread::Builder::new()
+            .name("jwka-refresh".into())
+            .spawn(move || bg.refresh_loop())
+            .map_err(|e| format!("cannot start the refresher thread: {e}"))?;
+        Ok(Aggregator { core, refresher: Some(refresher) })
+    }
 }
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-impl Aggregator {
-    pub fn new(settings: Settings) -> Result<Aggregator, String> {
+impl Core {
+    fn new(settings: Settings) -> Result<Core, String> {
         let client = fetch::build_client(&settings)?;
         let slots = settings
             .origins
@@ -109,7 +155,7 @@ impl Aggregator {
                 stats: OriginStats::default(),
             })
             .collect();
-        let agg = Aggregator {
+        let agg = Core {
             settings,
             client,
             slots,
@@ -118,6 +164,8 @@ impl Aggregator {
             log: LogQueue::default(),
             requests: AtomicU64::new(0),
             responses_503: AtomicU64::new(0),
+            stopping: Mutex::new(false),
+            wake: Condvar::new(),
         };
         agg.log(
             JwkaLogLevel::Info,
@@ -144,7 +192,7 @@ impl Aggregator {
     }
 
     /// Whether a request that arrived at `start` must fetch this origin (or wait for a fetch).
-    fn wants_fetch(&self, st: &OriginState, start: Instant) -> bool {
+    fn wants_fetch(&self, st: &OriginState, start: Instant, ahead: bool) -> bool {
         if st.last_done.is_some_and(|t| t >= start) {
             return false; // a fetch finished after this request arrived: share it
         }
@@ -152,17 +200,18 @@ impl Aggregator {
             return false; // backing off: serve the last good keys
         }
         match (&st.good, self.settings.cache) {
+            (Some(good), true) if ahead => start >= good.refresh_at,
             (Some(good), true) => start >= good.fresh_until,
             _ => true,
         }
     }
 
     /// Refreshes one origin unless another caller already did so after `start`.
-    fn refresh(&self, slot: &Slot, start: Instant) {
+    fn refresh(&self, slot: &Slot, start: Instant, ahead: bool) {
         let _flight = slot.flight.lock();
         let previous = {
             let st = slot.state.lock();
-            if !self.wants_fetch(&st, start) {
+            if !self.wants_fetch(&st, start, ahead) {
                 return;
             }
             st.good.clone()
@@ -255,6 +304,7 @@ impl Aggregator {
             confirmed: now,
             confirmed_unix: unix_now(),
             fresh_until: now + ttl,
+            refresh_at: now + ttl.mul_f64(REFRESH_AHEAD),
             etag: if cache.no_store { None } else { cache.etag.clone() },
             last_modified: if cache.no_store { None } else { cache.last_modified.clone() },
         }
@@ -303,17 +353,52 @@ impl Aggregator {
 
     /// Brings every origin that needs it up to date, all at once: the wait is that of the
     /// slowest origin, not the sum.
-    fn refresh_all(&self, start: Instant) {
-        let due: Vec<&Slot> = self.slots.iter().filter(|s| self.wants_fetch(&s.state.lock(), start)).collect();
+    fn refresh_all(&self, start: Instant, ahead: bool) {
+        let due: Vec<&Slot> = self.slots.iter().filter(|s| self.wants_fetch(&s.state.lock(), start, ahead)).collect();
         match due.as_slice() {
             [] => {}
-            [one] => self.refresh(one, start),
+            [one] => self.refresh(one, start, ahead),
             many => std::thread::scope(|scope| {
                 for slot in many {
-                    scope.spawn(move || self.refresh(slot, start));
+                    scope.spawn(move || self.refresh(slot, start, ahead));
                 }
             }),
         }
+    }
+
+    /// The background refresher: every origin once at start, then (with `cache: true`) each one
+    /// when REFRESH_AHEAD of its freshness has passed, or when its back-off ends.
+    fn refresh_loop(&self) {
+        let mut first = true;
+        loop {
+            if *self.stopping.lock() {
+                return;
+            }
+            if first || self.settings.cache {
+                self.refresh_all(Instant::now(), true);
+            }
+            first = false;
+            let wait = if self.settings.cache { self.next_due().saturating_duration_since(Instant::now()) } else { Duration::MAX };
+            let mut stop = self.stopping.lock();
+            if *stop {
+                return;
+            }
+            // Never sleep past a minute: cheap, and bounds the effect of a clock or logic surprise.
+            self.wake.wait_for(&mut stop, wait.clamp(Duration::from_millis(50), Duration::from_secs(60)));
+        }
+    }
+
+    /// When the refresher should look at the origins next.
+    fn next_due(&self) -> Instant {
+        self.slots
+            .iter()
+            .map(|slot| {
+                let st = slot.state.lock();
+                let due = st.good.as_ref().map_or_else(Instant::now, |g| g.refresh_at);
+                st.retry_at.map_or(due, |r| due.max(r))
+            })
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(60))
     }
 
     fn merged(&self, now: Instant) -> Arc<Merged> {
@@ -351,7 +436,7 @@ impl Aggregator {
     pub fn jwks(&self) -> HttpResponse {
         self.requests.fetch_add(1, Relaxed);
         let start = Instant::now();
-        self.refresh_all(start);
+        self.refresh_all(start, false);
         let merged = self.merged(Instant::now());
         if merged.key_count == 0 {
             self.responses_503.fetch_add(1, Relaxed);

@@ -135,6 +135,14 @@ impl Settings {
         };
         let cache_min_ttl = get_duration(map, "cache_min_ttl", DEFAULT_CACHE_MIN_TTL)?;
         let cache_max_ttl = get_duration(map, "cache_max_ttl", DEFAULT_CACHE_MAX_TTL)?;
+        if cache_min_ttl < Duration::from_secs(1) {
+            // The refresher fetches each origin once per freshness lifetime: under a second would
+            // hammer the identity provider.
+            return Err(ConfigError(format!(
+                "invalid \"cache_min_ttl\": expected at least 1s, got {}",
+                show(&map["cache_min_ttl"])
+            )));
+        }
         if cache_min_ttl > cache_max_ttl {
             return Err(ConfigError(format!(
                 "invalid \"cache_min_ttl\": {} is longer than \"cache_max_ttl\" {}",

@@ -135,7 +135,8 @@ fn a_hanging_origin_costs_its_timeout_once_then_backs_off() {
         assert_eq!(kids(&agg.jwks()), ["g"]);
     }
     assert_eq!(hang.hits(), 1, "a backing-off origin must not be fetched on every request");
-    assert_eq!(good.hits(), 6, "with cache off, healthy origins are fetched per request");
+    // With cache off every request fetches (the start-up prefetch may add one more).
+    assert!(good.hits() >= 6, "with cache off, healthy origins are fetched per request: {}", good.hits());
 }
 
 #[test]
@@ -178,13 +179,37 @@ fn cache_follows_max_age_and_revalidates_with_etag() {
         etag_304: Some("\"v1\"".into()),
         ..Reply::json(jwks(&[rsa_jwk("b")]))
     });
-    let agg = aggregator(&[&b], json!({"cache": true, "cache_min_ttl": "0"}));
+    let agg = aggregator(&[&b], json!({"cache": true, "cache_min_ttl": "1s"}));
     assert_eq!(kids(&agg.jwks()), ["b"]);
-    assert_eq!(kids(&agg.jwks()), ["b"]);
-    assert_eq!(b.hits(), 2);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(kids(&agg.jwks()), ["b"], "a 304 keeps the last keys");
+    assert!(b.hits() >= 2, "no-cache must be revalidated after cache_min_ttl");
     assert_eq!(b.last_if_none_match.lock().unwrap().as_deref(), Some("\"v1\""));
     let m = String::from_utf8(agg.metrics().body).unwrap();
-    assert!(m.contains(&format!("jwk_aggregator_origin_fetches_not_modified_total{{origin=\"{}\"}} 1", b.url)), "{m}");
+    let line = m.lines().find(|l| l.starts_with("jwk_aggregator_origin_fetches_not_modified_total")).unwrap();
+    assert!(!line.ends_with(" 0"), "{line}");
+}
+
+#[test]
+fn cache_on_refreshes_in_the_background_before_expiry() {
+    let a = Origin::start(Reply {
+        headers: vec![("Cache-Control".into(), "max-age=1".into())],
+        ..Reply::json(jwks(&[rsa_jwk("v1")]))
+    });
+    let agg = aggregator(&[&a], json!({"cache": true, "cache_min_ttl": "1s"}));
+    // The start-up prefetch fills the cache without any request.
+    for _ in 0..50 {
+        if a.hits() > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(a.hits(), 1, "no start-up prefetch");
+    a.set(|r| r.body = jwks(&[rsa_jwk("v2")]));
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = a.hits();
+    assert!(before >= 2, "no refresh ahead of expiry");
+    assert_eq!(kids(&agg.jwks()), ["v2"]);
 }
 
 #[test]

@@ -1,0 +1,128 @@
+//! The C API as a C caller uses it: null pointers, bad bytes, every buffer freed, threads.
+
+mod common;
+
+use common::{jwks, rsa_jwk, Origin, Reply};
+use jwk_aggregator::ffi::*;
+use jwk_aggregator::log::JwkaLogLevel;
+use std::ffi::CStr;
+use std::ptr::{null, null_mut};
+
+fn take(buf: JwkaBuf) -> String {
+    let s = if buf.data.is_null() {
+        String::new()
+    } else {
+        String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(buf.data, buf.len) }).into_owned()
+    };
+    unsafe { jwka_buf_free(buf) };
+    s
+}
+
+fn new(settings: &[u8]) -> (JwkaStatus, *mut JwkaAggregator, String) {
+    let mut agg = null_mut();
+    let mut err = JwkaBuf { data: null_mut(), len: 0 };
+    let st = unsafe { jwka_aggregator_new(settings.as_ptr(), settings.len(), &mut agg, &mut err) };
+    (st, agg, take(err))
+}
+
+fn serve(agg: *const JwkaAggregator, path: &str) -> (u16, String, String) {
+    let mut out = JwkaHttpResponse { status: 0, content_type: null(), body: JwkaBuf { data: null_mut(), len: 0 } };
+    let st = unsafe { jwka_aggregator_serve(agg, path.as_ptr(), path.len(), &mut out) };
+    assert_eq!(st, JwkaStatus::Ok);
+    let ct = unsafe { CStr::from_ptr(out.content_type) }.to_str().unwrap().to_owned();
+    (out.status, ct, take(out.body))
+}
+
+#[test]
+fn abi_version_matches_the_header() {
+    let header = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/jwk_aggregator.h")).unwrap();
+    assert!(header.contains(&format!("#define JWKA_ABI_VERSION {}", jwka_abi_version())));
+}
+
+#[test]
+fn settings_errors_come_back_as_messages() {
+    let (st, agg, msg) = new(br#"{"port": 70000, "origins": ["https://a.example/k"]}"#);
+    assert_eq!(st, JwkaStatus::InvalidSettings);
+    assert!(agg.is_null());
+    assert!(msg.contains("\"port\"") && msg.contains("70000"), "{msg}");
+    let (st, _, msg) = new(b"{\"port\": 1, \"origins\": [\"\xc3\x28\"]}");
+    assert_eq!(st, JwkaStatus::InvalidSettings);
+    assert!(msg.contains("UTF-8"), "{msg}");
+    let (st, _, msg) = new(b"\0\0\0");
+    assert_eq!(st, JwkaStatus::InvalidSettings);
+    assert!(msg.contains("JSON"), "{msg}");
+    let (st, _, msg) = new(b"");
+    assert_eq!(st, JwkaStatus::InvalidSettings, "{msg}");
+}
+
+#[test]
+fn null_pointers_are_errors_not_crashes() {
+    unsafe {
+        let mut agg = null_mut();
+        assert_eq!(jwka_aggregator_new(null(), 0, &mut agg, null_mut()), JwkaStatus::InvalidSettings);
+        assert_eq!(jwka_aggregator_new(null(), 5, &mut agg, null_mut()), JwkaStatus::NullArgument);
+        assert_eq!(jwka_aggregator_new(b"{}".as_ptr(), 2, null_mut(), null_mut()), JwkaStatus::NullArgument);
+        assert_eq!(jwka_aggregator_port(null()), 0);
+        let mut out = JwkaHttpResponse { status: 0, content_type: null(), body: JwkaBuf { data: null_mut(), len: 0 } };
+        assert_eq!(jwka_aggregator_serve(null(), b"/".as_ptr(), 1, &mut out), JwkaStatus::NullArgument);
+        let mut level = JwkaLogLevel::Debug;
+        let mut msg = JwkaBuf { data: null_mut(), len: 0 };
+        assert_eq!(jwka_aggregator_next_log(null(), 0, &mut level, &mut msg), JwkaStatus::NullArgument);
+        jwka_aggregator_close(null());
+        jwka_aggregator_free(null_mut());
+        jwka_buf_free(JwkaBuf { data: null_mut(), len: 0 });
+        assert_eq!(CStr::from_ptr(jwka_status_str(JwkaStatus::Panic)).to_str().unwrap(), "internal error (panic)");
+    }
+}
+
+#[test]
+fn serves_routes_and_logs_from_many_threads() {
+    let o = Origin::start(Reply::json(jwks(&[rsa_jwk("k1")])));
+    let settings = format!(r#"{{"port": 9876, "origins": ["{}"]}}"#, o.url);
+    let (st, agg, _) = new(settings.as_bytes());
+    assert_eq!(st, JwkaStatus::Ok);
+    assert_eq!(unsafe { jwka_aggregator_port(agg) }, 9876);
+    let addr = agg as usize;
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    let (status, ct, body) = serve(addr as *const JwkaAggregator, "/");
+                    assert_eq!((status, ct.as_str()), (200, "application/json"));
+                    assert!(body.contains("\"k1\""));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let (status, _, body) = serve(agg, "/__health");
+    assert_eq!(status, 200, "{body}");
+    let (status, ct, body) = serve(agg, "/metrics");
+    assert!(status == 200 && ct.starts_with("text/plain") && body.contains("jwk_aggregator_requests_total 200"), "{body}");
+    assert_eq!(serve(agg, "/../etc/passwd").0, 404);
+    assert_eq!(serve(agg, "/\u{0}").0, 404);
+
+    let mut level = JwkaLogLevel::Debug;
+    let mut msg = JwkaBuf { data: null_mut(), len: 0 };
+    assert_eq!(unsafe { jwka_aggregator_next_log(agg, 1000, &mut level, &mut msg) }, JwkaStatus::Ok);
+    assert_eq!(level, JwkaLogLevel::Info);
+    assert!(take(msg).contains("aggregating 1 origin(s)"));
+    // A waiter is woken by close, then sees Closed.
+    let waiter = std::thread::spawn(move || {
+        let mut level = JwkaLogLevel::Debug;
+        loop {
+            let mut msg = JwkaBuf { data: null_mut(), len: 0 };
+            let st = unsafe { jwka_aggregator_next_log(addr as *const JwkaAggregator, 60_000, &mut level, &mut msg) };
+            take(msg);
+            if st != JwkaStatus::Ok {
+                return st;
+            }
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    unsafe { jwka_aggregator_close(agg) };
+    assert_eq!(waiter.join().unwrap(), JwkaStatus::Closed);
+    unsafe { jwka_aggregator_free(agg) };
+}
