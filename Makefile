@@ -19,7 +19,7 @@ SHIM_SRC := $(wildcard go-shim/*.go) go-shim/go.mod
 # Plugin and gateway must come from the same Go, both with cgo, neither with -trimpath.
 export CGO_ENABLED := 1
 
-.PHONY: build header plugin krakend run test test-rust test-shim test-gateway check-symbols tools clean
+.PHONY: build bench header plugin krakend run test test-rust test-shim test-gateway check-symbols tools clean
 
 build: $(PLUGIN)
 
@@ -103,6 +103,15 @@ test: test-rust test-shim check-symbols
 		n=$$(grep -c '^func Test' tests/integration/*_test.go); \
 		echo "NOT RUN: $$n gateway integration tests (no KrakenD binary at $(KRAKEND_BIN); see the ERROR above)"; \
 		if [ -n "$$REQUIRE_GATEWAY" ]; then exit 1; fi; fi
+
+# Speed figures live here, never in tests. Writes BENCHMARKS.md.
+bench: $(PLUGIN)
+	@mkdir -p build
+	cd go-shim && $(GO) test -run '^$$' -bench 'ColdMerge' -benchtime 10x -count 3 . | tee ../build/bench.txt
+	cd go-shim && $(GO) test -run '^$$' -bench 'ConcurrentColdRequests' -benchtime 3x -count 3 . | tee -a ../build/bench.txt
+	cd go-shim && $(GO) test -run '^$$' -bench 'Serve' -benchtime 3s -count 3 . | tee -a ../build/bench.txt
+	tests/bench-report.sh build/bench.txt > BENCHMARKS.md
+	@cat BENCHMARKS.md
 
 clean:
 	rm -rf target build

@@ -59,7 +59,7 @@ func useLogger(t *testing.T) *capture {
 	return c
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ func origin(t *testing.T) *httptest.Server {
 }
 
 // factory gets the handler factory exactly as KrakenD's loader does, through RegisterHandlers.
-func factory(t *testing.T) func(context.Context, map[string]interface{}, http.Handler) (http.Handler, error) {
+func factory(t testing.TB) func(context.Context, map[string]interface{}, http.Handler) (http.Handler, error) {
 	var names []string
 	var f func(context.Context, map[string]interface{}, http.Handler) (http.Handler, error)
 	HandlerRegisterer.RegisterHandlers(func(name string, h func(context.Context, map[string]interface{}, http.Handler) (http.Handler, error)) {
@@ -155,7 +155,7 @@ func TestServesTheMergedSetAndPassesGatewayTrafficThrough(t *testing.T) {
 	waitFree(t, port)
 }
 
-func waitFree(t *testing.T, port int) {
+func waitFree(t testing.TB, port int) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		ln, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", port))

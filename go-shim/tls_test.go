@@ -24,7 +24,7 @@ import (
 )
 
 // startAggregator runs the factory with the given settings and returns the loopback base URL.
-func startAggregator(t *testing.T, settings map[string]interface{}) string {
+func startAggregator(t testing.TB, settings map[string]interface{}) string {
 	t.Helper()
 	port := freePort(t)
 	settings["port"] = port

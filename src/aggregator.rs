@@ -196,6 +196,12 @@ impl Core {
         if st.last_done.is_some_and(|t| t >= start) {
             return false; // a fetch finished after this request arrived: share it
         }
+        if st.good.is_some()
+            && st.failures == 0
+            && st.last_done.is_some_and(|t| start.duration_since(t) < self.settings.min_refresh_interval)
+        {
+            return false; // fetched moments ago: do not hammer the origin
+        }
         if st.retry_at.is_some_and(|t| start < t) {
             return false; // backing off: serve the last good keys
         }

@@ -39,6 +39,9 @@ pub struct Settings {
     pub cache_default_ttl: Duration,
     pub cache_min_ttl: Duration,
     pub cache_max_ttl: Duration,
+    /// With `cache: false`, a fetch that finished less than this long ago is shared instead of
+    /// repeated, so a flood of requests cannot become a flood of fetches to an identity provider.
+    pub min_refresh_interval: Duration,
 }
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -49,6 +52,7 @@ pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 pub const DEFAULT_CACHE_MIN_TTL: Duration = Duration::from_secs(30);
 pub const DEFAULT_CACHE_MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A configuration error. The message names the field and the offending value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +81,7 @@ const KNOWN_KEYS: &[&str] = &[
     "cache_default_ttl",
     "cache_min_ttl",
     "cache_max_ttl",
+    "min_refresh_interval",
 ];
 
 /// Shows a value the way the user wrote it, cut short so a huge value cannot flood the log.
@@ -170,6 +175,7 @@ impl Settings {
             cache_default_ttl: get_duration(map, "cache_default_ttl", DEFAULT_CACHE_TTL)?,
             cache_min_ttl,
             cache_max_ttl,
+            min_refresh_interval: get_duration(map, "min_refresh_interval", DEFAULT_MIN_REFRESH_INTERVAL)?,
         })
     }
 }

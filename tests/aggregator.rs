@@ -110,7 +110,7 @@ fn no_usable_keys_is_a_503_with_a_json_error() {
 fn last_good_keys_survive_failures_until_max_stale() {
     let a = Origin::start(Reply::json(jwks(&[rsa_jwk("a")])));
     let b = Origin::start(Reply::json(jwks(&[rsa_jwk("b")])));
-    let agg = aggregator(&[&a, &b], json!({"max_stale": "700ms"}));
+    let agg = aggregator(&[&a, &b], json!({"max_stale": "700ms", "min_refresh_interval": "0"}));
     assert_eq!(kids(&agg.jwks()), ["a", "b"]);
     a.set(|r| r.status = 500);
     assert_eq!(kids(&agg.jwks()), ["a", "b"], "stale keys must still be served");
@@ -128,7 +128,7 @@ fn last_good_keys_survive_failures_until_max_stale() {
 fn a_hanging_origin_costs_its_timeout_once_then_backs_off() {
     let hang = Origin::start(Reply { delay: Duration::from_secs(3), ..Reply::json(jwks(&[rsa_jwk("h")])) });
     let good = Origin::start(Reply::json(jwks(&[rsa_jwk("g")])));
-    let agg = aggregator(&[&hang, &good], json!({"timeout": "300ms"}));
+    let agg = aggregator(&[&hang, &good], json!({"timeout": "300ms", "min_refresh_interval": "0"}));
     assert_eq!(kids(&agg.jwks()), ["g"]);
     assert!(health(&agg).1["origins"][0]["last_error"].as_str().unwrap().contains("timed out"));
     for _ in 0..5 {
@@ -215,10 +215,25 @@ fn cache_on_refreshes_in_the_background_before_expiry() {
 #[test]
 fn cache_off_fetches_fresh_keys_on_every_request() {
     let a = Origin::start(Reply::json(jwks(&[rsa_jwk("old")])));
-    let agg = aggregator(&[&a], json!({}));
+    let agg = aggregator(&[&a], json!({"min_refresh_interval": "0"}));
     assert_eq!(kids(&agg.jwks()), ["old"]);
     a.set(|r| r.body = jwks(&[rsa_jwk("new")]));
     assert_eq!(kids(&agg.jwks()), ["new"], "rotated keys must show up at once with cache off");
+}
+
+#[test]
+fn cache_off_shares_a_fetch_younger_than_min_refresh_interval() {
+    let a = Origin::start(Reply::json(jwks(&[rsa_jwk("old")])));
+    let agg = aggregator(&[&a], json!({"min_refresh_interval": "500ms"}));
+    assert_eq!(kids(&agg.jwks()), ["old"]);
+    a.set(|r| r.body = jwks(&[rsa_jwk("new")]));
+    for _ in 0..10 {
+        assert_eq!(kids(&agg.jwks()), ["old"]);
+    }
+    assert_eq!(a.hits(), 1);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(kids(&agg.jwks()), ["new"]);
+    assert_eq!(a.hits(), 2);
 }
 
 #[test]
@@ -228,7 +243,7 @@ fn private_and_symmetric_material_is_never_served() {
         leaked[m] = json!("c2VjcmV0");
     }
     let a = Origin::start(Reply::json(jwks(&[leaked, json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"})])));
-    let agg = aggregator(&[&a], json!({}));
+    let agg = aggregator(&[&a], json!({"min_refresh_interval": "0"}));
     let r = agg.jwks();
     assert_eq!(kids(&r), ["leaky"]);
     let body = String::from_utf8(r.body).unwrap();
