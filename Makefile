@@ -18,6 +18,9 @@ SHIM_SRC := $(wildcard go-shim/*.go) go-shim/go.mod
 
 # Plugin and gateway must come from the same Go, both with cgo, neither with -trimpath.
 export CGO_ENABLED := 1
+# Go's build cache does not look inside the Rust static library it links, so a changed library
+# would not relink the plugin. Its hash in the cgo flags makes every change a new build.
+SHIM_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum $(RUST_LIB) | cut -c1-16)"
 
 .PHONY: build bench header plugin krakend run test test-rust test-shim test-gateway check-symbols tools clean
 
@@ -38,7 +41,7 @@ header:
 # #cgo LDFLAGS, hence the environment.
 $(PLUGIN): $(RUST_LIB) $(HEADER) $(SHIM_SRC)
 	@mkdir -p build
-	cd go-shim && CGO_LDFLAGS="-Wl,--exclude-libs,ALL" $(GO) build -buildmode=plugin -o ../$(PLUGIN) .
+	cd go-shim && $(SHIM_ENV) CGO_LDFLAGS="-Wl,--exclude-libs,ALL" $(GO) build -buildmode=plugin -o ../$(PLUGIN) .
 	@ls -l $(PLUGIN)
 
 plugin: $(PLUGIN)
@@ -83,7 +86,7 @@ test-rust: | tools
 	$(CARGO) test --release --locked
 
 test-shim: $(PLUGIN)
-	cd go-shim && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+	cd go-shim && $(SHIM_ENV) $(GO) vet ./... && $(SHIM_ENV) $(GO) test -race -count=1 ./...
 	cd tests && $(GO) vet ./...
 
 # No Rust or aws-lc symbol may be exported by the plugin.
@@ -107,9 +110,9 @@ test: test-rust test-shim check-symbols
 # Speed figures live here, never in tests. Writes BENCHMARKS.md.
 bench: $(PLUGIN)
 	@mkdir -p build
-	cd go-shim && $(GO) test -run '^$$' -bench 'ColdMerge' -benchtime 10x -count 3 . | tee ../build/bench.txt
-	cd go-shim && $(GO) test -run '^$$' -bench 'ConcurrentColdRequests' -benchtime 3x -count 3 . | tee -a ../build/bench.txt
-	cd go-shim && $(GO) test -run '^$$' -bench 'Serve' -benchtime 3s -count 3 . | tee -a ../build/bench.txt
+	cd go-shim && $(SHIM_ENV) $(GO) test -run '^$$' -bench 'ColdMerge' -benchtime 10x -count 3 . | tee ../build/bench.txt
+	cd go-shim && $(SHIM_ENV) $(GO) test -run '^$$' -bench 'ConcurrentColdRequests' -benchtime 3x -count 3 . | tee -a ../build/bench.txt
+	cd go-shim && $(SHIM_ENV) $(GO) test -run '^$$' -bench 'Serve' -benchtime 3s -count 3 . | tee -a ../build/bench.txt
 	tests/bench-report.sh build/bench.txt > BENCHMARKS.md
 	@cat BENCHMARKS.md
 

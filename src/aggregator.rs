@@ -229,6 +229,20 @@ impl Core {
         let t0 = Instant::now();
         let result = fetch::fetch(&self.client, &slot.url, self.settings.max_response_bytes, &cond);
         let now = Instant::now();
+        self.log(
+            JwkaLogLevel::Debug,
+            format!(
+                "fetched {} in {} ms{}: {}",
+                slot.url,
+                now.duration_since(t0).as_millis(),
+                if ahead { " (background)" } else { "" },
+                match &result {
+                    Ok(Fetched::Keys { keys, .. }) => format!("{} key(s)", keys.len()),
+                    Ok(Fetched::NotModified { .. }) => "not modified".into(),
+                    Err(e) => e.to_string(),
+                }
+            ),
+        );
         slot.stats.latency_us.fetch_add(now.duration_since(t0).as_micros() as u64, Relaxed);
 
         let outcome: Result<(GoodSet, bool), FetchError> = match result {

@@ -244,6 +244,29 @@ func waitLog(g *gateway, words ...string) []string {
 	return nil
 }
 
+// waitOriginState polls the merged set and /__health until the origin reaches state.
+func (g *gateway) waitOriginState(url, state string) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		g.aggregated()
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/__health", g.aggPort))
+		if err == nil {
+			var h struct {
+				Origins []struct{ URL, State string }
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&h)
+			resp.Body.Close()
+			for _, o := range h.Origins {
+				if o.URL == url && o.State == state {
+					return true
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return false
+}
+
 func kids(set map[string]interface{}) []string {
 	var out []string
 	keys, _ := set["keys"].([]interface{})
@@ -444,6 +467,9 @@ func TestBadOriginsDoNotBreakTheOthers(t *testing.T) {
 
 	// A goes down: its last good keys keep its tokens valid; B is unaffected.
 	a.SetStatus(500)
+	if !g.waitOriginState(a.JWKSURL(), "stale") {
+		t.Fatalf("origin A never became stale after it started failing")
+	}
 	if c := g.call("/protected", a.Token(0, "alice", "", time.Hour)); c != 200 {
 		t.Errorf("token from A while A is down (stale keys): %d, want 200", c)
 	}
