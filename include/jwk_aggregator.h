@@ -10,7 +10,16 @@
  Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
  mismatch, which can only happen when a header and a library from different builds meet.
  */
-#define JWKA_ABI_VERSION 1
+#define JWKA_ABI_VERSION 2
+
+/*
+ At most this many keys are tried for a token without kid.
+ */
+#define MAX_KIDLESS_TRIES 8
+
+#define DEFAULT_MAX_TOKEN_BYTES (16 * 1024)
+
+#define DEFAULT_CACHE_SIZE 10000
 
 typedef enum JwkaStatus {
   JWKA_STATUS_OK = 0,
@@ -45,9 +54,40 @@ typedef enum JwkaLogLevel {
 } JwkaLogLevel;
 
 /*
+ What the auth handler does with one request.
+ */
+typedef enum JwkaAuthOutcome {
+  /*
+   No rule covers the path: pass the request on untouched.
+   */
+  JWKA_AUTH_OUTCOME_UNPROTECTED = 0,
+  /*
+   Pass it on after applying `headers`.
+   */
+  JWKA_AUTH_OUTCOME_ALLOW = 1,
+  /*
+   No token: answer 401.
+   */
+  JWKA_AUTH_OUTCOME_MISSING = 2,
+  /*
+   Invalid token: answer 401 with `WWW-Authenticate: Bearer error="invalid_token"`.
+   */
+  JWKA_AUTH_OUTCOME_INVALID = 3,
+  /*
+   Valid token lacking roles or scopes: answer 403.
+   */
+  JWKA_AUTH_OUTCOME_FORBIDDEN = 4,
+} JwkaAuthOutcome;
+
+/*
  Opaque aggregator handle.
  */
 typedef struct JwkaAggregator JwkaAggregator;
+
+/*
+ Opaque token checker handle, sharing the key store of the aggregator it was made from.
+ */
+typedef struct JwkaAuth JwkaAuth;
 
 /*
  Bytes owned by Rust. Release with `jwka_buf_free`, exactly once. `data` is null when `len` is 0.
@@ -65,6 +105,24 @@ typedef struct JwkaHttpResponse {
   const char *content_type;
   struct JwkaBuf body;
 } JwkaHttpResponse;
+
+/*
+ The decision on one request. Free both buffers with `jwka_buf_free`.
+ */
+typedef struct JwkaAuthResult {
+  enum JwkaAuthOutcome outcome;
+  /*
+   Why the token was refused, for the log (never contains the token). Empty on success.
+   */
+  struct JwkaBuf reason;
+  /*
+   For `Allow`: one line per claim header, `Name\n` (remove the client's header of that name)
+   or `Name\tvalue\n` (remove it, then set it to value). Values hold no control characters.
+   */
+  struct JwkaBuf headers;
+} JwkaAuthResult;
+
+
 
 
 
@@ -157,6 +215,49 @@ void jwka_aggregator_free(struct JwkaAggregator *agg);
  `buf` must come from this library and not have been freed before.
  */
 void jwka_buf_free(struct JwkaBuf buf);
+
+/*
+ Creates a token checker from the JSON of the `jwk-aggregator-auth` block, verifying with the
+ keys of `agg`. It keeps the keys alive on its own: free it with `jwka_auth_free`, before or
+ after the aggregator. Errors as in `jwka_aggregator_new`.
+
+ # Safety
+ `agg` must be a live handle; `settings` must point to `settings_len` readable bytes (or be
+ null); `out` and `error` must be null or valid for writes.
+ */
+enum JwkaStatus jwka_auth_new(const struct JwkaAggregator *agg,
+                              const uint8_t *settings,
+                              size_t settings_len,
+                              struct JwkaAuth **out,
+                              struct JwkaBuf *error);
+
+/*
+ Decides one request from its path and its raw `Authorization` and `Cookie` header values
+ (null or empty when absent). If `claims` is not null and the token verified, it receives the
+ claims as JSON (free with `jwka_buf_free`). Never does network I/O, except that a token with an
+ unknown kid may wait (bounded by `unknown_kid_wait`) for one refetch of its origins.
+
+ # Safety
+ `auth` must be a live handle; each pointer must be null or point to its length in readable
+ bytes; `out` and `claims` must be null or valid for writes.
+ */
+enum JwkaStatus jwka_auth_check(const struct JwkaAuth *auth,
+                                const uint8_t *path,
+                                size_t path_len,
+                                const uint8_t *authorization,
+                                size_t authorization_len,
+                                const uint8_t *cookies,
+                                size_t cookies_len,
+                                struct JwkaAuthResult *out,
+                                struct JwkaBuf *claims);
+
+/*
+ Releases a token checker. No other call on it may be running or follow. Null is ignored.
+
+ # Safety
+ `auth` must be null or a handle from `jwka_auth_new` not yet freed.
+ */
+void jwka_auth_free(struct JwkaAuth *auth);
 
 #ifdef __cplusplus
 }  // extern "C"

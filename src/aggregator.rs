@@ -4,6 +4,7 @@
 use crate::config::{fmt_duration, Settings};
 use crate::fetch::{self, CacheInfo, Conditional, FetchError, Fetched};
 use crate::keyset::{self, Collision, DropReason, Merged};
+use crate::verify::KeyStore;
 use crate::log::{JwkaLogLevel, LogQueue};
 use parking_lot::{Condvar, Mutex};
 use reqwest::blocking::Client;
@@ -72,6 +73,8 @@ struct OriginStats {
 
 struct Slot {
     url: String,
+    /// Last refetch caused by an unknown kid (for the per-origin cooldown).
+    unknown_kid_at: Mutex<Option<Instant>>,
     /// Held for the whole of one fetch: callers that arrive meanwhile wait and share its result.
     flight: Mutex<()>,
     state: Mutex<OriginState>,
@@ -83,12 +86,32 @@ struct MergedCache {
     merged: Arc<Merged>,
 }
 
+struct StoreCache {
+    versions: Vec<Option<u64>>,
+    generation: u64,
+    store: Arc<KeyStore>,
+}
+
+/// Counters of the token verifier, shown on /metrics.
+#[derive(Default)]
+pub struct AuthStats {
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub allowed: AtomicU64,
+    pub missing: AtomicU64,
+    pub invalid: AtomicU64,
+    pub forbidden: AtomicU64,
+    pub unknown_kid_refetches: AtomicU64,
+}
+
 /// The shared state behind an `Aggregator`, also held by its background refresher.
 pub struct Core {
     settings: Settings,
     client: Client,
     slots: Vec<Slot>,
     merged: Mutex<Option<MergedCache>>,
+    store: Mutex<Option<StoreCache>>,
+    pub auth_stats: AuthStats,
     logged_collisions: Mutex<HashSet<(String, usize, usize)>>,
     log: LogQueue,
     requests: AtomicU64,
@@ -123,10 +146,26 @@ impl Drop for Aggregator {
     }
 }
 
+/// Why an origin is being refreshed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A request for the merged set: cache rules and min_refresh_interval apply.
+    Request,
+    /// The background refresher: only origins past REFRESH_AHEAD of their freshness.
+    Ahead,
+    /// A token carried a kid no key has: fetch now, unless a fetch is in flight or backing off.
+    Force,
+}
+
 /// Share of an origin's freshness lifetime after which the refresher fetches it again.
 const REFRESH_AHEAD: f64 = 0.8;
 
 impl Aggregator {
+    /// The shared core, for the token verifier.
+    pub fn core(&self) -> Arc<Core> {
+        self.core.clone()
+    }
+
     pub fn new(settings: Settings) -> Result<Aggregator, String> {
         let core = Arc::new(Core::new(settings)?);
         let bg = core.clone();
@@ -150,6 +189,7 @@ impl Core {
             .iter()
             .map(|o| Slot {
                 url: o.url.clone(),
+                unknown_kid_at: Mutex::new(None),
                 flight: Mutex::new(()),
                 state: Mutex::new(OriginState::default()),
                 stats: OriginStats::default(),
@@ -160,6 +200,8 @@ impl Core {
             client,
             slots,
             merged: Mutex::new(None),
+            store: Mutex::new(None),
+            auth_stats: AuthStats::default(),
             logged_collisions: Mutex::new(HashSet::new()),
             log: LogQueue::default(),
             requests: AtomicU64::new(0),
@@ -187,14 +229,17 @@ impl Core {
         &self.log
     }
 
-    fn log(&self, level: JwkaLogLevel, msg: String) {
+    pub(crate) fn log(&self, level: JwkaLogLevel, msg: String) {
         self.log.push(level, msg);
     }
 
     /// Whether a request that arrived at `start` must fetch this origin (or wait for a fetch).
-    fn wants_fetch(&self, st: &OriginState, start: Instant, ahead: bool) -> bool {
+    fn wants_fetch(&self, st: &OriginState, start: Instant, mode: Mode) -> bool {
         if st.last_done.is_some_and(|t| t >= start) {
             return false; // a fetch finished after this request arrived: share it
+        }
+        if mode == Mode::Force {
+            return st.retry_at.is_none_or(|t| start >= t);
         }
         if st.good.is_some()
             && st.failures == 0
@@ -205,19 +250,21 @@ impl Core {
         if st.retry_at.is_some_and(|t| start < t) {
             return false; // backing off: serve the last good keys
         }
-        match (&st.good, self.settings.cache) {
-            (Some(good), true) if ahead => start >= good.refresh_at,
-            (Some(good), true) => start >= good.fresh_until,
+        match (&st.good, self.settings.cache, mode) {
+            // The refresher keeps keys current in both modes, so that token verification never
+            // waits for the network.
+            (Some(good), _, Mode::Ahead) => start >= good.refresh_at,
+            (Some(good), true, _) => start >= good.fresh_until,
             _ => true,
         }
     }
 
     /// Refreshes one origin unless another caller already did so after `start`.
-    fn refresh(&self, slot: &Slot, start: Instant, ahead: bool) {
+    fn refresh(&self, slot: &Slot, start: Instant, mode: Mode) {
         let _flight = slot.flight.lock();
         let previous = {
             let st = slot.state.lock();
-            if !self.wants_fetch(&st, start, ahead) {
+            if !self.wants_fetch(&st, start, mode) {
                 return;
             }
             st.good.clone()
@@ -235,7 +282,11 @@ impl Core {
                 "fetched {} in {} ms{}: {}",
                 slot.url,
                 now.duration_since(t0).as_millis(),
-                if ahead { " (background)" } else { "" },
+                match mode {
+                    Mode::Request => "",
+                    Mode::Ahead => " (background)",
+                    Mode::Force => " (unknown kid)",
+                },
                 match &result {
                     Ok(Fetched::Keys { keys, .. }) => format!("{} key(s)", keys.len()),
                     Ok(Fetched::NotModified { .. }) => "not modified".into(),
@@ -373,32 +424,39 @@ impl Core {
 
     /// Brings every origin that needs it up to date, all at once: the wait is that of the
     /// slowest origin, not the sum.
-    fn refresh_all(&self, start: Instant, ahead: bool) {
-        let due: Vec<&Slot> = self.slots.iter().filter(|s| self.wants_fetch(&s.state.lock(), start, ahead)).collect();
+    fn refresh_all(&self, start: Instant, mode: Mode) {
+        self.refresh_some(&(0..self.slots.len()).collect::<Vec<_>>(), start, mode);
+    }
+
+    /// Refreshes the given origins concurrently, where `mode` says they need it.
+    pub fn refresh_some(&self, origins: &[usize], start: Instant, mode: Mode) {
+        let due: Vec<&Slot> = origins
+            .iter()
+            .filter_map(|&i| self.slots.get(i))
+            .filter(|s| self.wants_fetch(&s.state.lock(), start, mode))
+            .collect();
         match due.as_slice() {
             [] => {}
-            [one] => self.refresh(one, start, ahead),
+            [one] => self.refresh(one, start, mode),
             many => std::thread::scope(|scope| {
                 for slot in many {
-                    scope.spawn(move || self.refresh(slot, start, ahead));
+                    scope.spawn(move || self.refresh(slot, start, mode));
                 }
             }),
         }
     }
 
-    /// The background refresher: every origin once at start, then (with `cache: true`) each one
-    /// when REFRESH_AHEAD of its freshness has passed, or when its back-off ends.
+    /// The background refresher: every origin once at start, then each one when REFRESH_AHEAD of
+    /// its freshness has passed, or when its back-off ends.
     fn refresh_loop(&self) {
         let mut first = true;
         loop {
             if *self.stopping.lock() {
                 return;
             }
-            if first || self.settings.cache {
-                self.refresh_all(Instant::now(), true);
-            }
+            self.refresh_all(Instant::now(), if first { Mode::Request } else { Mode::Ahead });
             first = false;
-            let wait = if self.settings.cache { self.next_due().saturating_duration_since(Instant::now()) } else { Duration::MAX };
+            let wait = self.next_due().saturating_duration_since(Instant::now());
             let mut stop = self.stopping.lock();
             if *stop {
                 return;
@@ -452,11 +510,69 @@ impl Core {
         }
     }
 
+    /// The parsed keys of the usable sets, with a generation that changes whenever they do.
+    /// Never touches the network.
+    pub fn key_store(&self) -> (u64, Arc<KeyStore>) {
+        let usable = self.usable(Instant::now());
+        let versions: Vec<Option<u64>> = usable.iter().map(|(_, g)| g.as_ref().map(|(v, _)| *v)).collect();
+        let mut cache = self.store.lock();
+        if let Some(c) = cache.as_ref().filter(|c| c.versions == versions) {
+            return (c.generation, c.store.clone());
+        }
+        let (store, skipped) = KeyStore::build(
+            usable.iter().filter_map(|(i, g)| g.as_ref().map(|(_, g)| (*i, g.keys.as_slice()))),
+            self.settings.allow_symmetric_keys,
+        );
+        for (origin, kid, why) in skipped {
+            self.log(JwkaLogLevel::Warning, format!("origin {}: key kid={kid:?} not usable for verification: {why}", self.slots[origin].url));
+        }
+        let generation = cache.as_ref().map_or(1, |c| c.generation + 1);
+        let store = Arc::new(store);
+        *cache = Some(StoreCache { versions, generation, store: store.clone() });
+        (generation, store)
+    }
+
+    pub fn origin_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// A token carried a kid no key has: refetch the given origins, each at most once per
+    /// `cooldown`, waiting at most `wait`. Returns whether any refetch finished in time. Callers
+    /// that find every origin cooling down return at once: nobody queues behind the limit.
+    pub fn refetch_unknown_kid(self: &Arc<Self>, origins: &[usize], cooldown: Duration, wait: Duration) -> bool {
+        let now = Instant::now();
+        let claimed: Vec<usize> = origins
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let mut at = self.slots[i].unknown_kid_at.lock();
+                if at.is_some_and(|t| now.duration_since(t) < cooldown) {
+                    return false;
+                }
+                *at = Some(now);
+                true
+            })
+            .collect();
+        if claimed.is_empty() {
+            return false;
+        }
+        self.auth_stats.unknown_kid_refetches.fetch_add(claimed.len() as u64, Relaxed);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let core = self.clone();
+        // Detached so that a slow origin costs the caller `wait` at most; the fetch itself is
+        // bounded by the origin timeouts.
+        let spawned = std::thread::Builder::new().name("jwka-kid-refetch".into()).spawn(move || {
+            core.refresh_some(&claimed, now, Mode::Force);
+            let _ = tx.send(());
+        });
+        spawned.is_ok() && rx.recv_timeout(wait).is_ok()
+    }
+
     /// `GET /`: the merged JWK Set, or 503 when no origin has usable keys.
     pub fn jwks(&self) -> HttpResponse {
         self.requests.fetch_add(1, Relaxed);
         let start = Instant::now();
-        self.refresh_all(start, false);
+        self.refresh_all(start, Mode::Request);
         let merged = self.merged(Instant::now());
         if merged.key_count == 0 {
             self.responses_503.fetch_add(1, Relaxed);
@@ -590,6 +706,18 @@ impl Core {
             "# HELP jwk_aggregator_unavailable_total Requests answered 503 (no usable keys).\n# TYPE jwk_aggregator_unavailable_total counter\njwk_aggregator_unavailable_total {}",
             self.responses_503.load(Relaxed)
         );
+        let a = &self.auth_stats;
+        for (name, help, v) in [
+            ("jwk_aggregator_verify_cache_hits_total", "Tokens answered from the verified-token cache.", &a.cache_hits),
+            ("jwk_aggregator_verify_cache_misses_total", "Tokens whose signature was verified.", &a.cache_misses),
+            ("jwk_aggregator_unknown_kid_refetches_total", "Origin refetches caused by unknown kids.", &a.unknown_kid_refetches),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
+        }
+        let _ = writeln!(out, "# HELP jwk_aggregator_auth_requests_total Protected requests by outcome.\n# TYPE jwk_aggregator_auth_requests_total counter");
+        for (outcome, v) in [("allowed", &a.allowed), ("missing", &a.missing), ("invalid", &a.invalid), ("forbidden", &a.forbidden)] {
+            let _ = writeln!(out, "jwk_aggregator_auth_requests_total{{outcome=\"{outcome}\"}} {}", v.load(Relaxed));
+        }
         HttpResponse { status: 200, content_type: "text/plain; version=0.0.4", body: out.into_bytes() }
     }
 }

@@ -42,6 +42,8 @@ pub struct Settings {
     /// With `cache: false`, a fetch that finished less than this long ago is shared instead of
     /// repeated, so a flood of requests cannot become a flood of fetches to an identity provider.
     pub min_refresh_interval: Duration,
+    /// Per origin (same order as `origins`): the `iss` values its keys may verify. Empty: unbound.
+    pub issuers: Vec<Vec<String>>,
 }
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -82,6 +84,7 @@ const KNOWN_KEYS: &[&str] = &[
     "cache_min_ttl",
     "cache_max_ttl",
     "min_refresh_interval",
+    "issuers",
 ];
 
 /// Shows a value the way the user wrote it, cut short so a huge value cannot flood the log.
@@ -161,7 +164,6 @@ impl Settings {
             Some(v) => return Err(err("ca_file", "a path to a PEM file", v)),
         };
         Ok(Settings {
-            origins,
             port,
             cache: get_bool(map, "cache", false)?,
             connect_timeout: get_duration(map, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)?,
@@ -176,6 +178,8 @@ impl Settings {
             cache_min_ttl,
             cache_max_ttl,
             min_refresh_interval: get_duration(map, "min_refresh_interval", DEFAULT_MIN_REFRESH_INTERVAL)?,
+            issuers: parse_issuers(map.get("issuers"), &origins)?,
+            origins,
         })
     }
 }
@@ -302,6 +306,32 @@ fn parse_origins(value: Option<&Value>, disable_jwk_security: bool) -> Result<Ve
     Ok(origins)
 }
 
+/// `"issuers": {"<origin URL>": "iss" | ["iss", ...]}` binds origins to the issuers they speak for.
+fn parse_issuers(value: Option<&Value>, origins: &[Origin]) -> Result<Vec<Vec<String>>, ConfigError> {
+    let mut out = vec![Vec::new(); origins.len()];
+    let map = match value {
+        None => return Ok(out),
+        Some(Value::Object(m)) => m,
+        Some(v) => return Err(err("issuers", "an object mapping origin URLs to issuers", v)),
+    };
+    for (url, iss) in map {
+        let normalized = reqwest::Url::parse(url).map(|u| u.to_string()).unwrap_or_default();
+        let Some(i) = origins.iter().position(|o| o.url == normalized) else {
+            return Err(ConfigError(format!("invalid \"issuers\": {url:?} is not one of \"origins\"")));
+        };
+        let field = format!("issuers[{url:?}]");
+        out[i] = match iss {
+            Value::String(s) if !s.is_empty() => vec![s.clone()],
+            Value::Array(list) if !list.is_empty() => list
+                .iter()
+                .map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned).ok_or_else(|| err(&field, "issuer strings", iss)))
+                .collect::<Result<_, _>>()?,
+            other => return Err(err(&field, "an issuer string or a non-empty list of them", other)),
+        };
+    }
+    Ok(out)
+}
+
 fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     if h.eq_ignore_ascii_case("localhost") {
@@ -396,6 +426,18 @@ mod tests {
         assert!(e.0.contains("\"timeout\"") && e.0.contains("5 parsecs"), "{e}");
         let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "cache": "yes"}"#).unwrap_err();
         assert!(e.0.contains("\"cache\"") && e.0.contains("yes"), "{e}");
+    }
+
+    #[test]
+    fn issuers_bind_configured_origins_only() {
+        let s = parse(r#"{"port": 1, "origins": ["https://a.example/k", "https://b.example/k"],
+            "issuers": {"https://b.example/k": ["https://b.example/", "https://b2.example/"]}}"#)
+        .unwrap();
+        assert_eq!(s.issuers, vec![vec![], vec!["https://b.example/".to_string(), "https://b2.example/".to_string()]]);
+        let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "issuers": {"https://c.example/k": "x"}}"#).unwrap_err();
+        assert!(e.0.contains("https://c.example/k") && e.0.contains("not one of"), "{e}");
+        let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "issuers": {"https://a.example/k": 5}}"#).unwrap_err();
+        assert!(e.0.contains("issuers[") && e.0.contains('5'), "{e}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
 /// mismatch, which can only happen when a header and a library from different builds meet.
-pub const JWKA_ABI_VERSION: u32 = 1;
+pub const JWKA_ABI_VERSION: u32 = 2;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,5 +257,151 @@ pub unsafe extern "C" fn jwka_aggregator_free(agg: *mut JwkaAggregator) {
 pub unsafe extern "C" fn jwka_buf_free(buf: JwkaBuf) {
     if !buf.data.is_null() {
         let _ = catch_unwind(|| drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(buf.data, buf.len))));
+    }
+}
+
+/// What the auth handler does with one request.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwkaAuthOutcome {
+    /// No rule covers the path: pass the request on untouched.
+    Unprotected = 0,
+    /// Pass it on after applying `headers`.
+    Allow = 1,
+    /// No token: answer 401.
+    Missing = 2,
+    /// Invalid token: answer 401 with `WWW-Authenticate: Bearer error="invalid_token"`.
+    Invalid = 3,
+    /// Valid token lacking roles or scopes: answer 403.
+    Forbidden = 4,
+}
+
+/// The decision on one request. Free both buffers with `jwka_buf_free`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct JwkaAuthResult {
+    pub outcome: JwkaAuthOutcome,
+    /// Why the token was refused, for the log (never contains the token). Empty on success.
+    pub reason: JwkaBuf,
+    /// For `Allow`: one line per claim header, `Name\n` (remove the client's header of that name)
+    /// or `Name\tvalue\n` (remove it, then set it to value). Values hold no control characters.
+    pub headers: JwkaBuf,
+}
+
+/// Opaque token checker handle, sharing the key store of the aggregator it was made from.
+pub struct JwkaAuth {
+    inner: crate::auth::Auth,
+}
+
+/// Creates a token checker from the JSON of the `jwk-aggregator-auth` block, verifying with the
+/// keys of `agg`. It keeps the keys alive on its own: free it with `jwka_auth_free`, before or
+/// after the aggregator. Errors as in `jwka_aggregator_new`.
+///
+/// # Safety
+/// `agg` must be a live handle; `settings` must point to `settings_len` readable bytes (or be
+/// null); `out` and `error` must be null or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn jwka_auth_new(
+    agg: *const JwkaAggregator,
+    settings: *const u8,
+    settings_len: usize,
+    out: *mut *mut JwkaAuth,
+    error: *mut JwkaBuf,
+) -> JwkaStatus {
+    guard(|| {
+        put(out, std::ptr::null_mut());
+        put(error, JwkaBuf::EMPTY);
+        let (Some(agg), false) = (agg.as_ref(), out.is_null()) else {
+            return JwkaStatus::NullArgument;
+        };
+        let fail = |msg: String| {
+            put(error, JwkaBuf::from_vec(msg.into_bytes()));
+            JwkaStatus::InvalidSettings
+        };
+        let bytes: &[u8] = if settings.is_null() { b"null" } else { std::slice::from_raw_parts(settings, settings_len) };
+        let value: serde_json::Value = match std::str::from_utf8(bytes).map(serde_json::from_str) {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return fail(format!("jwk-aggregator-auth settings are not valid JSON: {e}")),
+            Err(e) => return fail(format!("jwk-aggregator-auth settings are not valid UTF-8: {e}")),
+        };
+        match crate::policy::AuthSettings::from_value(&value) {
+            Ok(s) => {
+                let inner = crate::auth::Auth::new(s, agg.inner.core());
+                put(out, Box::into_raw(Box::new(JwkaAuth { inner })));
+                JwkaStatus::Ok
+            }
+            Err(e) => fail(e.0),
+        }
+    })
+}
+
+unsafe fn text<'a>(ptr: *const u8, len: usize) -> std::borrow::Cow<'a, str> {
+    if ptr.is_null() {
+        return std::borrow::Cow::Borrowed("");
+    }
+    String::from_utf8_lossy(std::slice::from_raw_parts(ptr, len))
+}
+
+/// Decides one request from its path and its raw `Authorization` and `Cookie` header values
+/// (null or empty when absent). If `claims` is not null and the token verified, it receives the
+/// claims as JSON (free with `jwka_buf_free`). Never does network I/O, except that a token with an
+/// unknown kid may wait (bounded by `unknown_kid_wait`) for one refetch of its origins.
+///
+/// # Safety
+/// `auth` must be a live handle; each pointer must be null or point to its length in readable
+/// bytes; `out` and `claims` must be null or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn jwka_auth_check(
+    auth: *const JwkaAuth,
+    path: *const u8,
+    path_len: usize,
+    authorization: *const u8,
+    authorization_len: usize,
+    cookies: *const u8,
+    cookies_len: usize,
+    out: *mut JwkaAuthResult,
+    claims: *mut JwkaBuf,
+) -> JwkaStatus {
+    guard(|| {
+        put(claims, JwkaBuf::EMPTY);
+        let (Some(auth), false) = (auth.as_ref(), out.is_null()) else {
+            return JwkaStatus::NullArgument;
+        };
+        let (path, authz, cookies_s) = (text(path, path_len), text(authorization, authorization_len), text(cookies, cookies_len));
+        let (outcome, verified) = auth.inner.check_with_claims(&path, &authz, &cookies_s, !claims.is_null());
+        if let Some(c) = verified {
+            put(claims, JwkaBuf::from_vec(serde_json::to_vec(&*c).unwrap_or_default()));
+        }
+        let (code, reason, headers) = match outcome {
+            crate::auth::Outcome::Unprotected => (JwkaAuthOutcome::Unprotected, String::new(), String::new()),
+            crate::auth::Outcome::Allow(h) => {
+                let mut lines = String::new();
+                for (name, value) in h {
+                    lines.push_str(&name);
+                    if let Some(v) = value {
+                        lines.push('\t');
+                        lines.push_str(&v);
+                    }
+                    lines.push('\n');
+                }
+                (JwkaAuthOutcome::Allow, String::new(), lines)
+            }
+            crate::auth::Outcome::Missing => (JwkaAuthOutcome::Missing, "no token".into(), String::new()),
+            crate::auth::Outcome::Invalid(r) => (JwkaAuthOutcome::Invalid, r, String::new()),
+            crate::auth::Outcome::Forbidden(r) => (JwkaAuthOutcome::Forbidden, r, String::new()),
+        };
+        put(out, JwkaAuthResult { outcome: code, reason: JwkaBuf::from_vec(reason.into_bytes()), headers: JwkaBuf::from_vec(headers.into_bytes()) });
+        JwkaStatus::Ok
+    })
+}
+
+/// Releases a token checker. No other call on it may be running or follow. Null is ignored.
+///
+/// # Safety
+/// `auth` must be null or a handle from `jwka_auth_new` not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn jwka_auth_free(auth: *mut JwkaAuth) {
+    if !auth.is_null() {
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(auth))));
     }
 }

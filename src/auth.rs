@@ -1,0 +1,202 @@
+//! The token checker behind the `jwk-aggregator-auth` handler, in the order Envoy's jwt_authn
+//! splits it: extraction (`policy::extract`), the key store (`Core::key_store`), signature
+//! verification (`verify`), then claims (`policy::check`). A bounded cache remembers verified
+//! tokens until their exp or the next key-set change.
+
+use crate::aggregator::Core;
+use crate::policy::{self, AuthSettings, Deny, Rule};
+use crate::verify::{self, Invalid, Verified};
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What the handler does with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// No rule covers the path: pass it on untouched.
+    Unprotected,
+    /// Pass it on, after removing the named headers and setting those with a value.
+    Allow(Vec<(String, Option<String>)>),
+    /// No token: 401.
+    Missing,
+    /// Bad token: 401 with `error="invalid_token"`. The reason is for the log, never the client.
+    Invalid(String),
+    /// Good token without the required roles or scopes: 403.
+    Forbidden(String),
+}
+
+struct Entry {
+    generation: u64,
+    verified: Verified,
+    exp: f64,
+}
+
+#[derive(Default)]
+struct TokenCache {
+    map: HashMap<Box<str>, Entry>,
+    order: VecDeque<Box<str>>,
+}
+
+pub struct Auth {
+    settings: AuthSettings,
+    core: Arc<Core>,
+    cache: Mutex<TokenCache>,
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Auth {
+    pub fn new(settings: AuthSettings, core: Arc<Core>) -> Auth {
+        Auth { settings, core, cache: Mutex::new(TokenCache::default()) }
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    /// Decides one request. `authorization` and `cookies` are the raw header values ("" if absent).
+    pub fn check(&self, path: &str, authorization: &str, cookies: &str) -> Outcome {
+        self.check_with_claims(path, authorization, cookies, false).0
+    }
+
+    /// Like `check`, also returning the claims of a verified token when `want_claims`.
+    pub fn check_with_claims(
+        &self,
+        path: &str,
+        authorization: &str,
+        cookies: &str,
+        want_claims: bool,
+    ) -> (Outcome, Option<Arc<Map<String, Value>>>) {
+        let Some(rule) = self.settings.rule_for(path) else {
+            return (Outcome::Unprotected, None);
+        };
+        let stats = &self.core.auth_stats;
+        let Some(token) = policy::extract(authorization, cookies, &rule.cookie_key) else {
+            stats.missing.fetch_add(1, Relaxed);
+            return (Outcome::Missing, None);
+        };
+        let now = now();
+        let verified = match self.verified(token, rule, now) {
+            Ok(v) => v,
+            Err(e) => {
+                stats.invalid.fetch_add(1, Relaxed);
+                return (Outcome::Invalid(e.to_string()), None);
+            }
+        };
+        let claims = want_claims.then(|| verified.claims.clone());
+        let outcome = match policy::check(rule, &verified.claims, now) {
+            Ok(()) => {
+                stats.allowed.fetch_add(1, Relaxed);
+                Outcome::Allow(policy::claim_headers(rule, &verified.claims))
+            }
+            Err(Deny::Invalid(why)) => {
+                stats.invalid.fetch_add(1, Relaxed);
+                Outcome::Invalid(why)
+            }
+            Err(Deny::Forbidden(why)) => {
+                stats.forbidden.fetch_add(1, Relaxed);
+                Outcome::Forbidden(why)
+            }
+        };
+        (outcome, claims)
+    }
+
+    /// A token whose signature checks out, from the cache or verified now.
+    fn verified(&self, token: &str, rule: &Rule, now: f64) -> Result<Verified, Invalid> {
+        let (generation, store) = self.core.key_store();
+        if let Some(v) = self.cached(token, generation, now) {
+            // The cache is shared by every rule: this rule's algorithms and issuer binding still apply.
+            if !rule.algs.contains(&v.alg) {
+                return Err(Invalid::AlgNotAllowed(v.alg.name().into()));
+            }
+            self.core.auth_stats.cache_hits.fetch_add(1, Relaxed);
+            return Ok(v);
+        }
+        self.core.auth_stats.cache_misses.fetch_add(1, Relaxed);
+        let parsed = verify::parse(token.as_bytes(), self.settings.max_token_bytes, &rule.algs)?;
+        let allowed = self.origins_for(parsed.claims.get("iss").and_then(Value::as_str))?;
+        let kid = parsed.kid.clone();
+        let result = match store.verify(parsed, &|o| allowed.contains(&o)) {
+            Err(Invalid::UnknownKid(_)) if kid.is_some() => {
+                // Maybe a key rotated in since the last fetch: refetch the origins that could
+                // hold it (bounded, cooled down), then try once more.
+                let s = &self.settings;
+                if self.core.refetch_unknown_kid(&allowed, s.unknown_kid_cooldown, s.unknown_kid_wait) {
+                    let (_, store) = self.core.key_store();
+                    let parsed = verify::parse(token.as_bytes(), s.max_token_bytes, &rule.algs)?;
+                    store.verify(parsed, &|o| allowed.contains(&o))
+                } else {
+                    Err(Invalid::UnknownKid(kid.unwrap_or_default()))
+                }
+            }
+            other => other,
+        }?;
+        self.remember(token, generation, &result);
+        Ok(result)
+    }
+
+    /// Origins whose keys may verify a token with this `iss`: those bound to it, or when no
+    /// origin is bound to it, the unbound ones.
+    fn origins_for(&self, iss: Option<&str>) -> Result<Vec<usize>, Invalid> {
+        let bindings = &self.core.settings().issuers;
+        let bound: Vec<usize> = match iss {
+            Some(iss) => (0..bindings.len()).filter(|&i| bindings[i].iter().any(|b| b == iss)).collect(),
+            None => vec![],
+        };
+        if !bound.is_empty() {
+            return Ok(bound);
+        }
+        let unbound: Vec<usize> = (0..bindings.len()).filter(|&i| bindings[i].is_empty()).collect();
+        if unbound.is_empty() {
+            return Err(Invalid::IssuerNotBound(iss.unwrap_or("").chars().take(128).collect()));
+        }
+        Ok(unbound)
+    }
+
+    fn cached(&self, token: &str, generation: u64, now: f64) -> Option<Verified> {
+        let mut c = self.cache.lock();
+        match c.map.get(token) {
+            Some(e) if e.generation == generation && now < e.exp => Some(e.verified.clone()),
+            Some(_) => {
+                c.map.remove(token); // stale: keys changed or token expired
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&self, token: &str, generation: u64, v: &Verified) {
+        let max = self.settings.cache_size;
+        // Tokens without exp are never cached: nothing would bound their stay.
+        let Some(exp) = v.claims.get("exp").and_then(Value::as_f64) else { return };
+        if max == 0 {
+            return;
+        }
+        let mut c = self.cache.lock();
+        if c.map.len() >= max {
+            // Drop the oldest entries (some may already be gone) until there is room.
+            while c.map.len() >= max {
+                match c.order.pop_front() {
+                    Some(old) => {
+                        c.map.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+        }
+        let key: Box<str> = token.into();
+        if c.map.insert(key.clone(), Entry { generation, verified: v.clone(), exp }).is_none() {
+            c.order.push_back(key);
+        }
+        // `order` can hold names of entries removed as stale; keep it from growing past twice the cap.
+        if c.order.len() > 2 * max {
+            let TokenCache { map, order } = &mut *c;
+            order.retain(|k| map.contains_key(k));
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! Settings of the `jwk-aggregator-auth` handler: which paths it protects and what a token must
+//! show there. Setting names follow KrakenD's auth/validator where one exists.
+
+use crate::config::{parse_duration, ConfigError};
+use crate::verify::Alg;
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matcher {
+    Any,
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// KrakenD path patterns: literal segments, `{param}` for one segment, a final `*` for the rest.
+    pub paths: Vec<Vec<Segment>>,
+    pub algs: Vec<Alg>,
+    pub issuers: Vec<String>,
+    pub audience: Vec<String>,
+    pub audience_matcher: Matcher,
+    pub roles_key: String,
+    pub roles: Vec<String>,
+    pub roles_matcher: Matcher,
+    pub scopes_key: String,
+    pub scopes: Vec<String>,
+    pub scopes_matcher: Matcher,
+    pub leeway: Duration,
+    pub require_exp: bool,
+    pub cookie_key: String,
+    /// (claim, header) pairs copied to the backend request.
+    pub propagate_claims: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Literal(String),
+    Param,
+    Rest,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthSettings {
+    pub rules: Vec<Rule>,
+    pub max_token_bytes: usize,
+    pub cache_size: usize,
+    pub unknown_kid_cooldown: Duration,
+    pub unknown_kid_wait: Duration,
+}
+
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
+pub const DEFAULT_CACHE_SIZE: usize = 10_000;
+pub const DEFAULT_UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(30);
+pub const DEFAULT_UNKNOWN_KID_WAIT: Duration = Duration::from_secs(2);
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(1);
+
+const SETTINGS: &[&str] = &["rules", "max_token_bytes", "cache_size", "unknown_kid_cooldown", "unknown_kid_wait"];
+const RULE_SETTINGS: &[&str] = &[
+    "paths",
+    "alg",
+    "issuer",
+    "audience",
+    "audience_matcher",
+    "roles_key",
+    "roles",
+    "roles_matcher",
+    "scopes_key",
+    "scopes",
+    "scopes_matcher",
+    "leeway",
+    "require_exp",
+    "cookie_key",
+    "propagate_claims",
+];
+
+fn err(field: &str, expected: &str, got: &Value) -> ConfigError {
+    let mut shown = got.to_string();
+    if shown.len() > 120 {
+        shown = format!("{}...", shown.chars().take(117).collect::<String>());
+    }
+    ConfigError(format!("jwk-aggregator-auth: invalid \"{field}\": expected {expected}, got {shown}"))
+}
+
+fn check_keys(map: &Map<String, Value>, known: &[&str], ctx: &str) -> Result<(), ConfigError> {
+    for key in map.keys() {
+        if !key.starts_with(['@', '$', '_', '#']) && !known.contains(&key.as_str()) {
+            return Err(ConfigError(format!(
+                "jwk-aggregator-auth: unknown setting \"{key}\"{ctx} (known: {})",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A string or a list of strings.
+fn strings(map: &Map<String, Value>, field: &str, ctx: &str) -> Result<Vec<String>, ConfigError> {
+    match map.get(field) {
+        None => Ok(vec![]),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(v @ Value::Array(list)) => list
+            .iter()
+            .map(|x| x.as_str().map(str::to_owned).ok_or_else(|| err(&format!("{ctx}{field}"), "a list of strings", v)))
+            .collect(),
+        Some(v) => Err(err(&format!("{ctx}{field}"), "a string or a list of strings", v)),
+    }
+}
+
+fn string(map: &Map<String, Value>, field: &str, default: &str, ctx: &str) -> Result<String, ConfigError> {
+    match map.get(field) {
+        None => Ok(default.to_owned()),
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(v) => Err(err(&format!("{ctx}{field}"), "a non-empty string", v)),
+    }
+}
+
+fn matcher(map: &Map<String, Value>, field: &str, ctx: &str) -> Result<Matcher, ConfigError> {
+    match map.get(field).map(|v| (v, v.as_str())) {
+        None => Ok(Matcher::Any),
+        Some((_, Some("any"))) => Ok(Matcher::Any),
+        Some((_, Some("all"))) => Ok(Matcher::All),
+        Some((v, _)) => Err(err(&format!("{ctx}{field}"), "\"any\" or \"all\"", v)),
+    }
+}
+
+fn duration(map: &Map<String, Value>, field: &str, default: Duration, ctx: &str) -> Result<Duration, ConfigError> {
+    match map.get(field) {
+        None => Ok(default),
+        Some(v) => v.as_str().and_then(parse_duration).ok_or_else(|| err(&format!("{ctx}{field}"), "a duration such as \"1s\"", v)),
+    }
+}
+
+fn count(map: &Map<String, Value>, field: &str, default: usize, min: usize, max: usize) -> Result<usize, ConfigError> {
+    match map.get(field) {
+        None => Ok(default),
+        Some(v) => match v.as_f64() {
+            Some(f) if f.fract() == 0.0 && f >= min as f64 && f <= max as f64 => Ok(f as usize),
+            _ => Err(err(field, &format!("an integer from {min} to {max}"), v)),
+        },
+    }
+}
+
+pub fn parse_path(p: &str) -> Option<Vec<Segment>> {
+    let rest = p.strip_prefix('/')?;
+    let parts: Vec<&str> = if rest.is_empty() { vec![] } else { rest.split('/').collect() };
+    let last = parts.len().saturating_sub(1);
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match *s {
+            "*" if i == last => Some(Segment::Rest),
+            s if s.starts_with('{') && s.ends_with('}') && s.len() > 2 => Some(Segment::Param),
+            "" | "*" => None,
+            s if s.contains(['{', '}', '*']) => None,
+            s => Some(Segment::Literal(s.to_owned())),
+        })
+        .collect()
+}
+
+/// Whether a request path matches a pattern. Trailing slashes are ignored, as KrakenD does.
+pub fn path_matches(pattern: &[Segment], path: &str) -> bool {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let mut parts = if path.is_empty() { None } else { Some(path.split('/')) };
+    for seg in pattern {
+        if *seg == Segment::Rest {
+            return true;
+        }
+        match parts.as_mut().and_then(Iterator::next) {
+            Some(p) if !p.is_empty() && (*seg == Segment::Param || matches!(seg, Segment::Literal(l) if l == p)) => {}
+            _ => return false,
+        }
+    }
+    parts.is_none_or(|mut p| p.next().is_none())
+}
+
+const DEFAULT_ALGS: [Alg; 10] =
+    [Alg::RS256, Alg::RS384, Alg::RS512, Alg::PS256, Alg::PS384, Alg::PS512, Alg::ES256, Alg::ES384, Alg::ES512, Alg::EdDSA];
+
+fn parse_rule(i: usize, v: &Value) -> Result<Rule, ConfigError> {
+    let ctx = format!("rules[{i}].");
+    let Value::Object(map) = v else {
+        return Err(err(&format!("rules[{i}]"), "an object", v));
+    };
+    check_keys(map, RULE_SETTINGS, &format!(" in rules[{i}]"))?;
+    let raw_paths = strings(map, "paths", &ctx)?;
+    if raw_paths.is_empty() {
+        return Err(ConfigError(format!("jwk-aggregator-auth: missing \"{ctx}paths\": expected a list of endpoint paths such as \"/orders/{{id}}\"")));
+    }
+    let mut paths = Vec::new();
+    for p in &raw_paths {
+        paths.push(parse_path(p).ok_or_else(|| err(&format!("{ctx}paths"), "paths starting with / made of literal segments, {param} segments and an optional final *", &Value::String(p.clone())))?);
+    }
+    let algs = match strings(map, "alg", &ctx)? {
+        list if list.is_empty() => DEFAULT_ALGS.to_vec(),
+        list => list
+            .iter()
+            .map(|a| Alg::parse(a).ok_or_else(|| err(&format!("{ctx}alg"), "RS256/384/512, PS256/384/512, ES256/384/512, EdDSA or HS256/384/512", &Value::String(a.clone()))))
+            .collect::<Result<_, _>>()?,
+    };
+    let propagate_claims = match map.get("propagate_claims") {
+        None => vec![],
+        Some(v @ Value::Array(list)) => list
+            .iter()
+            .map(|pair| match pair.as_array().map(Vec::as_slice) {
+                Some([Value::String(c), Value::String(h)]) if !c.is_empty() && valid_header(h) => Ok((c.clone(), h.clone())),
+                _ => Err(err(&format!("{ctx}propagate_claims"), "a list of [\"claim\", \"Header-Name\"] pairs", v)),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(v) => Err(err(&format!("{ctx}propagate_claims"), "a list of [\"claim\", \"Header-Name\"] pairs", v))?,
+    };
+    let require_exp = match map.get("require_exp") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => return Err(err(&format!("{ctx}require_exp"), "true or false", v)),
+    };
+    Ok(Rule {
+        paths,
+        algs,
+        issuers: strings(map, "issuer", &ctx)?,
+        audience: strings(map, "audience", &ctx)?,
+        audience_matcher: matcher(map, "audience_matcher", &ctx)?,
+        roles_key: string(map, "roles_key", "roles", &ctx)?,
+        roles: strings(map, "roles", &ctx)?,
+        roles_matcher: matcher(map, "roles_matcher", &ctx)?,
+        scopes_key: string(map, "scopes_key", "scope", &ctx)?,
+        scopes: strings(map, "scopes", &ctx)?,
+        scopes_matcher: matcher(map, "scopes_matcher", &ctx)?,
+        leeway: duration(map, "leeway", DEFAULT_LEEWAY, &ctx)?,
+        require_exp,
+        cookie_key: string(map, "cookie_key", "access_token", &ctx)?,
+        propagate_claims,
+    })
+}
+
+fn valid_header(h: &str) -> bool {
+    !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl AuthSettings {
+    pub fn from_value(v: &Value) -> Result<AuthSettings, ConfigError> {
+        let map = match v {
+            Value::Object(m) => m,
+            Value::Null => {
+                return Err(ConfigError(
+                    "missing \"jwk-aggregator-auth\" settings block (it needs \"rules\")".into(),
+                ))
+            }
+            other => return Err(err("jwk-aggregator-auth", "an object", other)),
+        };
+        check_keys(map, SETTINGS, "")?;
+        let rules = match map.get("rules") {
+            Some(Value::Array(list)) if !list.is_empty() => list.iter().enumerate().map(|(i, r)| parse_rule(i, r)).collect::<Result<Vec<_>, _>>()?,
+            None => return Err(ConfigError("jwk-aggregator-auth: missing \"rules\": expected a non-empty list of rules".into())),
+            Some(v) => return Err(err("rules", "a non-empty list of rules", v)),
+        };
+        Ok(AuthSettings {
+            rules,
+            max_token_bytes: count(map, "max_token_bytes", DEFAULT_MAX_TOKEN_BYTES, 256, 1024 * 1024)?,
+            cache_size: count(map, "cache_size", DEFAULT_CACHE_SIZE, 0, 10_000_000)?,
+            unknown_kid_cooldown: duration(map, "unknown_kid_cooldown", DEFAULT_UNKNOWN_KID_COOLDOWN, "")?,
+            unknown_kid_wait: duration(map, "unknown_kid_wait", DEFAULT_UNKNOWN_KID_WAIT, "")?,
+        })
+    }
+
+    pub fn rule_for(&self, path: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.paths.iter().any(|p| path_matches(p, path)))
+    }
+}
+
+/// The token from `Authorization: Bearer ...`, else from the cookie `cookie_key`.
+pub fn extract<'a>(authorization: &'a str, cookies: &'a str, cookie_key: &str) -> Option<&'a str> {
+    let auth = authorization.trim();
+    if let Some((scheme, rest)) = auth.split_once(' ') {
+        if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() {
+            return Some(rest.trim());
+        }
+    }
+    cookies
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, value)| *name == cookie_key && !value.is_empty())
+        .map(|(_, value)| value.trim_matches('"'))
+}
+
+/// Looks a claim up by its name, or, when absent and the name has dots, as a nested path.
+pub fn claim<'a>(claims: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    claims.get(key).or_else(|| {
+        let mut parts = key.split('.');
+        let mut cur = claims.get(parts.next()?)?;
+        for p in parts {
+            cur = cur.as_object()?.get(p)?;
+        }
+        Some(cur)
+    })
+}
+
+/// A claim as a list of strings: an array of strings, or a space-separated string.
+fn claim_list(claims: &Map<String, Value>, key: &str) -> Vec<String> {
+    match claim(claims, key) {
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        _ => vec![],
+    }
+}
+
+fn matched(required: &[String], present: &[String], m: Matcher) -> bool {
+    match m {
+        Matcher::Any => required.iter().any(|r| present.contains(r)),
+        Matcher::All => required.iter().all(|r| present.contains(r)),
+    }
+}
+
+/// Why a verified token is still refused: `Invalid` answers 401, `Forbidden` 403.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deny {
+    Invalid(String),
+    Forbidden(String),
+}
+
+fn numeric(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, Deny> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v.as_f64().map(Some).ok_or_else(|| Deny::Invalid(format!("\"{name}\" is not a number"))),
+    }
+}
+
+/// Checks the claims of a token whose signature verified, at Unix time `now`.
+pub fn check(rule: &Rule, claims: &Map<String, Value>, now: f64) -> Result<(), Deny> {
+    let leeway = rule.leeway.as_secs_f64();
+    match numeric(claims, "exp")? {
+        Some(exp) if now - leeway >= exp => return Err(Deny::Invalid("token expired".into())),
+        None if rule.require_exp => return Err(Deny::Invalid("token has no exp".into())),
+        _ => {}
+    }
+    if numeric(claims, "nbf")?.is_some_and(|nbf| now + leeway < nbf) {
+        return Err(Deny::Invalid("token not valid yet (nbf)".into()));
+    }
+    if numeric(claims, "iat")?.is_some_and(|iat| now + leeway < iat) {
+        return Err(Deny::Invalid("token issued in the future (iat)".into()));
+    }
+    if !rule.issuers.is_empty() {
+        let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
+        if !rule.issuers.iter().any(|i| i == iss) {
+            return Err(Deny::Invalid("issuer not accepted".into()));
+        }
+    }
+    if !rule.audience.is_empty() {
+        let aud: Vec<String> = match claims.get("aud") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            _ => vec![],
+        };
+        if !matched(&rule.audience, &aud, rule.audience_matcher) {
+            return Err(Deny::Invalid("audience not accepted".into()));
+        }
+    }
+    if !rule.roles.is_empty() && !matched(&rule.roles, &claim_list(claims, &rule.roles_key), rule.roles_matcher) {
+        return Err(Deny::Forbidden("missing role".into()));
+    }
+    if !rule.scopes.is_empty() && !matched(&rule.scopes, &claim_list(claims, &rule.scopes_key), rule.scopes_matcher) {
+        return Err(Deny::Forbidden("missing scope".into()));
+    }
+    Ok(())
+}
+
+/// The header values for `propagate_claims`: strings as they are, arrays of strings joined with
+/// commas, anything else as JSON. A missing claim gives no header (the client's is still removed).
+pub fn claim_headers(rule: &Rule, claims: &Map<String, Value>) -> Vec<(String, Option<String>)> {
+    rule.propagate_claims
+        .iter()
+        .map(|(c, h)| {
+            let v = claim(claims, c).map(|v| match v {
+                Value::String(s) => s.clone(),
+                Value::Array(a) if a.iter().all(Value::is_string) => {
+                    a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")
+                }
+                other => other.to_string(),
+            });
+            // Header values must not carry line breaks or other control characters.
+            (h.clone(), v.filter(|s| !s.bytes().any(|b| b < 0x20 || b == 0x7f)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rule(extra: Value) -> Rule {
+        let mut r = json!({"paths": ["/x"]});
+        for (k, v) in extra.as_object().unwrap() {
+            r[k] = v.clone();
+        }
+        AuthSettings::from_value(&json!({ "rules": [r] })).unwrap().rules.remove(0)
+    }
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn paths_follow_krakend_patterns() {
+        let s = AuthSettings::from_value(&json!({"rules": [
+            {"paths": ["/orders/{id}", "/admin/*"]},
+            {"paths": ["/"]}
+        ]}))
+        .unwrap();
+        let hit = |p: &str| s.rule_for(p).map(|r| r.paths.len());
+        assert_eq!(hit("/orders/42"), Some(2));
+        assert_eq!(hit("/orders/42/"), Some(2));
+        assert_eq!(hit("/orders"), None);
+        assert_eq!(hit("/orders/42/items"), None);
+        assert_eq!(hit("/orders//"), None);
+        assert_eq!(hit("/admin"), Some(2));
+        assert_eq!(hit("/admin/a/b/c"), Some(2));
+        assert_eq!(hit("/"), Some(1));
+        assert_eq!(hit("/public"), None);
+        for bad in ["orders", "/a/*/b", "/a/{", "/a//b"] {
+            assert!(AuthSettings::from_value(&json!({"rules": [{"paths": [bad]}]})).unwrap_err().0.contains(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn settings_errors_name_field_and_value() {
+        let e = AuthSettings::from_value(&json!({"rules": [{"paths": ["/x"], "alg": ["none"]}]})).unwrap_err();
+        assert!(e.0.contains("rules[0].alg") && e.0.contains("none"), "{e}");
+        let e = AuthSettings::from_value(&json!({"rules": [{"paths": ["/x"], "scope": ["a"]}]})).unwrap_err();
+        assert!(e.0.contains("unknown setting \"scope\""), "{e}");
+        let e = AuthSettings::from_value(&json!({"rules": []})).unwrap_err();
+        assert!(e.0.contains("\"rules\""), "{e}");
+        let e = AuthSettings::from_value(&json!({"rules": [{"paths": ["/x"], "propagate_claims": [["sub", "X User"]]}]})).unwrap_err();
+        assert!(e.0.contains("propagate_claims"), "{e}");
+    }
+
+    #[test]
+    fn extraction_prefers_the_bearer_header_then_the_cookie() {
+        assert_eq!(extract("Bearer abc", "access_token=def", "access_token"), Some("abc"));
+        assert_eq!(extract("bearer  abc ", "", "access_token"), Some("abc"));
+        assert_eq!(extract("Basic abc", "a=1; access_token=def", "access_token"), Some("def"));
+        assert_eq!(extract("", "session=def", "access_token"), None);
+        assert_eq!(extract("Bearer ", "", "access_token"), None);
+    }
+
+    #[test]
+    fn time_claims_with_leeway() {
+        let r = rule(json!({"leeway": "2s"}));
+        let now = 1000.0;
+        assert!(check(&r, &claims(json!({"exp": 1001})), now).is_ok());
+        assert!(check(&r, &claims(json!({"exp": 1001.5})), now + 2.0).is_ok());
+        assert!(matches!(check(&r, &claims(json!({"exp": 998})), now), Err(Deny::Invalid(_))));
+        assert!(matches!(check(&r, &claims(json!({})), now), Err(Deny::Invalid(m)) if m.contains("no exp")));
+        assert!(check(&rule(json!({"require_exp": false})), &claims(json!({})), now).is_ok());
+        assert!(matches!(check(&r, &claims(json!({"exp": 2000, "nbf": 1003})), now), Err(Deny::Invalid(m)) if m.contains("nbf")));
+        assert!(check(&r, &claims(json!({"exp": 2000, "nbf": 1001})), now).is_ok());
+        assert!(matches!(check(&r, &claims(json!({"exp": 2000, "iat": 1010})), now), Err(Deny::Invalid(m)) if m.contains("iat")));
+        assert!(matches!(check(&r, &claims(json!({"exp": "2000"})), now), Err(Deny::Invalid(_))));
+    }
+
+    #[test]
+    fn issuer_audience_roles_scopes() {
+        let c = claims(json!({"exp": 2000, "iss": "https://a", "aud": ["api", "web"],
+            "realm_access": {"roles": ["admin", "dev"]}, "scope": "read write", "https://ns.example/roles": ["x"]}));
+        let ok = |r: Value| check(&rule(r), &c, 1000.0);
+        assert!(ok(json!({"issuer": "https://a"})).is_ok());
+        assert_eq!(ok(json!({"issuer": ["https://b"]})), Err(Deny::Invalid("issuer not accepted".into())));
+        assert!(ok(json!({"audience": ["api", "other"]})).is_ok());
+        assert!(ok(json!({"audience": ["api", "other"], "audience_matcher": "all"})).is_err());
+        assert!(ok(json!({"audience": ["api", "web"], "audience_matcher": "all"})).is_ok());
+        assert!(ok(json!({"roles_key": "realm_access.roles", "roles": ["admin"]})).is_ok());
+        assert!(ok(json!({"roles_key": "https://ns.example/roles", "roles": ["x"]})).is_ok());
+        assert_eq!(ok(json!({"roles_key": "realm_access.roles", "roles": ["root"]})), Err(Deny::Forbidden("missing role".into())));
+        assert!(ok(json!({"scopes": ["write", "admin"]})).is_ok());
+        assert_eq!(ok(json!({"scopes": ["write", "admin"], "scopes_matcher": "all"})), Err(Deny::Forbidden("missing scope".into())));
+    }
+
+    #[test]
+    fn claim_headers_are_safe() {
+        let r = rule(json!({"propagate_claims": [["sub", "X-User"], ["groups", "X-Groups"], ["evil", "X-Evil"], ["gone", "X-Gone"], ["n", "X-N"]]}));
+        let h = claim_headers(&r, &claims(json!({"sub": "alice", "groups": ["a", "b"], "evil": "a\r\nX-Admin: 1", "n": 5})));
+        assert_eq!(
+            h,
+            vec![
+                ("X-User".into(), Some("alice".into())),
+                ("X-Groups".into(), Some("a,b".into())),
+                ("X-Evil".into(), None),
+                ("X-Gone".into(), None),
+                ("X-N".into(), Some("5".into())),
+            ]
+        );
+    }
+}

@@ -1,0 +1,343 @@
+//! Token verification over the aggregated keys: a key store of public keys parsed once per key-set
+//! change, and the JWS checks (size, structure, algorithm, key choice, signature).
+//!
+//! Claims policy (exp, issuer, audience, roles, scopes) lives in `policy`; this module answers
+//! only "is this token signed by a key we trust for it".
+
+use crate::b64;
+use aws_lc_rs::{hmac, rsa, signature};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// JWS algorithms the verifier knows. `none` is not one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alg {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    ES512,
+    EdDSA,
+    HS256,
+    HS384,
+    HS512,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Rsa,
+    Ec,
+    Okp,
+    Oct,
+}
+
+impl Alg {
+    pub const ALL: [Alg; 13] = [
+        Alg::RS256,
+        Alg::RS384,
+        Alg::RS512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+        Alg::ES256,
+        Alg::ES384,
+        Alg::ES512,
+        Alg::EdDSA,
+        Alg::HS256,
+        Alg::HS384,
+        Alg::HS512,
+    ];
+
+    pub fn parse(s: &str) -> Option<Alg> {
+        Alg::ALL.into_iter().find(|a| a.name() == s)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::RS384 => "RS384",
+            Alg::RS512 => "RS512",
+            Alg::PS256 => "PS256",
+            Alg::PS384 => "PS384",
+            Alg::PS512 => "PS512",
+            Alg::ES256 => "ES256",
+            Alg::ES384 => "ES384",
+            Alg::ES512 => "ES512",
+            Alg::EdDSA => "EdDSA",
+            Alg::HS256 => "HS256",
+            Alg::HS384 => "HS384",
+            Alg::HS512 => "HS512",
+        }
+    }
+
+    pub fn family(self) -> Family {
+        match self {
+            Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => Family::Rsa,
+            Alg::ES256 | Alg::ES384 | Alg::ES512 => Family::Ec,
+            Alg::EdDSA => Family::Okp,
+            Alg::HS256 | Alg::HS384 | Alg::HS512 => Family::Oct,
+        }
+    }
+}
+
+/// One key in a form ready to verify, with the algorithms it may verify.
+enum Material {
+    /// Parsed once per algorithm the key may be used with.
+    Public(Vec<(Alg, signature::ParsedPublicKey)>),
+    Hmac(Vec<(Alg, hmac::Key)>),
+}
+
+struct StoreKey {
+    kid: Option<String>,
+    origin: usize,
+    family: Family,
+    material: Material,
+}
+
+impl StoreKey {
+    fn verify(&self, alg: Alg, input: &[u8], sig: &[u8]) -> bool {
+        match &self.material {
+            Material::Public(list) => list.iter().any(|(a, k)| *a == alg && k.verify_sig(input, sig).is_ok()),
+            Material::Hmac(list) => list.iter().any(|(a, k)| *a == alg && hmac::verify(k, input, sig).is_ok()),
+        }
+    }
+}
+
+/// The public keys of the merged set, parsed. Rebuilt only when the set changes.
+#[derive(Default)]
+pub struct KeyStore {
+    keys: Vec<StoreKey>,
+    by_kid: HashMap<String, Vec<usize>>,
+}
+
+/// At most this many keys are tried for a token without kid.
+pub const MAX_KIDLESS_TRIES: usize = 8;
+
+fn member(jwk: &Map<String, Value>, name: &str) -> Option<Vec<u8>> {
+    jwk.get(name).and_then(Value::as_str).and_then(|s| b64::decode(s.as_bytes()))
+}
+
+fn rsa_params(alg: Alg) -> &'static signature::RsaParameters {
+    match alg {
+        Alg::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        Alg::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+        Alg::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+        Alg::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+        Alg::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+        _ => &signature::RSA_PSS_2048_8192_SHA512,
+    }
+}
+
+/// Parses one sanitized JWK. A JWK `alg`, when present, narrows the key to that one algorithm.
+fn parse_key(jwk: &Map<String, Value>, allow_symmetric: bool) -> Result<(Family, Material), String> {
+    let declared = match jwk.get("alg").and_then(Value::as_str) {
+        None => None,
+        Some(a) => Some(Alg::parse(a).ok_or_else(|| format!("unsupported alg {a:?}"))?),
+    };
+    let allowed = |family: Family| -> Vec<Alg> {
+        Alg::ALL.into_iter().filter(|a| a.family() == family && declared.is_none_or(|d| d == *a)).collect()
+    };
+    let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or("");
+    match kty {
+        "RSA" => {
+            let (n, e) = (member(jwk, "n").ok_or("bad n")?, member(jwk, "e").ok_or("bad e")?);
+            let comps = rsa::PublicKeyComponents { n: n.as_slice(), e: e.as_slice() };
+            let mut parsed = Vec::new();
+            for alg in allowed(Family::Rsa) {
+                parsed.push((alg, comps.to_parsed_public_key(rsa_params(alg)).map_err(|e| format!("RSA key rejected: {e}"))?));
+            }
+            if parsed.is_empty() {
+                return Err(format!("alg {:?} does not fit an RSA key", declared.map(Alg::name)));
+            }
+            Ok((Family::Rsa, Material::Public(parsed)))
+        }
+        "EC" => {
+            let (alg, v): (Alg, &'static signature::EcdsaVerificationAlgorithm) = match jwk.get("crv").and_then(Value::as_str) {
+                Some("P-256") => (Alg::ES256, &signature::ECDSA_P256_SHA256_FIXED),
+                Some("P-384") => (Alg::ES384, &signature::ECDSA_P384_SHA384_FIXED),
+                Some("P-521") => (Alg::ES512, &signature::ECDSA_P521_SHA512_FIXED),
+                other => return Err(format!("unsupported curve {other:?}")),
+            };
+            if declared.is_some_and(|d| d != alg) {
+                return Err(format!("alg {:?} does not fit curve", declared.map(Alg::name)));
+            }
+            let mut point = vec![4u8];
+            point.extend(member(jwk, "x").ok_or("bad x")?);
+            point.extend(member(jwk, "y").ok_or("bad y")?);
+            let parsed = signature::ParsedPublicKey::new(v, point).map_err(|e| format!("EC point rejected: {e}"))?;
+            Ok((Family::Ec, Material::Public(vec![(alg, parsed)])))
+        }
+        "OKP" => {
+            if declared.is_some_and(|d| d != Alg::EdDSA) {
+                return Err("alg does not fit an Ed25519 key".into());
+            }
+            let x = member(jwk, "x").ok_or("bad x")?;
+            let parsed = signature::ParsedPublicKey::new(&signature::ED25519, x).map_err(|e| format!("Ed25519 key rejected: {e}"))?;
+            Ok((Family::Okp, Material::Public(vec![(Alg::EdDSA, parsed)])))
+        }
+        "oct" if allow_symmetric => {
+            let k = member(jwk, "k").ok_or("bad k")?;
+            let list = allowed(Family::Oct)
+                .into_iter()
+                .map(|a| {
+                    let algo = match a {
+                        Alg::HS256 => hmac::HMAC_SHA256,
+                        Alg::HS384 => hmac::HMAC_SHA384,
+                        _ => hmac::HMAC_SHA512,
+                    };
+                    (a, hmac::Key::new(algo, &k))
+                })
+                .collect::<Vec<_>>();
+            if list.is_empty() {
+                return Err("alg does not fit a symmetric key".into());
+            }
+            Ok((Family::Oct, Material::Hmac(list)))
+        }
+        other => Err(format!("kty {other:?} is not used for verification")),
+    }
+}
+
+impl KeyStore {
+    /// Parses every key once. Keys that cannot be parsed are skipped and reported.
+    pub fn build<'a>(
+        per_origin: impl IntoIterator<Item = (usize, &'a [Map<String, Value>])>,
+        allow_symmetric: bool,
+    ) -> (KeyStore, Vec<(usize, Option<String>, String)>) {
+        let mut store = KeyStore::default();
+        let mut skipped = Vec::new();
+        for (origin, keys) in per_origin {
+            for jwk in keys {
+                let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
+                match parse_key(jwk, allow_symmetric) {
+                    Ok((family, material)) => {
+                        if let Some(k) = &kid {
+                            store.by_kid.entry(k.clone()).or_default().push(store.keys.len());
+                        }
+                        store.keys.push(StoreKey { kid, origin, family, material });
+                    }
+                    Err(why) => skipped.push((origin, kid, why)),
+                }
+            }
+        }
+        (store, skipped)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.by_kid.contains_key(kid)
+    }
+}
+
+/// Why a token was refused. The text never contains the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    TooLarge(usize),
+    Malformed(&'static str),
+    AlgNotAllowed(String),
+    UnknownKid(String),
+    NoKey,
+    BadSignature,
+    IssuerNotBound(String),
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Invalid::TooLarge(max) => write!(f, "token larger than {max} bytes"),
+            Invalid::Malformed(what) => write!(f, "malformed token: {what}"),
+            Invalid::AlgNotAllowed(a) => write!(f, "algorithm {a:?} not allowed"),
+            Invalid::UnknownKid(k) => write!(f, "no key with kid {k:?}"),
+            Invalid::NoKey => f.write_str("no key fits the token"),
+            Invalid::BadSignature => f.write_str("signature does not verify"),
+            Invalid::IssuerNotBound(i) => write!(f, "issuer {i:?} is not bound to any origin"),
+        }
+    }
+}
+
+/// A token whose signature verified.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub claims: Arc<Map<String, Value>>,
+    pub origin: usize,
+    pub alg: Alg,
+}
+
+/// The parts of a compact JWS, decoded, before any signature check.
+pub struct Parsed<'a> {
+    pub alg: Alg,
+    pub kid: Option<String>,
+    pub claims: Map<String, Value>,
+    signing_input: &'a [u8],
+    signature: Vec<u8>,
+}
+
+fn json_object(part: &[u8], what: &'static str) -> Result<Map<String, Value>, Invalid> {
+    let bytes = b64::decode(part).ok_or(Invalid::Malformed(what))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(Invalid::Malformed(what)),
+    }
+}
+
+/// Splits and decodes a compact JWS. Everything here happens before any cryptography.
+pub fn parse<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Result<Parsed<'t>, Invalid> {
+    if token.len() > max_bytes {
+        return Err(Invalid::TooLarge(max_bytes));
+    }
+    let mut parts = token.split(|&b| b == b'.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(Invalid::Malformed("not three dot-separated parts"));
+    };
+    let header = json_object(h, "header is not base64url JSON")?;
+    let alg_name = header.get("alg").and_then(Value::as_str).ok_or(Invalid::Malformed("header has no alg"))?;
+    let alg = Alg::parse(alg_name).filter(|a| allowed.contains(a)).ok_or_else(|| Invalid::AlgNotAllowed(alg_name.chars().take(32).collect()))?;
+    if header.contains_key("crit") {
+        // RFC 7515 4.1.11: unknown critical extensions must be refused; none is understood here.
+        return Err(Invalid::Malformed("unsupported crit header"));
+    }
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err(Invalid::Malformed("kid is not a string")),
+    };
+    let claims = json_object(p, "payload is not base64url JSON")?;
+    let signature = b64::decode(s).ok_or(Invalid::Malformed("signature is not base64url"))?;
+    Ok(Parsed { alg, kid, claims, signing_input: &token[..h.len() + 1 + p.len()], signature })
+}
+
+impl KeyStore {
+    /// Verifies the signature with a key of a permitted origin: the kid's keys, or for a token
+    /// without kid, the kid-less keys of the algorithm's family (at most MAX_KIDLESS_TRIES).
+    pub fn verify(&self, t: Parsed<'_>, origin_ok: &dyn Fn(usize) -> bool) -> Result<Verified, Invalid> {
+        let family = t.alg.family();
+        let fits = |k: &&StoreKey| k.family == family && origin_ok(k.origin);
+        let candidates: Vec<&StoreKey> = match &t.kid {
+            Some(kid) => {
+                let idx = self.by_kid.get(kid).ok_or_else(|| Invalid::UnknownKid(kid.chars().take(64).collect()))?;
+                idx.iter().map(|&i| &self.keys[i]).filter(fits).collect()
+            }
+            None => self.keys.iter().filter(|k| k.kid.is_none()).filter(fits).take(MAX_KIDLESS_TRIES).collect(),
+        };
+        if candidates.is_empty() {
+            return Err(Invalid::NoKey);
+        }
+        for key in candidates {
+            if key.verify(t.alg, t.signing_input, &t.signature) {
+                return Ok(Verified { claims: Arc::new(t.claims), origin: key.origin, alg: t.alg });
+            }
+        }
+        Err(Invalid::BadSignature)
+    }
+}
