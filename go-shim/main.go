@@ -25,6 +25,7 @@ import (
 )
 
 const pluginName = "jwk-aggregator"
+const authName = "jwk-aggregator-auth"
 const logPrefix = "[PLUGIN: " + pluginName + "]"
 
 // abiVersion is the version of the header this shim was compiled against.
@@ -81,18 +82,63 @@ func (r registerer) RegisterHandlers(f func(
 	handler func(context.Context, map[string]interface{}, http.Handler) (http.Handler, error),
 )) {
 	f(string(r), r.newHandler)
+	f(authName, newAuthHandler)
 }
 
 // newHandler starts the aggregator's loopback server and returns the gateway's handler untouched,
 // so gateway traffic pays nothing for this plugin.
 func (registerer) newHandler(ctx context.Context, extra map[string]interface{}, next http.Handler) (http.Handler, error) {
-	agg, err := start(ctx, extra[pluginName])
+	if _, err := sharedAggregator(ctx, extra); err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
+// One aggregator per gateway: both handlers get KrakenD's root context and the whole
+// plugin/http-server block, and whichever factory runs first starts it.
+var shared = struct {
+	sync.Mutex
+	byKey map[sharedKey]sharedResult
+}{byKey: map[sharedKey]sharedResult{}}
+
+type sharedKey struct {
+	ctx      context.Context
+	settings string
+}
+
+type sharedResult struct {
+	agg *aggregator
+	err error
+}
+
+func sharedAggregator(ctx context.Context, extra map[string]interface{}) (*aggregator, error) {
+	block := normalize(extra[pluginName])
+	settings, err := json.Marshal(block)
 	if err != nil {
+		err = fmt.Errorf("cannot read the %q settings: %v", pluginName, err)
 		log().Error(logPrefix, err.Error())
 		return nil, err
 	}
-	_ = agg
-	return next, nil
+	key := sharedKey{ctx, string(settings)}
+	shared.Lock()
+	defer shared.Unlock()
+	if r, ok := shared.byKey[key]; ok {
+		return r.agg, r.err
+	}
+	agg, err := start(ctx, settings)
+	if err != nil {
+		log().Error(logPrefix, err.Error())
+	}
+	shared.byKey[key] = sharedResult{agg, err}
+	if done := ctx.Done(); done != nil {
+		go func() {
+			<-done
+			shared.Lock()
+			delete(shared.byKey, key)
+			shared.Unlock()
+		}()
+	}
+	return agg, err
 }
 
 // aggregator owns one Rust handle. mu keeps free from racing with calls still in flight.
@@ -102,13 +148,9 @@ type aggregator struct {
 	logs   sync.WaitGroup
 }
 
-func start(ctx context.Context, block interface{}) (*aggregator, error) {
+func start(ctx context.Context, settings []byte) (*aggregator, error) {
 	if v := uint32(C.jwka_abi_version()); v != abiVersion {
 		return nil, fmt.Errorf("the Rust core has ABI version %d but the shim was built for %d: rebuild the plugin with `make build`", v, abiVersion)
-	}
-	settings, err := json.Marshal(normalize(block))
-	if err != nil {
-		return nil, fmt.Errorf("cannot read the %q settings: %v", pluginName, err)
 	}
 	agg, err := newAggregator(settings)
 	if err != nil {

@@ -79,19 +79,23 @@ func origin(t *testing.T) *httptest.Server {
 	return srv
 }
 
-// factory gets the handler factory exactly as KrakenD's loader does, through RegisterHandlers.
-func factory(t testing.TB) func(context.Context, map[string]interface{}, http.Handler) (http.Handler, error) {
+type factoryFunc = func(context.Context, map[string]interface{}, http.Handler) (http.Handler, error)
+
+// factories gets the handler factories exactly as KrakenD's loader does, through RegisterHandlers.
+func factories(t testing.TB) map[string]factoryFunc {
+	got := map[string]factoryFunc{}
 	var names []string
-	var f func(context.Context, map[string]interface{}, http.Handler) (http.Handler, error)
 	HandlerRegisterer.RegisterHandlers(func(name string, h func(context.Context, map[string]interface{}, http.Handler) (http.Handler, error)) {
 		names = append(names, name)
-		f = h
+		got[name] = h
 	})
-	if len(names) != 1 || names[0] != "jwk-aggregator" {
-		t.Fatalf("registered %v, want [jwk-aggregator]", names)
+	if strings.Join(names, ",") != "jwk-aggregator,jwk-aggregator-auth" {
+		t.Fatalf("registered %v, want [jwk-aggregator jwk-aggregator-auth]", names)
 	}
-	return f
+	return got
 }
+
+func factory(t testing.TB) factoryFunc { return factories(t)["jwk-aggregator"] }
 
 func get(t *testing.T, url string) (int, string, []byte) {
 	resp, err := http.Get(url)

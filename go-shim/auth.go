@@ -1,0 +1,132 @@
+package main
+
+/*
+#include "jwk_aggregator.h"
+*/
+import "C"
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+// authHandler protects the endpoint paths its rules list; the Rust core decides every request.
+type authHandler struct {
+	mu     sync.RWMutex
+	handle *C.JwkaAuth
+	next   http.Handler
+}
+
+// newAuthHandler builds the jwk-aggregator-auth handler. It never returns an error: KrakenD
+// would skip a failed handler and leave the endpoints it should protect open, so a bad
+// configuration refuses every request instead (fail closed), loudly.
+func newAuthHandler(ctx context.Context, extra map[string]interface{}, next http.Handler) (http.Handler, error) {
+	h, err := buildAuth(ctx, extra, next)
+	if err != nil {
+		log().Critical(logPrefix, authName+":", err.Error(), "- every request is refused with 503 until the configuration is fixed")
+		return failClosed{}, nil
+	}
+	return h, nil
+}
+
+func buildAuth(ctx context.Context, extra map[string]interface{}, next http.Handler) (*authHandler, error) {
+	settings, err := json.Marshal(normalize(extra[authName]))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the %q settings: %v", authName, err)
+	}
+	agg, err := sharedAggregator(ctx, extra)
+	if err != nil {
+		return nil, fmt.Errorf("the %q block failed, so there are no keys: %v", pluginName, err)
+	}
+	var handle *C.JwkaAuth
+	var errBuf C.JwkaBuf
+	agg.mu.RLock()
+	status := C.jwka_auth_new(agg.handle, (*C.uint8_t)(unsafe.Pointer(&settings[0])), C.size_t(len(settings)), &handle, &errBuf)
+	agg.mu.RUnlock()
+	msg := string(takeBuf(errBuf))
+	if status != C.JWKA_STATUS_OK {
+		if msg == "" {
+			msg = C.GoString(C.jwka_status_str(status))
+		}
+		return nil, fmt.Errorf("configuration error: %s", msg)
+	}
+	h := &authHandler{handle: handle, next: next}
+	go func() {
+		<-ctx.Done()
+		h.mu.Lock()
+		C.jwka_auth_free(h.handle)
+		h.handle = nil
+		h.mu.Unlock()
+	}()
+	log().Info(logPrefix, authName, "protecting the paths of its rules")
+	return h, nil
+}
+
+type failClosed struct{}
+
+func (failClosed) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	http.Error(w, "", http.StatusServiceUnavailable)
+}
+
+func cbytes(s string) (*C.uint8_t, C.size_t) {
+	if s == "" {
+		return nil, 0
+	}
+	return (*C.uint8_t)(unsafe.Pointer(unsafe.StringData(s))), C.size_t(len(s))
+}
+
+func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path, authz := r.URL.Path, r.Header.Get("Authorization")
+	cookies := strings.Join(r.Header.Values("Cookie"), "; ")
+	pp, pl := cbytes(path)
+	ap, al := cbytes(authz)
+	cp, cl := cbytes(cookies)
+	var res C.JwkaAuthResult
+	h.mu.RLock()
+	if h.handle == nil {
+		h.mu.RUnlock()
+		http.Error(w, "", http.StatusServiceUnavailable)
+		return
+	}
+	status := C.jwka_auth_check(h.handle, pp, pl, ap, al, cp, cl, &res, nil)
+	h.mu.RUnlock()
+	if status != C.JWKA_STATUS_OK {
+		log().Error(logPrefix, authName, "internal error:", C.GoString(C.jwka_status_str(status)))
+		http.Error(w, "", http.StatusInternalServerError)
+		return
+	}
+	reason := takeBuf(res.reason)
+	headers := takeBuf(res.headers)
+	switch res.outcome {
+	case C.JWKA_AUTH_OUTCOME_UNPROTECTED:
+		h.next.ServeHTTP(w, r)
+	case C.JWKA_AUTH_OUTCOME_ALLOW:
+		for _, line := range strings.Split(string(headers), "\n") {
+			if line == "" {
+				continue
+			}
+			name, value, set := strings.Cut(line, "\t")
+			r.Header.Del(name) // a client-sent header of this name never reaches the backend
+			if set {
+				r.Header.Set(name, value)
+			}
+		}
+		h.next.ServeHTTP(w, r)
+	case C.JWKA_AUTH_OUTCOME_MISSING:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="krakend"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	case C.JWKA_AUTH_OUTCOME_INVALID:
+		log().Debug(logPrefix, authName, "refused a token on", path+":", string(reason))
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	default:
+		log().Debug(logPrefix, authName, "forbade", path+":", string(reason))
+		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope"`)
+		w.WriteHeader(http.StatusForbidden)
+	}
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+var b64 = base64.RawURLEncoding
+
+type edKey struct {
+	kid  string
+	priv ed25519.PrivateKey
+}
+
+func newEdKey(kid string) edKey {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	return edKey{kid, priv}
+}
+
+func (k edKey) jwk() map[string]interface{} {
+	return map[string]interface{}{"kty": "OKP", "crv": "Ed25519", "kid": k.kid, "x": b64.EncodeToString(k.priv.Public().(ed25519.PublicKey))}
+}
+
+func (k edKey) sign(claims map[string]interface{}) string {
+	h, _ := json.Marshal(map[string]interface{}{"alg": "EdDSA", "kid": k.kid})
+	c, _ := json.Marshal(claims)
+	input := b64.EncodeToString(h) + "." + b64.EncodeToString(c)
+	return input + "." + b64.EncodeToString(ed25519.Sign(k.priv, []byte(input)))
+}
+
+// authSetup starts the aggregator and the auth handler the way KrakenD does: same root context,
+// same plugin/http-server block, auth factory first.
+func authSetup(t *testing.T, key edKey, rules []interface{}) (http.Handler, *http.Header) {
+	body, _ := json.Marshal(map[string]interface{}{"keys": []interface{}{key.jwk()}})
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	}))
+	t.Cleanup(o.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	port := freePort(t)
+	t.Cleanup(func() { cancel(); waitFree(t, port) })
+	extra := map[string]interface{}{
+		"name":                []interface{}{"jwk-aggregator-auth", "jwk-aggregator"},
+		"jwk-aggregator":      map[string]interface{}{"port": float64(port), "origins": []interface{}{o.URL}},
+		"jwk-aggregator-auth": map[string]interface{}{"rules": rules},
+	}
+	seen := &http.Header{}
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		*seen = r.Header.Clone()
+		io.WriteString(w, "backend")
+	})
+	f := factories(t)
+	h, err := f["jwk-aggregator-auth"](ctx, extra, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f["jwk-aggregator"](ctx, extra, h); err != nil {
+		t.Fatalf("second factory on the same gateway: %v", err)
+	}
+	// Wait for the start-up fetch.
+	for i := 0; i < 100; i++ {
+		if st, _, _ := get(t, fmt.Sprintf("http://127.0.0.1:%d/__health", port)); st == 200 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return h, seen
+}
+
+func do(h http.Handler, path string, header http.Header) *httptest.ResponseRecorder {
+	req := httptest.NewRequest("GET", path, nil)
+	req.Header = header
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestAuthHandlerDecidesAndPropagatesClaims(t *testing.T) {
+	useLogger(t)
+	key := newEdKey("k1")
+	h, seen := authSetup(t, key, []interface{}{map[string]interface{}{
+		"paths":            []interface{}{"/orders/{id}"},
+		"scopes":           []interface{}{"orders"},
+		"propagate_claims": []interface{}{[]interface{}{"sub", "X-User"}},
+	}})
+	exp := time.Now().Add(time.Hour).Unix()
+	good := key.sign(map[string]interface{}{"sub": "alice", "exp": exp, "scope": "orders"})
+
+	rec := do(h, "/orders/7", http.Header{"Authorization": {"Bearer " + good}, "X-User": {"mallory"}})
+	if rec.Code != 200 || seen.Get("X-User") != "alice" || len(seen.Values("X-User")) != 1 {
+		t.Errorf("good token: %d, backend saw X-User %v", rec.Code, seen.Values("X-User"))
+	}
+	if rec := do(h, "/orders/7", http.Header{"Cookie": {"a=b; access_token=" + good}}); rec.Code != 200 {
+		t.Errorf("token in cookie: %d", rec.Code)
+	}
+	rec = do(h, "/orders/7", http.Header{})
+	if rec.Code != 401 || !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Bearer") {
+		t.Errorf("no token: %d %q", rec.Code, rec.Header().Get("WWW-Authenticate"))
+	}
+	rec = do(h, "/orders/7", http.Header{"Authorization": {"Bearer " + good + "x"}})
+	if rec.Code != 401 || rec.Header().Get("WWW-Authenticate") != `Bearer error="invalid_token"` || rec.Body.Len() != 0 {
+		t.Errorf("bad signature: %d %q %q", rec.Code, rec.Header().Get("WWW-Authenticate"), rec.Body.String())
+	}
+	noScope := key.sign(map[string]interface{}{"sub": "alice", "exp": exp, "scope": "other"})
+	if rec := do(h, "/orders/7", http.Header{"Authorization": {"Bearer " + noScope}}); rec.Code != 403 {
+		t.Errorf("missing scope: %d", rec.Code)
+	}
+	// Unprotected paths pass untouched, client headers included.
+	rec = do(h, "/health", http.Header{"X-User": {"whoever"}})
+	if rec.Code != 200 || seen.Get("X-User") != "whoever" {
+		t.Errorf("unprotected path: %d %v", rec.Code, seen.Values("X-User"))
+	}
+}
+
+func TestBadAuthConfigurationFailsClosed(t *testing.T) {
+	logs := useLogger(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	port := freePort(t)
+	extra := map[string]interface{}{
+		"jwk-aggregator":      map[string]interface{}{"port": port, "origins": []interface{}{"http://127.0.0.1:1/jwks"}},
+		"jwk-aggregator-auth": map[string]interface{}{"rules": []interface{}{map[string]interface{}{"path": "/x"}}},
+	}
+	h, err := factories(t)["jwk-aggregator-auth"](ctx, extra, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	if err != nil || h == nil {
+		t.Fatalf("a failed auth handler must still be installed (fail closed): %v", err)
+	}
+	if rec := do(h, "/anything", http.Header{}); rec.Code != 503 {
+		t.Errorf("bad configuration served %d, want 503", rec.Code)
+	}
+	if logs.find("CRITICAL", "jwk-aggregator-auth", `unknown setting "path"`) == "" {
+		t.Errorf("not logged at CRITICAL")
+	}
+	cancel()
+	waitFree(t, port)
+}
