@@ -61,10 +61,12 @@ type gateway struct {
 	done    chan struct{}
 }
 
-// endpoint is one KrakenD endpoint; validator nil means unprotected.
+// endpoint is one KrakenD endpoint; validator nil means no auth/validator.
 type endpoint struct {
-	path      string
-	validator map[string]interface{}
+	path         string
+	validator    map[string]interface{}
+	backend      string   // default: a backend answering {"backend":"ok"}
+	inputHeaders []string // headers KrakenD forwards to the backend
 }
 
 func validator(aggPort int, alg string, cache bool) map[string]interface{} {
@@ -94,6 +96,16 @@ func backend() string {
 // starts bin/krakend, and waits until it serves.
 func startGateway(t *testing.T, aggPort int, block map[string]interface{}, endpoints []endpoint) *gateway {
 	t.Helper()
+	var server map[string]interface{}
+	if block != nil {
+		server = map[string]interface{}{"name": []string{"jwk-aggregator"}, "jwk-aggregator": block}
+	}
+	return startGatewayWith(t, aggPort, server, endpoints)
+}
+
+// startGatewayWith takes the whole plugin/http-server block (nil: none).
+func startGatewayWith(t *testing.T, aggPort int, server map[string]interface{}, endpoints []endpoint) *gateway {
+	t.Helper()
 	bin, so := os.Getenv("KRAKEND_BIN"), os.Getenv("PLUGIN_SO")
 	if bin == "" || so == "" {
 		t.Fatal("KRAKEND_BIN and PLUGIN_SO must name the gateway and the plugin (run through `make test`)")
@@ -110,9 +122,16 @@ func startGateway(t *testing.T, aggPort int, block map[string]interface{}, endpo
 	}
 	eps := []interface{}{}
 	for _, e := range endpoints {
+		host := e.backend
+		if host == "" {
+			host = backend()
+		}
 		ep := map[string]interface{}{
 			"endpoint": e.path,
-			"backend":  []interface{}{map[string]interface{}{"host": []string{backend()}, "url_pattern": "/ok"}},
+			"backend":  []interface{}{map[string]interface{}{"host": []string{host}, "url_pattern": "/ok"}},
+		}
+		if e.inputHeaders != nil {
+			ep["input_headers"] = e.inputHeaders
 		}
 		if e.validator != nil {
 			ep["extra_config"] = map[string]interface{}{"auth/validator": e.validator}
@@ -129,11 +148,8 @@ func startGateway(t *testing.T, aggPort int, block map[string]interface{}, endpo
 			"telemetry/logging": map[string]interface{}{"level": "DEBUG", "stdout": true},
 		},
 	}
-	if block != nil {
-		cfg["extra_config"].(map[string]interface{})["plugin/http-server"] = map[string]interface{}{
-			"name":           []string{"jwk-aggregator"},
-			"jwk-aggregator": block,
-		}
+	if server != nil {
+		cfg["extra_config"].(map[string]interface{})["plugin/http-server"] = server
 	}
 	raw, _ := json.MarshalIndent(cfg, "", "  ")
 	cfgPath := filepath.Join(dir, "krakend.json")
@@ -190,17 +206,27 @@ func (g *gateway) stop() {
 // call requests a gateway path with an optional bearer token and returns the status code.
 func (g *gateway) call(path, token string) int {
 	g.t.Helper()
+	code, _, _ := g.request(path, token, nil)
+	return code
+}
+
+// request is call with extra request headers, returning the response headers and body too.
+func (g *gateway) request(path, token string, headers map[string]string) (int, http.Header, string) {
+	g.t.Helper()
 	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", g.port, path), nil)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		g.t.Fatalf("GET %s: %v", path, err)
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(body)
 }
 
 // aggregated fetches the merged set from the aggregator port.
