@@ -107,13 +107,22 @@ test: test-rust test-shim check-symbols
 		echo "NOT RUN: $$n gateway integration tests (no KrakenD binary at $(KRAKEND_BIN); see the ERROR above)"; \
 		if [ -n "$$REQUIRE_GATEWAY" ]; then exit 1; fi; fi
 
-# Speed figures live here, never in tests. Writes BENCHMARKS.md.
+# Speed figures live here, never in tests. Writes BENCHMARKS.md. The gateway part needs KrakenD
+# (see `make krakend`) and wrk, which it installs from Debian's packages when missing.
 bench: $(PLUGIN)
 	@mkdir -p build
 	cd go-shim && $(SHIM_ENV) $(GO) test -run '^$$' -bench 'ColdMerge' -benchtime 10x -count 3 . | tee ../build/bench.txt
 	cd go-shim && $(SHIM_ENV) $(GO) test -run '^$$' -bench 'ConcurrentColdRequests' -benchtime 3x -count 3 . | tee -a ../build/bench.txt
 	cd go-shim && $(SHIM_ENV) $(GO) test -run '^$$' -bench 'Serve' -benchtime 3s -count 3 . | tee -a ../build/bench.txt
-	tests/bench-report.sh build/bench.txt > BENCHMARKS.md
+	cd tests && $(SHIM_ENV) $(GO) test -run '^$$' -bench 'Verify' -benchtime 1s -count 3 ./bench/ | tee -a ../build/bench.txt
+	@rm -f build/gateway-bench.md
+	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/bin/krakend" ]; then $(MAKE) --no-print-directory krakend || true; fi
+	@if [ -x "$(KRAKEND_BIN)" ]; then \
+		command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }; \
+		cd tests && $(GO) build -o ../build/gateway-bench ./cmd/gateway-bench && cd .. && \
+		build/gateway-bench -krakend $(KRAKEND_BIN) -plugin $(PLUGIN) -duration 10s | tee build/gateway-bench.md; \
+	else echo "gateway throughput NOT MEASURED: no KrakenD binary at $(KRAKEND_BIN)"; fi
+	tests/bench-report.sh build/bench.txt build/gateway-bench.md > BENCHMARKS.md
 	@cat BENCHMARKS.md
 
 clean:
