@@ -22,7 +22,7 @@ export CGO_ENABLED := 1
 # would not relink the plugin. Its hash in the cgo flags makes every change a new build.
 SHIM_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum $(RUST_LIB) | cut -c1-16)"
 
-.PHONY: build bench header plugin krakend run test test-rust test-shim test-gateway check-symbols tools clean
+.PHONY: build bench memcheck header plugin krakend run test test-rust test-shim test-gateway check-symbols tools clean
 
 build: $(PLUGIN)
 
@@ -100,7 +100,7 @@ test-gateway: $(PLUGIN)
 
 # Unit, C-API, shim and gateway tests. When KrakenD CE cannot be built here (see `make krakend`)
 # the gateway tests are reported as NOT RUN, never as passed.
-test: test-rust test-shim check-symbols
+test: test-rust test-shim check-symbols memcheck
 	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/bin/krakend" ]; then $(MAKE) --no-print-directory krakend || true; fi
 	@if [ -x "$(KRAKEND_BIN)" ]; then $(MAKE) --no-print-directory test-gateway; else \
 		n=$$(grep -c '^func Test' tests/integration/*_test.go); \
@@ -124,6 +124,20 @@ bench: $(PLUGIN)
 	else echo "gateway throughput NOT MEASURED: no KrakenD binary at $(KRAKEND_BIN)"; fi
 	tests/bench-report.sh build/bench.txt build/gateway-bench.md > BENCHMARKS.md
 	@cat BENCHMARKS.md
+
+# The C harness calls every exported function, error paths included, under valgrind: any leak
+# (definite or indirect) or invalid access fails. Its origin is a loopback static file server.
+memcheck: $(RUST_LIB)
+	@mkdir -p build
+	cc -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude tests/c/harness.c $(RUST_LIB) -lpthread -ldl -lm -o build/harness
+	@command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+	@port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	python3 -m http.server $$port --bind 127.0.0.1 --directory tests/c >/dev/null 2>&1 & srv=$$!; \
+	trap 'kill $$srv' EXIT; \
+	for i in $$(seq 50); do curl -sf http://127.0.0.1:$$port/fixture-jwks.json >/dev/null && break; sleep 0.1; done; \
+	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+		--show-leak-kinds=definite,indirect build/harness http://127.0.0.1:$$port/fixture-jwks.json "$$(cat tests/c/fixture-token.txt)" 2>&1 | tee build/memcheck.log | tail -25; \
+	exit $${PIPESTATUS[0]}
 
 clean:
 	rm -rf target build

@@ -1,0 +1,164 @@
+/*
+ * Calls every exported function of the C API, error paths included, so that `make memcheck` can
+ * run it under valgrind: no leak, no invalid access. Exits non-zero when a result is wrong.
+ *
+ *   harness <origin URL serving fixture-jwks.json> <token signed by that key>
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "jwk_aggregator.h"
+
+static int failures = 0;
+
+#define EXPECT(cond, what)                                        \
+  do {                                                            \
+    if (!(cond)) {                                                \
+      fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, what); \
+      failures++;                                                 \
+    }                                                             \
+  } while (0)
+
+static const uint8_t *u8(const char *s) { return (const uint8_t *)s; }
+
+static JwkaAggregator *make(const char *settings, JwkaStatus want) {
+  JwkaAggregator *agg = NULL;
+  JwkaBuf err = {0};
+  JwkaStatus st = jwka_aggregator_new(u8(settings), strlen(settings), &agg, &err);
+  EXPECT(st == want, settings);
+  EXPECT((st == JWKA_STATUS_OK) == (agg != NULL), "handle set only on success");
+  EXPECT((st == JWKA_STATUS_INVALID_SETTINGS) == (err.len > 0), "error message only on invalid settings");
+  jwka_buf_free(err);
+  return agg;
+}
+
+static uint16_t serve(const JwkaAggregator *agg, const char *path) {
+  JwkaHttpResponse resp;
+  EXPECT(jwka_aggregator_serve(agg, u8(path), strlen(path), &resp) == JWKA_STATUS_OK, path);
+  EXPECT(resp.content_type != NULL && strlen(resp.content_type) > 0, "content type");
+  jwka_buf_free(resp.body);
+  return resp.status;
+}
+
+static JwkaAuthOutcome check(const JwkaAuth *auth, const char *path, const char *authz, const char *cookie, int want_claims) {
+  JwkaAuthResult res;
+  JwkaBuf claims = {0};
+  JwkaStatus st = jwka_auth_check(auth, u8(path), strlen(path), authz ? u8(authz) : NULL, authz ? strlen(authz) : 0,
+                                  cookie ? u8(cookie) : NULL, cookie ? strlen(cookie) : 0, &res,
+                                  want_claims ? &claims : NULL);
+  EXPECT(st == JWKA_STATUS_OK, "auth check status");
+  if (want_claims && res.outcome == JWKA_AUTH_OUTCOME_ALLOW) EXPECT(claims.len > 0, "claims returned");
+  jwka_buf_free(res.reason);
+  jwka_buf_free(res.headers);
+  jwka_buf_free(claims);
+  return res.outcome;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: %s <origin URL> <token>\n", argv[0]);
+    return 2;
+  }
+  const char *origin = argv[1], *token = argv[2];
+
+  EXPECT(jwka_abi_version() == JWKA_ABI_VERSION, "ABI version");
+  JwkaStatus all[] = {JWKA_STATUS_OK, JWKA_STATUS_NULL_ARGUMENT, JWKA_STATUS_INVALID_SETTINGS,
+                      JWKA_STATUS_EMPTY, JWKA_STATUS_CLOSED, JWKA_STATUS_PANIC};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) EXPECT(strlen(jwka_status_str(all[i])) > 0, "status name");
+
+  /* Null and bad arguments. */
+  JwkaAggregator *none = NULL;
+  JwkaBuf err = {0};
+  EXPECT(jwka_aggregator_new(NULL, 5, &none, &err) == JWKA_STATUS_NULL_ARGUMENT, "null settings");
+  EXPECT(jwka_aggregator_new(u8("{}"), 2, NULL, NULL) == JWKA_STATUS_NULL_ARGUMENT, "null out");
+  EXPECT(jwka_aggregator_new(NULL, 0, &none, &err) == JWKA_STATUS_INVALID_SETTINGS, "empty settings");
+  jwka_buf_free(err);
+  make("{\"port\": 1, \"origins\": [\"\xff\xfe\"]}", JWKA_STATUS_INVALID_SETTINGS);
+  make("{\"port\": 0, \"origins\": [\"https://a.example/k\"]}", JWKA_STATUS_INVALID_SETTINGS);
+  make("{\"port\": 1, \"origins\": [\"https://a.example/k\"], \"ca_file\": \"/nonexistent\"}", JWKA_STATUS_INVALID_SETTINGS);
+  make("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", JWKA_STATUS_INVALID_SETTINGS);
+  EXPECT(jwka_aggregator_port(NULL) == 0, "port of null");
+  JwkaHttpResponse r;
+  EXPECT(jwka_aggregator_serve(NULL, u8("/"), 1, &r) == JWKA_STATUS_NULL_ARGUMENT, "serve null");
+  JwkaLogLevel lvl;
+  JwkaBuf msg;
+  EXPECT(jwka_aggregator_next_log(NULL, 0, &lvl, &msg) == JWKA_STATUS_NULL_ARGUMENT, "log null");
+  jwka_aggregator_close(NULL);
+  jwka_aggregator_free(NULL);
+  jwka_auth_free(NULL);
+  JwkaBuf empty = {0};
+  jwka_buf_free(empty);
+
+  /* A working aggregator and checker. */
+  char settings[1024];
+  snprintf(settings, sizeof settings,
+           "{\"port\": 9876, \"origins\": [\"%s\", \"http://127.0.0.1:1/down\"], \"timeout\": \"1s\"}", origin);
+  JwkaAggregator *agg = make(settings, JWKA_STATUS_OK);
+  if (!agg) return 1;
+  EXPECT(jwka_aggregator_port(agg) == 9876, "port");
+  EXPECT(serve(agg, "/") == 200, "merged set");
+  EXPECT(serve(agg, "/__health") == 207, "health with one origin down");
+  EXPECT(serve(agg, "/metrics") == 200, "metrics");
+  EXPECT(serve(agg, "/nope") == 404, "unknown path");
+  EXPECT(jwka_aggregator_serve(agg, NULL, 0, &r) == JWKA_STATUS_NULL_ARGUMENT, "null path");
+
+  JwkaAuth *auth = NULL;
+  const char *bad_auth = "{\"rules\": [{\"path\": \"/x\"}]}";
+  EXPECT(jwka_auth_new(agg, u8(bad_auth), strlen(bad_auth), &auth, &err) == JWKA_STATUS_INVALID_SETTINGS, "bad auth");
+  EXPECT(auth == NULL && err.len > 0, "auth error message");
+  jwka_buf_free(err);
+  EXPECT(jwka_auth_new(NULL, u8("{}"), 2, &auth, NULL) == JWKA_STATUS_NULL_ARGUMENT, "auth null aggregator");
+  const char *rules = "{\"rules\": [{\"paths\": [\"/api/{id}\"], \"audience\": [\"api\"], \"scopes\": [\"read\"],"
+                      " \"propagate_claims\": [[\"sub\", \"X-User\"]]}], \"unknown_kid_wait\": \"200ms\"}";
+  EXPECT(jwka_auth_new(agg, u8(rules), strlen(rules), &auth, &err) == JWKA_STATUS_OK, "auth");
+  jwka_buf_free(err);
+
+  char bearer[4096];
+  snprintf(bearer, sizeof bearer, "Bearer %s", token);
+  char cookie[4096];
+  snprintf(cookie, sizeof cookie, "a=b; access_token=%s", token);
+  for (int i = 0; i < 3; i++) { /* first a verification, then cache hits */
+    EXPECT(check(auth, "/api/1", bearer, NULL, 1) == JWKA_AUTH_OUTCOME_ALLOW, "good token");
+    EXPECT(check(auth, "/api/1", NULL, cookie, 0) == JWKA_AUTH_OUTCOME_ALLOW, "cookie token");
+  }
+  EXPECT(check(auth, "/public", NULL, NULL, 1) == JWKA_AUTH_OUTCOME_UNPROTECTED, "unprotected");
+  EXPECT(check(auth, "/api/1", NULL, NULL, 1) == JWKA_AUTH_OUTCOME_MISSING, "missing");
+  EXPECT(check(auth, "/api/1", "Bearer a.b.c", NULL, 1) == JWKA_AUTH_OUTCOME_INVALID, "garbage token");
+  EXPECT(check(auth, "/api/1", "Bearer \xff\xfe.\x01.\x00", NULL, 1) == JWKA_AUTH_OUTCOME_INVALID, "binary token");
+  char forged[4096];
+  snprintf(forged, sizeof forged, "Bearer %sA", token);
+  EXPECT(check(auth, "/api/1", forged, NULL, 1) == JWKA_AUTH_OUTCOME_INVALID, "bad signature");
+  /* Unknown kid: header {"alg":"EdDSA","kid":"nobody"} triggers a bounded refetch. */
+  EXPECT(check(auth, "/api/1", "Bearer eyJhbGciOiJFZERTQSIsImtpZCI6Im5vYm9keSJ9.e30.AAAA", NULL, 1) == JWKA_AUTH_OUTCOME_INVALID, "unknown kid");
+  char *huge = malloc(70000);
+  memset(huge, 'A', 69999);
+  huge[69999] = 0;
+  memcpy(huge, "Bearer ", 7);
+  EXPECT(check(auth, "/api/1", huge, NULL, 1) == JWKA_AUTH_OUTCOME_INVALID, "oversized token");
+  free(huge);
+  JwkaAuthResult res;
+  EXPECT(jwka_auth_check(NULL, NULL, 0, NULL, 0, NULL, 0, &res, NULL) == JWKA_STATUS_NULL_ARGUMENT, "check null");
+
+  /* Logs: drain, then close wakes and ends. */
+  int events = 0;
+  for (;;) {
+    JwkaStatus st = jwka_aggregator_next_log(agg, 0, &lvl, &msg);
+    if (st != JWKA_STATUS_OK) {
+      EXPECT(st == JWKA_STATUS_EMPTY, "log drained");
+      break;
+    }
+    events++;
+    jwka_buf_free(msg);
+  }
+  EXPECT(events > 0, "some log events");
+  jwka_aggregator_close(agg);
+  EXPECT(jwka_aggregator_next_log(agg, 1000, &lvl, &msg) == JWKA_STATUS_CLOSED, "closed");
+
+  /* The checker keeps the keys alive after the aggregator is gone. */
+  jwka_aggregator_free(agg);
+  EXPECT(check(auth, "/api/1", bearer, NULL, 0) == JWKA_AUTH_OUTCOME_ALLOW, "checker outlives aggregator");
+  jwka_auth_free(auth);
+
+  printf("%d passed, %d failed\n", failures == 0 ? 1 : 0, failures);
+  return failures == 0 ? 0 : 1;
+}
