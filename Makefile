@@ -22,7 +22,7 @@ export CGO_ENABLED := 1
 # would not relink the plugin. Its hash in the cgo flags makes every change a new build.
 SHIM_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum $(RUST_LIB) | cut -c1-16)"
 
-.PHONY: build bench memcheck header plugin krakend run test test-rust test-shim test-gateway check-symbols tools clean
+.PHONY: build bench fuzz memcheck soak header plugin krakend run test test-rust test-shim test-gateway check-symbols tools clean
 
 build: $(PLUGIN)
 
@@ -87,7 +87,7 @@ test-rust: | tools
 
 test-shim: $(PLUGIN)
 	cd go-shim && $(SHIM_ENV) $(GO) vet ./... && $(SHIM_ENV) $(GO) test -race -count=1 ./...
-	cd tests && $(GO) vet ./...
+	cd tests && $(SHIM_ENV) $(GO) vet ./... && $(SHIM_ENV) $(GO) test -count=1 ./fuzz/
 
 # No Rust or aws-lc symbol may be exported by the plugin.
 check-symbols: $(PLUGIN)
@@ -138,6 +138,20 @@ memcheck: $(RUST_LIB)
 	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 		--show-leak-kinds=definite,indirect build/harness http://127.0.0.1:$$port/fixture-jwks.json "$$(cat tests/c/fixture-token.txt)" 2>&1 | tee build/memcheck.log | tail -25; \
 	exit $${PIPESTATUS[0]}
+
+# Go native fuzzing of the Rust core through its C API (no nightly Rust toolchain is needed).
+# Each target runs FUZZTIME; findings land in tests/fuzz/testdata/fuzz and then run in make test.
+FUZZTIME ?= 60s
+fuzz: $(RUST_LIB)
+	cd tests && for t in FuzzSettings FuzzJWKS FuzzToken; do \
+		$(SHIM_ENV) $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./fuzz/ || exit 1; done
+
+# 1,000,000 verifications and 100,000 aggregator requests in one process; fails when memory or
+# threads grow. Writes build/soak.md.
+soak: $(RUST_LIB)
+	@mkdir -p build
+	cd tests && $(SHIM_ENV) $(GO) build -o ../build/soak ./cmd/soak
+	build/soak -verifications 1000000 -requests 100000 | tee build/soak.md
 
 clean:
 	rm -rf target build

@@ -10,7 +10,7 @@
  Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
  mismatch, which can only happen when a header and a library from different builds meet.
  */
-#define JWKA_ABI_VERSION 2
+#define JWKA_ABI_VERSION 3
 
 /*
  At most this many keys are tried for a token without kid.
@@ -155,6 +155,17 @@ enum JwkaStatus jwka_aggregator_new(const uint8_t *settings,
                                     size_t settings_len,
                                     struct JwkaAggregator **out,
                                     struct JwkaBuf *error);
+
+/*
+ Checks settings JSON as `jwka_aggregator_new` would, without starting anything (no thread, no
+ network). `JWKA_STATUS_OK`, or `JWKA_STATUS_INVALID_SETTINGS` with `*error` set as there.
+
+ # Safety
+ As `jwka_aggregator_new`.
+ */
+enum JwkaStatus jwka_settings_validate(const uint8_t *settings,
+                                       size_t settings_len,
+                                       struct JwkaBuf *error);
 
 /*
  The configured port, or 0 for a null handle.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
 /// mismatch, which can only happen when a header and a library from different builds meet.
-pub const JWKA_ABI_VERSION: u32 = 2;
+pub const JWKA_ABI_VERSION: u32 = 3;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +143,34 @@ pub unsafe extern "C" fn jwka_aggregator_new(
                 JwkaStatus::Ok
             }
             Err(msg) => fail(msg),
+        }
+    })
+}
+
+/// Checks settings JSON as `jwka_aggregator_new` would, without starting anything (no thread, no
+/// network). `JWKA_STATUS_OK`, or `JWKA_STATUS_INVALID_SETTINGS` with `*error` set as there.
+///
+/// # Safety
+/// As `jwka_aggregator_new`.
+#[no_mangle]
+pub unsafe extern "C" fn jwka_settings_validate(settings: *const u8, settings_len: usize, error: *mut JwkaBuf) -> JwkaStatus {
+    guard(|| {
+        put(error, JwkaBuf::EMPTY);
+        let bytes: &[u8] = match (settings.is_null(), settings_len) {
+            (true, 0) => b"null",
+            (true, _) => return JwkaStatus::NullArgument,
+            (false, n) => std::slice::from_raw_parts(settings, n),
+        };
+        let checked = Settings::from_json(bytes).map_err(|e| e.0).and_then(|s| {
+            // A ca_file is read here too, as start-up would.
+            s.ca_file.as_ref().map_or(Ok(()), |_| crate::fetch::build_client(&s).map(drop))
+        });
+        match checked {
+            Ok(()) => JwkaStatus::Ok,
+            Err(msg) => {
+                put(error, JwkaBuf::from_vec(msg.into_bytes()));
+                JwkaStatus::InvalidSettings
+            }
         }
     })
 }

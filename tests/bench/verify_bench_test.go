@@ -1,3 +1,5 @@
+// Package bench measures the Go→C→Rust verification path against go-jose, the library behind
+// KrakenD's auth/validator, on the same tokens.
 package bench
 
 import (
@@ -10,10 +12,11 @@ import (
 	"github.com/go-jose/go-jose/v3/jwt"
 
 	"github.com/jwk-aggregator/jwk-aggregator/tests/idp"
+	"github.com/jwk-aggregator/jwk-aggregator/tests/internal/core"
 )
 
 type fixture struct {
-	core, cached *core
+	core, cached *core.Core
 	tokens       map[string]string
 	keys         map[string]interface{} // public keys for go-jose
 }
@@ -39,13 +42,13 @@ func setup(b *testing.B) *fixture {
 	settings, _ := json.Marshal(map[string]interface{}{"port": 1, "origins": origins})
 	rule := `{"rules": [{"paths": ["/api/*"], "audience": ["api"]}], "cache_size": %d}`
 	var err error
-	if f.core, err = newCore(string(settings), fmt.Sprintf(rule, 0)); err != nil {
+	if f.core, err = core.New(string(settings), fmt.Sprintf(rule, 0)); err != nil {
 		b.Fatal(err)
 	}
-	if f.cached, err = newCore(string(settings), fmt.Sprintf(rule, 10000)); err != nil {
+	if f.cached, err = core.New(string(settings), fmt.Sprintf(rule, 10000)); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { f.core.free(); f.cached.free() })
+	b.Cleanup(func() { f.core.Free(); f.cached.Free() })
 	return f
 }
 
@@ -66,7 +69,7 @@ func BenchmarkVerify(b *testing.B) {
 	f := setup(b)
 	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
 		token, key := f.tokens[alg], f.keys[alg]
-		if goJose(token, key) != nil || f.core.check("/api/x", "Bearer "+token) != outcomeAllow {
+		if goJose(token, key) != nil || f.core.Check("/api/x", "Bearer "+token) != core.Allow {
 			b.Fatalf("%s token does not verify", alg)
 		}
 		b.Run(alg+"/go-jose", func(b *testing.B) {
@@ -78,14 +81,14 @@ func BenchmarkVerify(b *testing.B) {
 		})
 		b.Run(alg+"/rust-via-cgo", func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				if f.core.check("/api/x", "Bearer "+token) != outcomeAllow {
+				if f.core.Check("/api/x", "Bearer "+token) != core.Allow {
 					b.Fatal("refused")
 				}
 			}
 		})
 		b.Run(alg+"/rust-via-cgo-cache-hit", func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				if f.cached.check("/api/x", "Bearer "+token) != outcomeAllow {
+				if f.cached.Check("/api/x", "Bearer "+token) != core.Allow {
 					b.Fatal("refused")
 				}
 			}
@@ -93,7 +96,7 @@ func BenchmarkVerify(b *testing.B) {
 	}
 	b.Run("unprotected-path", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			if f.core.check("/public/x", "") != outcomeUnprotected {
+			if f.core.Check("/public/x", "") != core.Unprotected {
 				b.Fatal("protected?")
 			}
 		}
