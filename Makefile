@@ -22,7 +22,7 @@ export CGO_ENABLED := 1
 # would not relink the plugin. Its hash in the cgo flags makes every change a new build.
 SHIM_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum $(RUST_LIB) | cut -c1-16)"
 
-.PHONY: build bench fuzz memcheck soak header plugin krakend run test test-rust test-shim test-gateway check-symbols tools clean
+.PHONY: build bench fuzz load memcheck soak header plugin krakend run test test-rust test-shim test-gateway check-symbols tools clean
 
 build: $(PLUGIN)
 
@@ -152,6 +152,14 @@ soak: $(RUST_LIB)
 	@mkdir -p build
 	cd tests && $(SHIM_ENV) $(GO) build -o ../build/soak ./cmd/soak
 	build/soak -verifications 1000000 -requests 100000 | tee build/soak.md
+
+# Load through real KrakenD while one identity provider is stopped and restarted and another
+# rotates its keys: zero 5xx and no valid token refused, or it fails. Writes build/load.md.
+LOAD_DURATION ?= 60s
+load: $(PLUGIN)
+	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/bin/krakend" ]; then $(MAKE) --no-print-directory krakend; fi
+	cd tests && $(GO) build -o ../build/fault-load ./cmd/fault-load
+	build/fault-load -krakend $(KRAKEND_BIN) -plugin $(PLUGIN) -duration $(LOAD_DURATION) -concurrency 64 | tee build/load.md
 
 clean:
 	rm -rf target build

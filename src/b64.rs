@@ -11,6 +11,18 @@ fn value(c: u8) -> Option<u32> {
     } as u32)
 }
 
+pub fn encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
 pub fn decode(s: &[u8]) -> Option<Vec<u8>> {
     if s.len() % 4 == 1 {
         return None;
@@ -34,12 +46,13 @@ pub fn decode(s: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::decode;
+    use super::{decode, encode};
 
     #[test]
     fn decodes_rfc4648_vectors_without_padding() {
         for (enc, dec) in [("", ""), ("Zg", "f"), ("Zm8", "fo"), ("Zm9v", "foo"), ("Zm9vYg", "foob"), ("Zm9vYmE", "fooba"), ("Zm9vYmFy", "foobar")] {
             assert_eq!(decode(enc.as_bytes()).unwrap(), dec.as_bytes());
+            assert_eq!(encode(dec.as_bytes()), enc);
         }
         assert_eq!(decode(b"-_8").unwrap(), [0xfb, 0xff]);
     }

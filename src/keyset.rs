@@ -123,6 +123,10 @@ fn check_key(key: &Map<String, Value>, allow_symmetric: bool) -> Result<(), (Dro
             if n < 256 {
                 return Err((DropReason::MalformedMember, format!("RSA modulus of {} bits is under 2048", n * 8)));
             }
+            // Verifying with a huge key costs CPU on every token: a cheap way to slow a gateway.
+            if n > 1024 {
+                return Err((DropReason::MalformedMember, format!("RSA modulus of {} bits is over 8192", n * 8)));
+            }
         }
         "EC" => {
             let (crv, size) = match key.get("crv").and_then(Value::as_str) {
@@ -155,7 +159,11 @@ fn check_key(key: &Map<String, Value>, allow_symmetric: bool) -> Result<(), (Dro
         }
         other => return Err((DropReason::UnsupportedKty, format!("kty {other:?}"))),
     }
-    check_x509(key)
+    check_x509(key)?;
+    // The real test: the key must parse as the public key it claims to be (an EC point on its
+    // curve, a usable RSA exponent, a JWK alg that fits the key type). go-jose refuses a whole set
+    // over a single point off its curve.
+    crate::verify::check_jwk(key, allow_symmetric).map_err(|why| (DropReason::MalformedMember, why))
 }
 
 /// go-jose fails the whole set on an x5t of the wrong length or an x5c it cannot decode. The
@@ -276,8 +284,28 @@ mod tests {
         "A".repeat((n * 4).div_ceil(3))
     }
 
+    /// Real 2048-bit RSA public keys (n, e), generated once per test run.
+    fn real_rsa(i: usize) -> (String, String) {
+        use aws_lc_rs::signature::KeyPair;
+        static KEYS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+        KEYS.get_or_init(|| {
+            (0..2)
+                .map(|_| {
+                    let k = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+                    let p = k.public_key();
+                    (
+                        crate::b64::encode(p.modulus().big_endian_without_leading_zero()),
+                        crate::b64::encode(p.exponent().big_endian_without_leading_zero()),
+                    )
+                })
+                .collect()
+        })[i]
+            .clone()
+    }
+
     fn rsa(kid: &str) -> Value {
-        json!({"kty": "RSA", "kid": kid, "n": b64(256), "e": "AQAB", "alg": "RS256", "use": "sig"})
+        let (n, e) = real_rsa(0);
+        json!({"kty": "RSA", "kid": kid, "n": n, "e": e, "alg": "RS256", "use": "sig"})
     }
 
     #[test]
@@ -307,6 +335,9 @@ mod tests {
             json!({"kty": "RSA", "kid": "badt", "n": b64(256), "e": "AQAB", "x5t": "abc"}),
             json!({"kty": "RSA", "kid": "nomod", "e": "AQAB"}),
             json!({"kty": "EC", "kid": "short", "crv": "P-256", "x": b64(31), "y": b64(32)}),
+            json!({"kty": "EC", "kid": "offcurve", "crv": "P-256", "x": b64(32), "y": b64(32)}),
+            json!({"kty": "RSA", "kid": "huge", "n": b64(2048), "e": "AQAB"}),
+            json!({"kty": "RSA", "kid": "wrongalg", "n": real_rsa(0).0, "e": "AQAB", "alg": "ES256"}),
             rsa("good"),
         ];
         let s = sanitize(&keys, false, 100);
@@ -326,6 +357,9 @@ mod tests {
                 (Some("badt"), DropReason::BadX509),
                 (Some("nomod"), DropReason::MissingMember),
                 (Some("short"), DropReason::MalformedMember),
+                (Some("offcurve"), DropReason::MalformedMember),
+                (Some("huge"), DropReason::MalformedMember),
+                (Some("wrongalg"), DropReason::MalformedMember),
             ]
         );
     }
@@ -344,7 +378,7 @@ mod tests {
     fn merge_keeps_origin_order_dedups_and_reports_collisions() {
         let a = sanitize(&[rsa("a1"), rsa("shared")], false, 10).keys;
         let mut other = rsa("shared");
-        other["n"] = json!(format!("B{}", &b64(256)[1..]));
+        other["n"] = json!(real_rsa(1).0);
         let b = sanitize(&[rsa("a1"), other, rsa("b1")], false, 10).keys;
         let m = merge([(0, a.as_slice()), (1, b.as_slice())]);
         let v: Value = serde_json::from_slice(&m.json).unwrap();

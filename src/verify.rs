@@ -202,6 +202,11 @@ fn parse_key(jwk: &Map<String, Value>, allow_symmetric: bool) -> Result<(Family,
     }
 }
 
+/// Whether a JWK parses as a verification key, and if not, why.
+pub fn check_jwk(jwk: &Map<String, Value>, allow_symmetric: bool) -> Result<(), String> {
+    parse_key(jwk, allow_symmetric).map(drop)
+}
+
 impl KeyStore {
     /// Parses every key once. Keys that cannot be parsed are skipped and reported.
     pub fn build<'a>(

@@ -9,10 +9,11 @@
 #include <string.h>
 #include "jwk_aggregator.h"
 
-static int failures = 0;
+static int failures = 0, checks = 0;
 
 #define EXPECT(cond, what)                                        \
   do {                                                            \
+    checks++;                                                     \
     if (!(cond)) {                                                \
       fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, what); \
       failures++;                                                 \
@@ -159,6 +160,6 @@ int main(int argc, char **argv) {
   EXPECT(check(auth, "/api/1", bearer, NULL, 0) == JWKA_AUTH_OUTCOME_ALLOW, "checker outlives aggregator");
   jwka_auth_free(auth);
 
-  printf("%d passed, %d failed\n", failures == 0 ? 1 : 0, failures);
+  printf("harness: %d passed, %d failed\n", checks - failures, failures);
   return failures == 0 ? 0 : 1;
 }

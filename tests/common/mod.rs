@@ -125,11 +125,29 @@ fn serve(
     Ok(())
 }
 
-/// A syntactically valid 2048-bit RSA public JWK (the verifier never runs on it here).
+/// Real 2048-bit RSA public keys (n, e), generated once per test binary.
+pub fn real_rsa(i: usize) -> (String, String) {
+    use aws_lc_rs::signature::KeyPair;
+    static KEYS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        (0..2)
+            .map(|_| {
+                let k = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+                let p = k.public_key();
+                (
+                    jwk_aggregator::b64::encode(p.modulus().big_endian_without_leading_zero()),
+                    jwk_aggregator::b64::encode(p.exponent().big_endian_without_leading_zero()),
+                )
+            })
+            .collect()
+    })[i]
+        .clone()
+}
+
+/// A real RSA public JWK under the given kid (the same key material for every kid).
 pub fn rsa_jwk(kid: &str) -> serde_json::Value {
-    // Distinct per kid (kids here are base64url-safe), 342 characters = 256 bytes.
-    let n = format!("{kid}{}", "x".repeat(342 - kid.len()));
-    serde_json::json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": n, "e": "AQAB"})
+    let (n, e) = real_rsa(0);
+    serde_json::json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": n, "e": e})
 }
 
 pub fn jwks(keys: &[serde_json::Value]) -> Vec<u8> {

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -197,6 +198,17 @@ func (p *Provider) Fetches() int {
 
 // Close stops the server.
 func (p *Provider) Close() { p.srv.Close() }
+
+// Restart serves again on the same address with the same keys, after Close.
+func (p *Provider) Restart() error {
+	ln, err := net.Listen("tcp4", strings.TrimPrefix(p.URL, "http://"))
+	if err != nil {
+		return err
+	}
+	p.srv = &http.Server{Handler: p.srv.Handler, ReadHeaderTimeout: 5 * time.Second}
+	go p.srv.Serve(ln)
+	return nil
+}
 
 func (p *Provider) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()

@@ -465,6 +465,8 @@ func TestBadOriginsDoNotBreakTheOthers(t *testing.T) {
 	b.PublishExtra(
 		map[string]interface{}{"kty": "XYZ", "kid": "weird"},
 		map[string]interface{}{"kty": "EC", "kid": "k1", "crv": "secp256k1", "x": "AAAA", "y": "AAAA"},
+		// A P-256 point off its curve: go-jose refuses the whole set over it.
+		map[string]interface{}{"kty": "EC", "kid": "offcurve", "crv": "P-256", "x": strings.Repeat("A", 43), "y": strings.Repeat("A", 43)},
 	)
 	leaky := idp.NewKey("idp-a-leaky", "RS256")
 	a.SetKeys(a.Key(0))
@@ -482,7 +484,7 @@ func TestBadOriginsDoNotBreakTheOthers(t *testing.T) {
 	}
 	_, _, set := g.aggregated()
 	raw, _ := json.Marshal(set)
-	for _, m := range []string{`"d"`, `"p"`, `"q"`, "weird", "secp256k1"} {
+	for _, m := range []string{`"d"`, `"p"`, `"q"`, "weird", "secp256k1", "offcurve"} {
 		if strings.Contains(string(raw), m) {
 			t.Errorf("merged set serves %s: %s", m, raw)
 		}
