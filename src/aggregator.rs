@@ -86,6 +86,19 @@ struct MergedCache {
     merged: Arc<Merged>,
 }
 
+/// One refetch for unknown kids, shared by every caller that needs the same origins.
+struct Flight {
+    origins: Vec<usize>,
+    done: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Flight {
+    fn is_done(&self) -> bool {
+        *self.done.lock()
+    }
+}
+
 struct StoreCache {
     versions: Vec<Option<u64>>,
     generation: u64,
@@ -111,6 +124,7 @@ pub struct Core {
     slots: Vec<Slot>,
     merged: Mutex<Option<MergedCache>>,
     store: Mutex<Option<StoreCache>>,
+    kid_flight: Mutex<Option<Arc<Flight>>>,
     pub auth_stats: AuthStats,
     logged_collisions: Mutex<HashSet<(String, usize, usize)>>,
     log: LogQueue,
@@ -201,6 +215,7 @@ impl Core {
             slots,
             merged: Mutex::new(None),
             store: Mutex::new(None),
+            kid_flight: Mutex::new(None),
             auth_stats: AuthStats::default(),
             logged_collisions: Mutex::new(HashSet::new()),
             log: LogQueue::default(),
@@ -537,35 +552,54 @@ impl Core {
     }
 
     /// A token carried a kid no key has: refetch the given origins, each at most once per
-    /// `cooldown`, waiting at most `wait`. Returns whether any refetch finished in time. Callers
-    /// that find every origin cooling down return at once: nobody queues behind the limit.
+    /// `cooldown`, waiting at most `wait`. Returns whether a refetch finished in time. Callers
+    /// that arrive while a refetch of their origins runs share it (single flight); callers that
+    /// find every origin cooling down return at once: nobody queues behind the limit.
     pub fn refetch_unknown_kid(self: &Arc<Self>, origins: &[usize], cooldown: Duration, wait: Duration) -> bool {
         let now = Instant::now();
-        let claimed: Vec<usize> = origins
-            .iter()
-            .copied()
-            .filter(|&i| {
-                let mut at = self.slots[i].unknown_kid_at.lock();
-                if at.is_some_and(|t| now.duration_since(t) < cooldown) {
-                    return false;
+        let flight = {
+            let mut current = self.kid_flight.lock();
+            match current.as_ref().filter(|f| !f.is_done() && f.origins.iter().any(|o| origins.contains(o))) {
+                Some(f) => f.clone(),
+                None => {
+                    let claimed: Vec<usize> = origins
+                        .iter()
+                        .copied()
+                        .filter(|&i| {
+                            let mut at = self.slots[i].unknown_kid_at.lock();
+                            if at.is_some_and(|t| now.duration_since(t) < cooldown) {
+                                return false;
+                            }
+                            *at = Some(now);
+                            true
+                        })
+                        .collect();
+                    if claimed.is_empty() {
+                        return false;
+                    }
+                    self.auth_stats.unknown_kid_refetches.fetch_add(claimed.len() as u64, Relaxed);
+                    let f = Arc::new(Flight { origins: claimed, done: Mutex::new(false), cv: Condvar::new() });
+                    let (core, fl) = (self.clone(), f.clone());
+                    // Detached so that a slow origin costs callers `wait` at most; the fetch itself
+                    // is bounded by the origin timeouts.
+                    let spawned = std::thread::Builder::new().name("jwka-kid-refetch".into()).spawn(move || {
+                        core.refresh_some(&fl.origins, now, Mode::Force);
+                        *fl.done.lock() = true;
+                        fl.cv.notify_all();
+                    });
+                    if spawned.is_err() {
+                        return false;
+                    }
+                    *current = Some(f.clone());
+                    f
                 }
-                *at = Some(now);
-                true
-            })
-            .collect();
-        if claimed.is_empty() {
-            return false;
+            }
+        };
+        let mut done = flight.done.lock();
+        if !*done {
+            flight.cv.wait_for(&mut done, wait);
         }
-        self.auth_stats.unknown_kid_refetches.fetch_add(claimed.len() as u64, Relaxed);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let core = self.clone();
-        // Detached so that a slow origin costs the caller `wait` at most; the fetch itself is
-        // bounded by the origin timeouts.
-        let spawned = std::thread::Builder::new().name("jwka-kid-refetch".into()).spawn(move || {
-            core.refresh_some(&claimed, now, Mode::Force);
-            let _ = tx.send(());
-        });
-        spawned.is_ok() && rx.recv_timeout(wait).is_ok()
+        *done
     }
 
     /// `GET /`: the merged JWK Set, or 503 when no origin has usable keys.

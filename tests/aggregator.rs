@@ -277,3 +277,15 @@ fn kid_collisions_are_reported() {
     assert!(logs(&agg).iter().any(|l| l.contains("\"same\"") && l.contains(&a.url) && l.contains(&b.url)));
     assert!(String::from_utf8(agg.metrics().body).unwrap().contains("jwk_aggregator_kid_collisions 1"));
 }
+
+#[test]
+fn deeply_nested_json_is_an_error_not_a_stack_overflow() {
+    let deep = format!("{{\"keys\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let bad = Origin::start(Reply::json(deep.clone()));
+    let good = Origin::start(Reply::json(jwks(&[rsa_jwk("good")])));
+    let agg = aggregator(&[&bad, &good], json!({}));
+    assert_eq!(kids(&agg.jwks()), ["good"]);
+    assert!(health(&agg).1["origins"][0]["last_error"].as_str().unwrap().contains("not a JWK Set"));
+    let e = Settings::from_json(deep.as_bytes()).unwrap_err();
+    assert!(e.0.contains("not valid JSON"), "{e}");
+}

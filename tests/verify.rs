@@ -191,6 +191,14 @@ fn forged_and_confused_tokens_are_refused() {
     }
     let huge = format!("{}.{}.{}", parts[0], "A".repeat(20_000), parts[2]);
     assert!(invalid(check(&s, &huge)).contains("larger than"));
+    // Deeply nested JSON in the payload (signed, so it gets past the signature): refused, no overflow.
+    let deep: Value = serde_json::from_str(&format!("{}{}", "[".repeat(100), "]".repeat(100))).unwrap();
+    assert!(matches!(check(&s, &ka.sign(json!({"exp": now() + 600, "x": deep}))), Outcome::Allow(_)));
+    let too_deep = format!("{}.{}.{}", parts[0], b64(format!("{{\"a\":{}{}}}", "[".repeat(5_000), "]".repeat(5_000)).as_bytes()), parts[2]);
+    assert!(matches!(check(&s, &too_deep), Outcome::Invalid(_)));
+    // NUL bytes and invalid UTF-8 after "Bearer ".
+    assert!(matches!(s.auth.check("/api/t1/orders", "Bearer a\0b.c\0d.e", ""), Outcome::Invalid(_)));
+    assert!(matches!(s.auth.check("/api/t1/orders", &String::from_utf8_lossy(b"Bearer \xff\xfe.\xfd.x"), ""), Outcome::Invalid(_)));
     // Unknown critical header.
     let crit = ka.sign_raw(&json!({"alg": "RS256", "kid": "a1", "crit": ["exp"]}), &claims("x"));
     assert!(invalid(check(&s, &crit)).contains("crit"));
@@ -226,10 +234,20 @@ fn unknown_kids_refetch_once_per_cooldown() {
     let a = serve(&[&k1]);
     let s = setup(&[&a], json!({"cache": true}), json!({}));
     let before = a.hits();
-    // The provider rotates k2 in; a token signed with it triggers one refetch and passes.
-    a.set(|r| r.body = serde_json::to_vec(&json!({"keys": [k1.jwk(), k2.jwk()]})).unwrap());
-    assert!(matches!(check(&s, &k2.sign(claims("x"))), Outcome::Allow(_)));
+    // The provider rotates k2 in; the first tokens signed with it, arriving together, share one
+    // refetch (the origin answers slowly, so they all arrive while it runs) and all pass.
+    a.set(|r| {
+        r.body = serde_json::to_vec(&json!({"keys": [k1.jwk(), k2.jwk()]})).unwrap();
+        r.delay = Duration::from_millis(300);
+    });
+    let t2 = k2.sign(claims("x"));
+    let outcomes: Vec<Outcome> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..16).map(|_| sc.spawn(|| check(&s, &t2))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Allow(_))), "{outcomes:?}");
     assert_eq!(a.hits(), before + 1);
+    a.set(|r| r.delay = Duration::ZERO);
     // A flood of random kids causes no further fetch within the cooldown, and nobody waits.
     let t0 = std::time::Instant::now();
     for i in 0..200 {
