@@ -1,6 +1,7 @@
 //! Unpadded base64url (RFC 7515 section 2), strict: no padding, no whitespace, canonical tail.
+//! Also standard padded base64, as JWK `x5c` uses.
 
-fn value(c: u8) -> Option<u32> {
+fn value_url(c: u8) -> Option<u32> {
     Some(match c {
         b'A'..=b'Z' => c - b'A',
         b'a'..=b'z' => c - b'a' + 26,
@@ -9,6 +10,24 @@ fn value(c: u8) -> Option<u32> {
         b'_' => 63,
         _ => return None,
     } as u32)
+}
+
+fn value_std(c: u8) -> Option<u32> {
+    match c {
+        b'+' => Some(62),
+        b'/' => Some(63),
+        b'-' | b'_' => None,
+        c => value_url(c),
+    }
+}
+
+/// Standard base64 with `=` padding (RFC 4648 section 4).
+pub fn decode_std(s: &[u8]) -> Option<Vec<u8>> {
+    if s.len() % 4 != 0 {
+        return None;
+    }
+    let trimmed = s.strip_suffix(b"==").or_else(|| s.strip_suffix(b"=")).unwrap_or(s);
+    decode_with(trimmed, value_std)
 }
 
 pub fn encode(data: &[u8]) -> String {
@@ -24,6 +43,10 @@ pub fn encode(data: &[u8]) -> String {
 }
 
 pub fn decode(s: &[u8]) -> Option<Vec<u8>> {
+    decode_with(s, value_url)
+}
+
+fn decode_with(s: &[u8], value: fn(u8) -> Option<u32>) -> Option<Vec<u8>> {
     if s.len() % 4 == 1 {
         return None;
     }
@@ -55,6 +78,14 @@ mod tests {
             assert_eq!(encode(dec.as_bytes()), enc);
         }
         assert_eq!(decode(b"-_8").unwrap(), [0xfb, 0xff]);
+    }
+
+    #[test]
+    fn standard_alphabet_with_padding() {
+        assert_eq!(super::decode_std(b"Zm9vYg==").unwrap(), b"foob");
+        assert_eq!(super::decode_std(b"+/8=").unwrap(), [0xfb, 0xff]);
+        assert_eq!(super::decode_std(b"Zm9vYg"), None);
+        assert_eq!(super::decode_std(b"-_8="), None);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! go-jose (behind KrakenD's auth/validator) rejects the whole set when it cannot parse a single
 //! key, so anything it could choke on is dropped here, one key at a time, with a reason.
 
+use crate::b64;
+use crate::x509::{self, Spki};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -166,31 +168,76 @@ fn check_key(key: &Map<String, Value>, allow_symmetric: bool) -> Result<(), (Dro
     crate::verify::check_jwk(key, allow_symmetric).map_err(|why| (DropReason::MalformedMember, why))
 }
 
-/// go-jose fails the whole set on an x5t of the wrong length or an x5c it cannot decode. The
-/// certificate chain is never needed by the validator, so a well-formed one is kept as is and a
-/// malformed one drops the key.
+/// A thumbprint member: `Ok(None)` when absent, the digest when well-formed. go-jose accepts the
+/// raw digest or its hex text, and fails the whole set on anything else.
+fn thumbprint(key: &Map<String, Value>, member: &str, len: usize) -> Result<Option<Vec<u8>>, (DropReason, String)> {
+    let Some(v) = key.get(member) else { return Ok(None) };
+    let raw = v.as_str().and_then(|s| b64::decode(s.as_bytes()));
+    let digest = match raw {
+        Some(d) if d.len() == len => Some(d),
+        Some(h) if h.len() == 2 * len => std::str::from_utf8(&h)
+            .ok()
+            .and_then(|t| (0..len).map(|i| u8::from_str_radix(t.get(2 * i..2 * i + 2)?, 16).ok()).collect()),
+        _ => None,
+    };
+    digest.map(Some).ok_or_else(|| (DropReason::BadX509, format!("\"{member}\" is not a {len}-byte digest")))
+}
+
+fn member_bytes(key: &Map<String, Value>, m: &str) -> Vec<u8> {
+    key.get(m).and_then(Value::as_str).and_then(|s| b64::decode(s.as_bytes())).unwrap_or_default()
+}
+
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    &b[b.iter().position(|&x| x != 0).unwrap_or(b.len())..]
+}
+
+/// Whether the certificate's key is the JWK's key.
+fn same_key(spki: &Spki, key: &Map<String, Value>) -> bool {
+    let kty = key.get("kty").and_then(Value::as_str);
+    match spki {
+        Spki::Rsa { n, e } => {
+            kty == Some("RSA") && strip_zeros(&member_bytes(key, "n")) == n && strip_zeros(&member_bytes(key, "e")) == e
+        }
+        Spki::Ec { crv, point } => {
+            let mut p = vec![4u8];
+            p.extend(member_bytes(key, "x"));
+            p.extend(member_bytes(key, "y"));
+            kty == Some("EC") && key.get("crv").and_then(Value::as_str) == Some(crv) && p == *point
+        }
+        Spki::Ed25519 { x } => kty == Some("OKP") && member_bytes(key, "x") == *x,
+    }
+}
+
+/// go-jose fails the whole set on a malformed thumbprint, on an `x5c` it cannot parse, and on an
+/// `x5c` leaf or thumbprint that does not match the key. A key whose certificate states another
+/// key is dropped; the chain itself is not passed on (`sanitize` removes it: the validator never
+/// needs it, and no certificate parser in front of go-jose could promise to agree with Go's).
 fn check_x509(key: &Map<String, Value>) -> Result<(), (DropReason, String)> {
-    for (member, len) in [("x5t", 20), ("x5t#S256", 32)] {
-        match key.get(member) {
-            None => {}
-            Some(Value::String(s)) if is_b64url(s) && b64url_len(s) == len => {}
-            Some(_) => return Err((DropReason::BadX509, format!("\"{member}\" is not a {len}-byte base64url digest"))),
-        }
+    let sha1 = thumbprint(key, "x5t", 20)?;
+    let sha256 = thumbprint(key, "x5t#S256", 32)?;
+    let certs = match key.get("x5c") {
+        None => return Ok(()),
+        Some(Value::Array(c)) if !c.is_empty() => c,
+        Some(_) => return Err((DropReason::BadX509, "\"x5c\" is not a list of certificates".into())),
+    };
+    let der: Vec<Vec<u8>> = certs
+        .iter()
+        .map(|c| c.as_str().and_then(|s| b64::decode_std(s.as_bytes())))
+        .collect::<Option<_>>()
+        .ok_or((DropReason::BadX509, "\"x5c\" holds something other than base64 certificates".into()))?;
+    let leaf = &der[0];
+    let spki = x509::certificate_key(leaf).ok_or((DropReason::BadX509, "\"x5c\" leaf certificate cannot be read".into()))?;
+    if !same_key(&spki, key) {
+        return Err((DropReason::BadX509, "\"x5c\" certificate holds a different key".into()));
     }
-    match key.get("x5c") {
-        None => Ok(()),
-        Some(Value::Array(certs))
-            if !certs.is_empty()
-                && certs.iter().all(|c| {
-                    c.as_str().is_some_and(|s| {
-                        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
-                    })
-                }) =>
-        {
-            Ok(())
-        }
-        Some(_) => Err((DropReason::BadX509, "\"x5c\" is not a list of base64 certificates".into())),
+    use aws_lc_rs::digest;
+    if sha1.is_some_and(|t| digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, leaf).as_ref() != t) {
+        return Err((DropReason::BadX509, "\"x5t\" does not match the \"x5c\" certificate".into()));
     }
+    if sha256.is_some_and(|t| digest::digest(&digest::SHA256, leaf).as_ref() != t) {
+        return Err((DropReason::BadX509, "\"x5t#S256\" does not match the \"x5c\" certificate".into()));
+    }
+    Ok(())
 }
 
 /// Keeps the keys of one origin that KrakenD's validator can use, without private members.
@@ -206,6 +253,7 @@ pub fn sanitize(keys: &[Value], allow_symmetric: bool, max_keys: usize) -> Sanit
             continue;
         }
         let mut clean = map.clone();
+        clean.remove("x5c"); // checked above, never needed by the validator
         for m in PRIVATE_MEMBERS {
             if clean.remove(*m).is_some() {
                 out.stripped_private += 1;
@@ -362,6 +410,44 @@ mod tests {
                 (Some("wrongalg"), DropReason::MalformedMember),
             ]
         );
+    }
+
+    fn x5c_fixture() -> Value {
+        serde_json::from_str(include_str!("../tests/fixtures/x5c.json")).unwrap()
+    }
+
+    #[test]
+    fn x5c_chains_must_hold_the_key_and_are_not_served() {
+        let f = x5c_fixture();
+        let good = f["good"].as_array().unwrap().clone();
+        let s = sanitize(&good, false, 10);
+        assert_eq!(s.keys.len(), 3, "{:?}", s.dropped);
+        for k in &s.keys {
+            assert!(!k.contains_key("x5c"), "x5c must not be passed on");
+            assert!(k.contains_key("x5t") && k.contains_key("x5t#S256"), "well-formed thumbprints stay");
+        }
+        let bad = |k: Value| sanitize(&[k], false, 10).dropped.first().map(|d| (d.reason, d.detail.clone()));
+        let (r, d) = bad(f["mismatch"].clone()).unwrap();
+        assert_eq!(r, DropReason::BadX509);
+        assert!(d.contains("different key"), "{d}");
+        let mut wrong_thumb = good[0].clone();
+        wrong_thumb["x5t"] = good[1]["x5t"].clone();
+        assert!(bad(wrong_thumb).unwrap().1.contains("\"x5t\" does not match"));
+        let mut wrong_s256 = good[2].clone();
+        wrong_s256["x5t#S256"] = good[0]["x5t#S256"].clone();
+        assert!(bad(wrong_s256).unwrap().1.contains("x5t#S256"));
+        let mut garbage = good[0].clone();
+        garbage["x5c"] = json!(["bm90IGEgY2VydGlmaWNhdGU="]);
+        assert!(bad(garbage).unwrap().1.contains("cannot be read"));
+        let mut not_b64 = good[0].clone();
+        not_b64["x5c"] = json!(["***"]);
+        assert!(bad(not_b64).unwrap().1.contains("base64"));
+        // go-jose also takes a hex-text thumbprint.
+        let mut hex = good[0].clone();
+        let raw = crate::b64::decode(good[0]["x5t"].as_str().unwrap().as_bytes()).unwrap();
+        let text: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        hex["x5t"] = json!(crate::b64::encode(text.as_bytes()));
+        assert_eq!(sanitize(&[hex], false, 10).keys.len(), 1);
     }
 
     #[test]

@@ -11,3 +11,4 @@ pub mod b64;
 pub mod verify;
 pub mod auth;
 pub mod policy;
+pub mod x509;

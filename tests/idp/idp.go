@@ -9,7 +9,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -70,6 +73,26 @@ func (k *Key) PublicJWK() map[string]interface{} {
 	case ed25519.PublicKey:
 		m["kty"], m["crv"], m["x"] = "OKP", "Ed25519", b64.EncodeToString(pub)
 	}
+	return m
+}
+
+// CertJWK is the public JWK with a self-signed certificate of the key in x5c and its thumbprints.
+// With certKey set, the certificate holds that other key instead (a mismatched chain).
+func (k *Key) CertJWK(certKey *Key) map[string]interface{} {
+	holder := k
+	if certKey != nil {
+		holder = certKey
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: k.Kid},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, holder.signer.Public(), holder.signer)
+	if err != nil {
+		panic(err)
+	}
+	m := k.PublicJWK()
+	s1, s256 := sha1.Sum(der), sha256.Sum256(der)
+	m["x5c"] = []string{base64.StdEncoding.EncodeToString(der)}
+	m["x5t"], m["x5t#S256"] = b64.EncodeToString(s1[:]), b64.EncodeToString(s256[:])
 	return m
 }
 

@@ -467,7 +467,11 @@ func TestBadOriginsDoNotBreakTheOthers(t *testing.T) {
 		map[string]interface{}{"kty": "EC", "kid": "k1", "crv": "secp256k1", "x": "AAAA", "y": "AAAA"},
 		// A P-256 point off its curve: go-jose refuses the whole set over it.
 		map[string]interface{}{"kty": "EC", "kid": "offcurve", "crv": "P-256", "x": strings.Repeat("A", 43), "y": strings.Repeat("A", 43)},
+		// A certificate chain that states another key: the same.
+		idp.NewKey("mismatched-x5c", "RS256").CertJWK(idp.NewKey("someone-else", "RS256")),
 	)
+	certified := idp.NewKey("certified", "RS256")
+	b.PublishExtra(certified.CertJWK(nil))
 	leaky := idp.NewKey("idp-a-leaky", "RS256")
 	a.SetKeys(a.Key(0))
 	a.PublishExtra(leaky.PrivateJWK())
@@ -479,12 +483,15 @@ func TestBadOriginsDoNotBreakTheOthers(t *testing.T) {
 	if c := g.call("/protected", b.Token(0, "bob", "", time.Hour)); c != 200 {
 		t.Errorf("token from B's good key while B also publishes unparseable keys: %d, want 200", c)
 	}
+	if c := g.call("/protected", certified.Sign(map[string]interface{}{"sub": "x", "exp": time.Now().Add(time.Hour).Unix()}, nil)); c != 200 {
+		t.Errorf("token from a key published with its certificate: %d, want 200", c)
+	}
 	if c := g.call("/protected", leaky.Sign(map[string]interface{}{"sub": "x", "exp": time.Now().Add(time.Hour).Unix()}, nil)); c != 200 {
 		t.Errorf("token from A's leaked-but-public key: %d, want 200", c)
 	}
 	_, _, set := g.aggregated()
 	raw, _ := json.Marshal(set)
-	for _, m := range []string{`"d"`, `"p"`, `"q"`, "weird", "secp256k1", "offcurve"} {
+	for _, m := range []string{`"d"`, `"p"`, `"q"`, "weird", "secp256k1", "offcurve", "mismatched-x5c", `"x5c"`} {
 		if strings.Contains(string(raw), m) {
 			t.Errorf("merged set serves %s: %s", m, raw)
 		}
