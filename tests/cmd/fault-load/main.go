@@ -6,14 +6,11 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -21,21 +18,8 @@ import (
 	"time"
 
 	"github.com/jwk-aggregator/jwk-aggregator/tests/idp"
+	"github.com/jwk-aggregator/jwk-aggregator/tests/internal/gw"
 )
-
-func freePort() int {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func die(format string, a ...interface{}) {
-	fmt.Fprintf(os.Stderr, "fault-load: "+format+"\n", a...)
-	os.Exit(1)
-}
 
 type tokens struct {
 	mu   sync.RWMutex
@@ -59,11 +43,11 @@ func main() {
 
 	a, err := idp.Start("idp-a", 0, "RS256")
 	if err != nil {
-		die("%v", err)
+		gw.Die("%v", err)
 	}
 	b, err := idp.Start("idp-b", 0, "RS256")
 	if err != nil {
-		die("%v", err)
+		gw.Die("%v", err)
 	}
 	mint := func(p *idp.Provider, key *idp.Key, n int) []string {
 		var out []string
@@ -77,29 +61,20 @@ func main() {
 	pool := &tokens{}
 	pool.set(append(append([]string{}, tokA...), mint(b, b.Key(0), 50)...))
 
-	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"ok":true}`)
-	})}
-	bl, _ := net.Listen("tcp4", "127.0.0.1:0")
-	go backend.Serve(bl)
-
+	backendURL := gw.Backend()
 	dir, _ := os.MkdirTemp("", "fault-load")
 	defer os.RemoveAll(dir)
-	os.MkdirAll(filepath.Join(dir, "plugins"), 0o755)
-	abs, _ := filepath.Abs(*plugin)
-	os.Symlink(abs, filepath.Join(dir, "plugins", "jwk-aggregator.so"))
-	aggPort, port := freePort(), freePort()
+	pluginDir := gw.PluginDir(dir, *plugin)
+	aggPort := gw.FreePort()
 	ep := func(path string, extra map[string]interface{}) map[string]interface{} {
-		e := map[string]interface{}{"endpoint": path, "backend": []interface{}{map[string]interface{}{"host": []string{"http://" + bl.Addr().String()}, "url_pattern": "/"}}}
+		e := map[string]interface{}{"endpoint": path, "backend": []interface{}{map[string]interface{}{"host": []string{backendURL}, "url_pattern": "/"}}}
 		if extra != nil {
 			e["extra_config"] = extra
 		}
 		return e
 	}
 	cfg := map[string]interface{}{
-		"version": 3, "port": port,
-		"plugin": map[string]interface{}{"pattern": ".so", "folder": filepath.Join(dir, "plugins") + "/"},
+		"plugin": map[string]interface{}{"pattern": ".so", "folder": pluginDir},
 		"extra_config": map[string]interface{}{
 			"telemetry/logging": map[string]interface{}{"level": "WARNING", "stdout": true},
 			"plugin/http-server": map[string]interface{}{
@@ -114,27 +89,10 @@ func main() {
 			ep("/handler", nil),
 		},
 	}
-	raw, _ := json.Marshal(cfg)
-	cfgPath := filepath.Join(dir, "krakend.json")
-	os.WriteFile(cfgPath, raw, 0o644)
 	logPath := filepath.Join(dir, "krakend.log")
 	logFile, _ := os.Create(logPath)
-	cmd := exec.Command(*bin, "run", "-c", cfgPath)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		die("%v", err)
-	}
-	defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
-	for i := 0; ; i++ {
-		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/__health", port)); err == nil && resp.StatusCode == 200 {
-			resp.Body.Close()
-			break
-		}
-		if i > 300 {
-			die("krakend did not start")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	g := gw.Start(*bin, cfg, dir, logFile)
+	defer g.Stop()
 
 	type key struct {
 		path   string
@@ -154,7 +112,7 @@ func main() {
 			defer wg.Done()
 			for i := w; time.Now().Before(deadline); i += *concurrency {
 				path := []string{"/validator", "/handler"}[i%2]
-				req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", port, path), nil)
+				req, _ := http.NewRequest("GET", g.URL(path), nil)
 				req.Header.Set("Authorization", "Bearer "+pool.pick(i/2))
 				resp, err := client.Do(req)
 				status := 0
@@ -183,7 +141,7 @@ func main() {
 	step(at(1.0/6), "identity provider A stopped", a.Close)
 	step(at(25.0/60), "identity provider A restarted", func() {
 		if err := a.Restart(); err != nil {
-			die("restart A: %v", err)
+			gw.Die("restart A: %v", err)
 		}
 	})
 	key2 := idp.NewKey("idp-b-rotated", "RS256")

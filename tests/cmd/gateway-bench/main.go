@@ -6,67 +6,18 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/jwk-aggregator/jwk-aggregator/tests/idp"
+	"github.com/jwk-aggregator/jwk-aggregator/tests/internal/gw"
 )
-
-func freePort() int {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func die(format string, a ...interface{}) {
-	fmt.Fprintf(os.Stderr, "gateway-bench: "+format+"\n", a...)
-	os.Exit(1)
-}
-
-type gateway struct {
-	cmd  *exec.Cmd
-	port int
-}
-
-func start(bin string, cfg map[string]interface{}, dir string) *gateway {
-	port := freePort()
-	cfg["version"], cfg["port"] = 3, port
-	raw, _ := json.MarshalIndent(cfg, "", " ")
-	path := filepath.Join(dir, fmt.Sprintf("krakend-%d.json", port))
-	if err := os.WriteFile(path, raw, 0o644); err != nil {
-		die("%v", err)
-	}
-	cmd := exec.Command(bin, "run", "-c", path)
-	if err := cmd.Start(); err != nil {
-		die("%v", err)
-	}
-	for i := 0; i < 300; i++ {
-		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/__health", port)); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return &gateway{cmd, port}
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	cmd.Process.Kill()
-	die("krakend did not start with %s", path)
-	return nil
-}
-
-func (g *gateway) stop() { g.cmd.Process.Signal(os.Interrupt); g.cmd.Wait() }
 
 var rpsRe = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 var non2xxRe = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
@@ -77,20 +28,20 @@ func load(url, token string, d time.Duration, conns int) float64 {
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 200 {
-		die("%s does not answer 200 before the run: %v %v", url, err, resp)
+		gw.Die("%s does not answer 200 before the run: %v %v", url, err, resp)
 	}
 	resp.Body.Close()
 	out, err := exec.Command("wrk", "-t2", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(d.Seconds())),
 		"-H", "Authorization: Bearer "+token, url).CombinedOutput()
 	if err != nil {
-		die("wrk: %v\n%s", err, out)
+		gw.Die("wrk: %v\n%s", err, out)
 	}
 	if m := non2xxRe.FindSubmatch(out); m != nil {
-		die("%s: %s non-2xx answers under load:\n%s", url, m[1], out)
+		gw.Die("%s: %s non-2xx answers under load:\n%s", url, m[1], out)
 	}
 	m := rpsRe.FindSubmatch(out)
 	if m == nil {
-		die("no Requests/sec in wrk output:\n%s", out)
+		gw.Die("no Requests/sec in wrk output:\n%s", out)
 	}
 	v, _ := strconv.ParseFloat(string(m[1]), 64)
 	return v
@@ -105,23 +56,13 @@ func main() {
 
 	p, err := idp.Start("bench-idp", 0, "RS256")
 	if err != nil {
-		die("%v", err)
+		gw.Die("%v", err)
 	}
 	token := p.Token(0, "alice", "api", 24*time.Hour)
-	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"ok":true}`))
-	})}
-	bl, _ := net.Listen("tcp4", "127.0.0.1:0")
-	go backend.Serve(bl)
-	backendURL := "http://" + bl.Addr().String()
-
+	backendURL := gw.Backend()
 	dir, _ := os.MkdirTemp("", "gateway-bench")
 	defer os.RemoveAll(dir)
-	pluginDir := filepath.Join(dir, "plugins")
-	os.MkdirAll(pluginDir, 0o755)
-	abs, _ := filepath.Abs(*plugin)
-	os.Symlink(abs, filepath.Join(pluginDir, "jwk-aggregator.so"))
+	pluginDir := gw.PluginDir(dir, *plugin)
 
 	ep := func(path string, extra map[string]interface{}) map[string]interface{} {
 		e := map[string]interface{}{"endpoint": path, "backend": []interface{}{map[string]interface{}{"host": []string{backendURL}, "url_pattern": "/"}}}
@@ -132,13 +73,13 @@ func main() {
 	}
 	logging := map[string]interface{}{"telemetry/logging": map[string]interface{}{"level": "ERROR", "stdout": true}}
 
-	plain := start(*bin, map[string]interface{}{"endpoints": []interface{}{ep("/noauth", nil)}, "extra_config": logging}, dir)
-	base := load(fmt.Sprintf("http://127.0.0.1:%d/noauth", plain.port), token, *d, *conns)
-	plain.stop()
+	plain := gw.Start(*bin, map[string]interface{}{"endpoints": []interface{}{ep("/noauth", nil)}, "extra_config": logging}, dir, nil)
+	base := load(plain.URL("/noauth"), token, *d, *conns)
+	plain.Stop()
 
-	aggPort := freePort()
+	aggPort := gw.FreePort()
 	cfg := map[string]interface{}{
-		"plugin": map[string]interface{}{"pattern": ".so", "folder": pluginDir + "/"},
+		"plugin": map[string]interface{}{"pattern": ".so", "folder": pluginDir},
 		"extra_config": map[string]interface{}{
 			"telemetry/logging": logging["telemetry/logging"],
 			"plugin/http-server": map[string]interface{}{
@@ -154,19 +95,19 @@ func main() {
 			ep("/handler", nil),
 		},
 	}
-	g := start(*bin, cfg, dir)
-	unprotected := load(fmt.Sprintf("http://127.0.0.1:%d/noauth", g.port), token, *d, *conns)
-	validator := load(fmt.Sprintf("http://127.0.0.1:%d/validator", g.port), token, *d, *conns)
-	handler := load(fmt.Sprintf("http://127.0.0.1:%d/handler", g.port), token, *d, *conns)
-	g.stop()
+	g := gw.Start(*bin, cfg, dir, nil)
+	unprotected := load(g.URL("/noauth"), token, *d, *conns)
+	validator := load(g.URL("/validator"), token, *d, *conns)
+	handler := load(g.URL("/handler"), token, *d, *conns)
+	g.Stop()
 
 	// The same handler with its verified-token cache off: every request verifies the signature.
 	srv := cfg["extra_config"].(map[string]interface{})["plugin/http-server"].(map[string]interface{})
-	srv["jwk-aggregator"].(map[string]interface{})["port"] = freePort()
+	srv["jwk-aggregator"].(map[string]interface{})["port"] = gw.FreePort()
 	srv["jwk-aggregator-auth"].(map[string]interface{})["cache_size"] = 0
-	g = start(*bin, cfg, dir)
-	uncached := load(fmt.Sprintf("http://127.0.0.1:%d/handler", g.port), token, *d, *conns)
-	g.stop()
+	g = gw.Start(*bin, cfg, dir, nil)
+	uncached := load(g.URL("/handler"), token, *d, *conns)
+	g.Stop()
 
 	fmt.Printf("| gateway endpoint | requests/s | ratio to no auth |\n| --- | --- | --- |\n")
 	row := func(name string, v float64) { fmt.Printf("| %s | %.0f | %.2f |\n", name, v, v/base) }

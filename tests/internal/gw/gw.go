@@ -1,0 +1,101 @@
+// Package gw runs real KrakenD for the load and benchmark commands: free ports, a plugin folder
+// holding only the plugin, a config file, start-up and shutdown.
+package gw
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+)
+
+// FreePort returns a port free on 127.0.0.1 now.
+func FreePort() int {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Die prints a message prefixed with the command name and exits 1.
+func Die(format string, a ...interface{}) {
+	fmt.Fprintf(os.Stderr, filepath.Base(os.Args[0])+": "+format+"\n", a...)
+	os.Exit(1)
+}
+
+// PluginDir makes a folder under dir that holds only a link to the plugin, as users deploy it.
+func PluginDir(dir, plugin string) string {
+	pd := filepath.Join(dir, "plugins")
+	abs, _ := filepath.Abs(plugin)
+	if err := os.MkdirAll(pd, 0o755); err != nil {
+		Die("%v", err)
+	}
+	if err := os.Symlink(abs, filepath.Join(pd, "jwk-aggregator.so")); err != nil {
+		Die("%v", err)
+	}
+	return pd + "/"
+}
+
+// Gateway is one running KrakenD.
+type Gateway struct {
+	cmd  *exec.Cmd
+	Port int
+}
+
+// Start writes cfg (version and port filled in) under dir, starts KrakenD with its output to log
+// (nil: discarded) and waits until /__health answers 200.
+func Start(bin string, cfg map[string]interface{}, dir string, log io.Writer) *Gateway {
+	port := FreePort()
+	cfg["version"], cfg["port"] = 3, port
+	raw, _ := json.MarshalIndent(cfg, "", " ")
+	path := filepath.Join(dir, fmt.Sprintf("krakend-%d.json", port))
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		Die("%v", err)
+	}
+	cmd := exec.Command(bin, "run", "-c", path)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		Die("%v", err)
+	}
+	for i := 0; i < 300; i++ {
+		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/__health", port)); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return &Gateway{cmd, port}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	Die("krakend did not start with %s", path)
+	return nil
+}
+
+// URL is the gateway's address for path.
+func (g *Gateway) URL(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", g.Port, path) }
+
+// Stop ends KrakenD the way an operator does and waits for it.
+func (g *Gateway) Stop() {
+	_ = g.cmd.Process.Signal(os.Interrupt)
+	_ = g.cmd.Wait()
+}
+
+// Backend serves {"ok":true} on a free loopback port and returns its base URL.
+func Backend() string {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		Die("%v", err)
+	}
+	go (&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"ok":true}`)
+	})}).Serve(ln)
+	return "http://" + ln.Addr().String()
+}
