@@ -81,6 +81,19 @@ struct Slot {
     stats: OriginStats,
 }
 
+/// The sets the origins contribute at one moment, with versions that identify them: the merged
+/// set and the key store are rebuilt only when the versions change.
+struct Usable {
+    versions: Vec<Option<u64>>,
+    sets: Vec<(usize, Arc<GoodSet>)>,
+}
+
+impl Usable {
+    fn keys(&self) -> impl Iterator<Item = (usize, &[Map<String, Value>])> {
+        self.sets.iter().map(|(i, g)| (*i, g.keys.as_slice()))
+    }
+}
+
 struct MergedCache {
     versions: Vec<Option<u64>>,
     merged: Arc<Merged>,
@@ -425,16 +438,17 @@ impl Core {
     }
 
     /// The keys each origin contributes now: its last good set, unless older than `max_stale`.
-    fn usable(&self, now: Instant) -> Vec<(usize, Option<(u64, Arc<GoodSet>)>)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .map(|(i, slot)| {
-                let st = slot.state.lock();
-                let g = st.good.as_ref().filter(|g| now.duration_since(g.confirmed) <= self.settings.max_stale);
-                (i, g.map(|g| (st.version, g.clone())))
-            })
-            .collect()
+    fn usable(&self, now: Instant) -> Usable {
+        let mut u = Usable { versions: Vec::with_capacity(self.slots.len()), sets: Vec::new() };
+        for (i, slot) in self.slots.iter().enumerate() {
+            let st = slot.state.lock();
+            let g = st.good.as_ref().filter(|g| now.duration_since(g.confirmed) <= self.settings.max_stale);
+            u.versions.push(g.map(|_| st.version));
+            if let Some(g) = g {
+                u.sets.push((i, g.clone()));
+            }
+        }
+        u
     }
 
     /// Brings every origin that needs it up to date, all at once: the wait is that of the
@@ -496,16 +510,13 @@ impl Core {
 
     fn merged(&self, now: Instant) -> Arc<Merged> {
         let usable = self.usable(now);
-        let versions: Vec<Option<u64>> = usable.iter().map(|(_, g)| g.as_ref().map(|(v, _)| *v)).collect();
         let mut cache = self.merged.lock();
-        if let Some(c) = cache.as_ref().filter(|c| c.versions == versions) {
+        if let Some(c) = cache.as_ref().filter(|c| c.versions == usable.versions) {
             return c.merged.clone();
         }
-        let merged = Arc::new(keyset::merge(
-            usable.iter().filter_map(|(i, g)| g.as_ref().map(|(_, g)| (*i, g.keys.as_slice()))),
-        ));
+        let merged = Arc::new(keyset::merge(usable.keys()));
         self.log_collisions(&merged.collisions);
-        *cache = Some(MergedCache { versions, merged: merged.clone() });
+        *cache = Some(MergedCache { versions: usable.versions, merged: merged.clone() });
         merged
     }
 
@@ -529,26 +540,18 @@ impl Core {
     /// Never touches the network.
     pub fn key_store(&self) -> (u64, Arc<KeyStore>) {
         let usable = self.usable(Instant::now());
-        let versions: Vec<Option<u64>> = usable.iter().map(|(_, g)| g.as_ref().map(|(v, _)| *v)).collect();
         let mut cache = self.store.lock();
-        if let Some(c) = cache.as_ref().filter(|c| c.versions == versions) {
+        if let Some(c) = cache.as_ref().filter(|c| c.versions == usable.versions) {
             return (c.generation, c.store.clone());
         }
-        let (store, skipped) = KeyStore::build(
-            usable.iter().filter_map(|(i, g)| g.as_ref().map(|(_, g)| (*i, g.keys.as_slice()))),
-            self.settings.allow_symmetric_keys,
-        );
+        let (store, skipped) = KeyStore::build(usable.keys(), self.settings.allow_symmetric_keys);
         for (origin, kid, why) in skipped {
             self.log(JwkaLogLevel::Warning, format!("origin {}: key kid={kid:?} not usable for verification: {why}", self.slots[origin].url));
         }
         let generation = cache.as_ref().map_or(1, |c| c.generation + 1);
         let store = Arc::new(store);
-        *cache = Some(StoreCache { versions, generation, store: store.clone() });
+        *cache = Some(StoreCache { versions: usable.versions, generation, store: store.clone() });
         (generation, store)
-    }
-
-    pub fn origin_count(&self) -> usize {
-        self.slots.len()
     }
 
     /// A token carried a kid no key has: refetch the given origins, each at most once per
@@ -716,13 +719,10 @@ impl Core {
         }
         let now = Instant::now();
         let _ = writeln!(out, "# HELP jwk_aggregator_origin_keys Keys each origin contributes now.\n# TYPE jwk_aggregator_origin_keys gauge");
-        for (i, g) in self.usable(now) {
-            let _ = writeln!(
-                out,
-                "jwk_aggregator_origin_keys{{origin=\"{}\"}} {}",
-                escape_label(&self.slots[i].url),
-                g.map_or(0, |(_, g)| g.keys.len())
-            );
+        let usable = self.usable(now);
+        for (i, slot) in self.slots.iter().enumerate() {
+            let n = usable.sets.iter().find(|(o, _)| *o == i).map_or(0, |(_, g)| g.keys.len());
+            let _ = writeln!(out, "jwk_aggregator_origin_keys{{origin=\"{}\"}} {n}", escape_label(&slot.url));
         }
         let merged = self.merged(now);
         let _ = writeln!(

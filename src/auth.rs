@@ -55,10 +55,6 @@ impl Auth {
         Auth { settings, core, cache: Mutex::new(TokenCache::default()) }
     }
 
-    pub fn settings(&self) -> &AuthSettings {
-        &self.settings
-    }
-
     /// Decides one request. `authorization` and `cookies` are the raw header values ("" if absent).
     pub fn check(&self, path: &str, authorization: &str, cookies: &str) -> Outcome {
         self.check_with_claims(path, authorization, cookies, false).0

@@ -232,17 +232,6 @@ impl KeyStore {
         (store, skipped)
     }
 
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    pub fn has_kid(&self, kid: &str) -> bool {
-        self.by_kid.contains_key(kid)
-    }
 }
 
 /// Why a token was refused. The text never contains the token.
