@@ -81,6 +81,11 @@ func cbytes(s string) (*C.uint8_t, C.size_t) {
 }
 
 func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodOptions {
+		// CORS preflights carry no credentials by design; KrakenD's CORS module answers them.
+		h.next.ServeHTTP(w, r)
+		return
+	}
 	path, authz := r.URL.Path, r.Header.Get("Authorization")
 	cookies := strings.Join(r.Header.Values("Cookie"), "; ")
 	pp, pl := cbytes(path)

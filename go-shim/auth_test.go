@@ -116,6 +116,14 @@ func TestAuthHandlerDecidesAndPropagatesClaims(t *testing.T) {
 	if rec := do(h, "/orders/7", http.Header{"Authorization": {"Bearer " + noScope}}); rec.Code != 403 {
 		t.Errorf("missing scope: %d", rec.Code)
 	}
+	// CORS preflights pass without a token.
+	pre := httptest.NewRequest("OPTIONS", "/orders/7", nil)
+	pre.Header.Set("Origin", "https://app.example")
+	prec := httptest.NewRecorder()
+	h.ServeHTTP(prec, pre)
+	if prec.Code != 200 || prec.Body.String() != "backend" {
+		t.Errorf("OPTIONS preflight: %d %q", prec.Code, prec.Body.String())
+	}
 	// Unprotected paths pass untouched, client headers included.
 	rec = do(h, "/health", http.Header{"X-User": {"whoever"}})
 	if rec.Code != 200 || seen.Get("X-User") != "whoever" {
