@@ -332,23 +332,14 @@ mod tests {
         "A".repeat((n * 4).div_ceil(3))
     }
 
-    /// Real 2048-bit RSA public keys (n, e), generated once per test run.
+    fn fixture() -> Value {
+        serde_json::from_str(include_str!("../tests/fixtures/keys.json")).unwrap()
+    }
+
+    /// Real 2048-bit RSA public keys (n, e) from the fixture file.
     fn real_rsa(i: usize) -> (String, String) {
-        use aws_lc_rs::signature::KeyPair;
-        static KEYS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
-        KEYS.get_or_init(|| {
-            (0..2)
-                .map(|_| {
-                    let k = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-                    let p = k.public_key();
-                    (
-                        crate::b64::encode(p.modulus().big_endian_without_leading_zero()),
-                        crate::b64::encode(p.exponent().big_endian_without_leading_zero()),
-                    )
-                })
-                .collect()
-        })[i]
-            .clone()
+        let k = &fixture()["rsa"][i];
+        (k["n"].as_str().unwrap().to_owned(), k["e"].as_str().unwrap().to_owned())
     }
 
     fn rsa(kid: &str) -> Value {
@@ -412,13 +403,9 @@ mod tests {
         );
     }
 
-    fn x5c_fixture() -> Value {
-        serde_json::from_str(include_str!("../tests/fixtures/x5c.json")).unwrap()
-    }
-
     #[test]
     fn x5c_chains_must_hold_the_key_and_are_not_served() {
-        let f = x5c_fixture();
+        let f = fixture();
         let good = f["good"].as_array().unwrap().clone();
         let s = sanitize(&good, false, 10);
         assert_eq!(s.keys.len(), 3, "{:?}", s.dropped);

@@ -125,23 +125,11 @@ fn serve(
     Ok(())
 }
 
-/// Real 2048-bit RSA public keys (n, e), generated once per test binary.
+/// Real 2048-bit RSA public keys (n, e) from the fixture file.
 pub fn real_rsa(i: usize) -> (String, String) {
-    use aws_lc_rs::signature::KeyPair;
-    static KEYS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
-    KEYS.get_or_init(|| {
-        (0..2)
-            .map(|_| {
-                let k = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-                let p = k.public_key();
-                (
-                    jwk_aggregator::b64::encode(p.modulus().big_endian_without_leading_zero()),
-                    jwk_aggregator::b64::encode(p.exponent().big_endian_without_leading_zero()),
-                )
-            })
-            .collect()
-    })[i]
-        .clone()
+    let keys: serde_json::Value = serde_json::from_str(include_str!("../fixtures/keys.json")).unwrap();
+    let k = &keys["rsa"][i];
+    (k["n"].as_str().unwrap().to_owned(), k["e"].as_str().unwrap().to_owned())
 }
 
 /// A real RSA public JWK under the given kid (the same key material for every kid).

@@ -67,11 +67,7 @@ func main() {
 	pluginDir := gw.PluginDir(dir, *plugin)
 	aggPort := gw.FreePort()
 	ep := func(path string, extra map[string]interface{}) map[string]interface{} {
-		e := map[string]interface{}{"endpoint": path, "backend": []interface{}{map[string]interface{}{"host": []string{backendURL}, "url_pattern": "/"}}}
-		if extra != nil {
-			e["extra_config"] = extra
-		}
-		return e
+		return gw.Endpoint(path, backendURL, extra)
 	}
 	cfg := map[string]interface{}{
 		"plugin": map[string]interface{}{"pattern": ".so", "folder": pluginDir},

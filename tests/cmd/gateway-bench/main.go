@@ -69,11 +69,7 @@ func main() {
 	pluginDir := gw.PluginDir(dir, *plugin)
 
 	ep := func(path string, extra map[string]interface{}) map[string]interface{} {
-		e := map[string]interface{}{"endpoint": path, "backend": []interface{}{map[string]interface{}{"host": []string{backendURL}, "url_pattern": "/"}}}
-		if extra != nil {
-			e["extra_config"] = extra
-		}
-		return e
+		return gw.Endpoint(path, backendURL, extra)
 	}
 	logging := map[string]interface{}{"telemetry/logging": map[string]interface{}{"level": "ERROR", "stdout": true}}
 

@@ -87,6 +87,15 @@ func (g *Gateway) Stop() {
 	_ = g.cmd.Wait()
 }
 
+// Endpoint is a KrakenD endpoint at path proxying to backend's "/", with extra_config if not nil.
+func Endpoint(path, backend string, extra map[string]interface{}) map[string]interface{} {
+	e := map[string]interface{}{"endpoint": path, "backend": []interface{}{map[string]interface{}{"host": []string{backend}, "url_pattern": "/"}}}
+	if extra != nil {
+		e["extra_config"] = extra
+	}
+	return e
+}
+
 // Backend serves {"ok":true} on a free loopback port and returns its base URL.
 func Backend() string {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
