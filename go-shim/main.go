@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"reflect"
 	"sync"
 	"syscall"
 	"time"
@@ -118,6 +119,14 @@ func sharedAggregator(ctx context.Context, extra map[string]interface{}) (*aggre
 		err = fmt.Errorf("cannot read the %q settings: %v", pluginName, err)
 		log().Error(logPrefix, err.Error())
 		return nil, err
+	}
+	if !reflect.TypeOf(ctx).Comparable() {
+		// A context that cannot be a map key (never KrakenD's) cannot be shared: start one here.
+		agg, err := start(ctx, settings)
+		if err != nil {
+			log().Error(logPrefix, err.Error())
+		}
+		return agg, err
 	}
 	key := sharedKey{ctx, string(settings)}
 	shared.Lock()

@@ -262,3 +262,23 @@ func TestConcurrentRequestsWhileShuttingDown(t *testing.T) {
 	wg.Wait()
 	waitFree(t, port)
 }
+
+// unhashable is a context whose dynamic type cannot be a map key.
+type unhashable struct {
+	context.Context
+	tags []string
+}
+
+func TestAnyContextIsAccepted(t *testing.T) {
+	useLogger(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	port := freePort(t)
+	_, err := factory(t)(unhashable{ctx, nil}, map[string]interface{}{
+		"jwk-aggregator": map[string]interface{}{"port": port, "origins": []interface{}{origin(t).URL}},
+	}, http.NotFoundHandler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	waitFree(t, port)
+}
