@@ -48,12 +48,8 @@ func buildAuth(ctx context.Context, extra map[string]interface{}, next http.Hand
 	agg.mu.RLock()
 	status := C.jwka_auth_new(agg.handle, (*C.uint8_t)(unsafe.Pointer(&settings[0])), C.size_t(len(settings)), &handle, &errBuf)
 	agg.mu.RUnlock()
-	msg := string(takeBuf(errBuf))
-	if status != C.JWKA_STATUS_OK {
-		if msg == "" {
-			msg = C.GoString(C.jwka_status_str(status))
-		}
-		return nil, fmt.Errorf("configuration error: %s", msg)
+	if err := settingsError(status, errBuf); err != nil {
+		return nil, err
 	}
 	h := &authHandler{handle: handle, next: next}
 	go func() {

@@ -253,6 +253,19 @@ func takeBuf(b C.JwkaBuf) []byte {
 	return out
 }
 
+// settingsError turns a failed constructor's status and message buffer into an error (nil on
+// success), freeing the buffer either way.
+func settingsError(status C.enum_JwkaStatus, errBuf C.JwkaBuf) error {
+	msg := string(takeBuf(errBuf))
+	if status == C.JWKA_STATUS_OK {
+		return nil
+	}
+	if msg == "" {
+		msg = C.GoString(C.jwka_status_str(status))
+	}
+	return fmt.Errorf("configuration error: %s", msg)
+}
+
 func newAggregator(settings []byte) (*aggregator, error) {
 	var handle *C.JwkaAggregator
 	var errBuf C.JwkaBuf
@@ -261,12 +274,8 @@ func newAggregator(settings []byte) (*aggregator, error) {
 		ptr = (*C.uint8_t)(unsafe.Pointer(&settings[0]))
 	}
 	status := C.jwka_aggregator_new(ptr, C.size_t(len(settings)), &handle, &errBuf)
-	msg := string(takeBuf(errBuf))
-	if status != C.JWKA_STATUS_OK {
-		if msg == "" {
-			msg = C.GoString(C.jwka_status_str(status))
-		}
-		return nil, fmt.Errorf("configuration error: %s", msg)
+	if err := settingsError(status, errBuf); err != nil {
+		return nil, err
 	}
 	return &aggregator{handle: handle}, nil
 }

@@ -79,6 +79,22 @@ unsafe fn put<T>(out: *mut T, value: T) {
     }
 }
 
+/// Puts an error message in `*error` and answers `JWKA_STATUS_INVALID_SETTINGS`.
+unsafe fn invalid(error: *mut JwkaBuf, msg: String) -> JwkaStatus {
+    put(error, JwkaBuf::from_vec(msg.into_bytes()));
+    JwkaStatus::InvalidSettings
+}
+
+/// The settings bytes a caller passed: null with length 0 reads as JSON `null` (a missing block),
+/// null with a length is a caller error.
+unsafe fn settings_bytes<'a>(settings: *const u8, len: usize) -> Result<&'a [u8], JwkaStatus> {
+    match (settings.is_null(), len) {
+        (true, 0) => Ok(b"null"),
+        (true, _) => Err(JwkaStatus::NullArgument),
+        (false, n) => Ok(std::slice::from_raw_parts(settings, n)),
+    }
+}
+
 /// The ABI version of this library; compare with `JWKA_ABI_VERSION` from the header.
 #[no_mangle]
 pub extern "C" fn jwka_abi_version() -> u32 {
@@ -121,28 +137,16 @@ pub unsafe extern "C" fn jwka_aggregator_new(
         if out.is_null() {
             return JwkaStatus::NullArgument;
         }
-        let fail = |msg: String| {
-            put(error, JwkaBuf::from_vec(msg.into_bytes()));
-            JwkaStatus::InvalidSettings
+        let bytes = match settings_bytes(settings, settings_len) {
+            Ok(b) => b,
+            Err(status) => return status,
         };
-        if settings.is_null() {
-            return if settings_len == 0 {
-                fail("missing \"jwk-aggregator\" settings block (it needs at least \"origins\" and \"port\")".into())
-            } else {
-                JwkaStatus::NullArgument
-            };
-        }
-        let bytes = std::slice::from_raw_parts(settings, settings_len);
-        let parsed = match Settings::from_json(bytes) {
-            Ok(s) => s,
-            Err(e) => return fail(e.0),
-        };
-        match Aggregator::new(parsed) {
+        match Settings::from_json(bytes).map_err(|e| e.0).and_then(Aggregator::new) {
             Ok(inner) => {
                 put(out, Box::into_raw(Box::new(JwkaAggregator { inner })));
                 JwkaStatus::Ok
             }
-            Err(msg) => fail(msg),
+            Err(msg) => invalid(error, msg),
         }
     })
 }
@@ -156,10 +160,9 @@ pub unsafe extern "C" fn jwka_aggregator_new(
 pub unsafe extern "C" fn jwka_settings_validate(settings: *const u8, settings_len: usize, error: *mut JwkaBuf) -> JwkaStatus {
     guard(|| {
         put(error, JwkaBuf::EMPTY);
-        let bytes: &[u8] = match (settings.is_null(), settings_len) {
-            (true, 0) => b"null",
-            (true, _) => return JwkaStatus::NullArgument,
-            (false, n) => std::slice::from_raw_parts(settings, n),
+        let bytes = match settings_bytes(settings, settings_len) {
+            Ok(b) => b,
+            Err(status) => return status,
         };
         let checked = Settings::from_json(bytes).map_err(|e| e.0).and_then(|s| {
             // A ca_file is read here too, as start-up would.
@@ -167,10 +170,7 @@ pub unsafe extern "C" fn jwka_settings_validate(settings: *const u8, settings_le
         });
         match checked {
             Ok(()) => JwkaStatus::Ok,
-            Err(msg) => {
-                put(error, JwkaBuf::from_vec(msg.into_bytes()));
-                JwkaStatus::InvalidSettings
-            }
+            Err(msg) => invalid(error, msg),
         }
     })
 }
@@ -342,10 +342,7 @@ pub unsafe extern "C" fn jwka_auth_new(
         let (Some(agg), false) = (agg.as_ref(), out.is_null()) else {
             return JwkaStatus::NullArgument;
         };
-        let fail = |msg: String| {
-            put(error, JwkaBuf::from_vec(msg.into_bytes()));
-            JwkaStatus::InvalidSettings
-        };
+        let fail = |msg: String| invalid(error, msg);
         let bytes: &[u8] = if settings.is_null() { b"null" } else { std::slice::from_raw_parts(settings, settings_len) };
         let value: serde_json::Value = match std::str::from_utf8(bytes).map(serde_json::from_str) {
             Ok(Ok(v)) => v,
