@@ -2,35 +2,128 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-KRAKEND_VERSION ?= 2.13.8
-KRAKEND_MODULE  := github.com/krakend/krakend-ce/v2/cmd/krakend-ce@v$(KRAKEND_VERSION)
-KRAKEND_LDFLAGS := -X github.com/luraproject/lura/v2/core.KrakendVersion=$(KRAKEND_VERSION)
-# A gateway built elsewhere by this same Go toolchain can be named instead: make test KRAKEND_BIN=/path/krakend
-KRAKEND_BIN     ?= $(CURDIR)/bin/krakend
-
 GO      ?= go
 CARGO   ?= cargo
-RUST_LIB := target/release/libjwk_aggregator.a
+
+# A Go plugin loads only into a gateway built by the same Go release, for the same libc and
+# GOAMD64 level, both with cgo, both with or both without -trimpath, with the same build tags.
+# Anything else aborts the gateway at start-up. So the plugin is built with exactly the Go that
+# built the KrakenD it is for, whatever Go is installed (Go fetches that release by itself).
+#
+# Default: the official release KRAKEND_VERSION, its Go taken from data/krakend-releases.tsv.
+# LIBC=glibc for the official .deb/.tgz packages, LIBC=musl for the official (Alpine) Docker images.
+# KRAKEND=/path/to/krakend: every setting is read from that binary instead (make build, install).
+KRAKEND_VERSION ?= 2.13.8
+LIBC            ?= glibc
+RELEASES        := data/krakend-releases.tsv
+# The oldest Go the shim compiles with: the `go` line of its go.mod.
+SHIM_GO_MIN     := $(shell awk '$$1 == "go" {print $$2}' go-shim/go.mod)
+
+# `make test KRAKEND_BIN=...` and `make run KRAKEND_BIN=...` build the plugin for that gateway.
+ifeq ($(KRAKEND),)
+ifneq ($(filter command line environment,$(origin KRAKEND_BIN)),)
+KRAKEND := $(KRAKEND_BIN)
+endif
+endif
+# check-plugin compares whatever it is given, so it must not stop here on an unmatchable gateway.
+ifneq ($(KRAKEND),)
+ifeq ($(filter check-plugin,$(MAKECMDGOALS)),)
+MATCH := $(shell mkdir -p build && cd tools/plugin-check && $(GO) build -o ../../build/plugin-check . && \
+	../../build/plugin-check match -min-go $(SHIM_GO_MIN) '$(abspath $(KRAKEND))')
+ifneq ($(.SHELLSTATUS),0)
+$(error cannot build a plugin for KRAKEND=$(KRAKEND): see above)
+endif
+$(foreach v,$(MATCH),$(eval override $(v)))
+endif
+endif
+
+GO_VERSION ?= $(shell awk -F'\t' '$$1 == "$(KRAKEND_VERSION)" {print $$2}' $(RELEASES))
+GOAMD64    ?= v1
+TRIMPATH   ?= 0
+GO_TAGS    ?=
+export GOAMD64
+# The Go that builds the plugin and the development gateway.
+PINNED_GO  := GOTOOLCHAIN=go$(GO_VERSION) $(GO)
+GO_BUILD_FLAGS := $(if $(filter 1,$(TRIMPATH)),-trimpath) $(if $(GO_TAGS),-tags $(GO_TAGS))
+
+MUSL_TARGET := x86_64-unknown-linux-musl
+ifeq ($(LIBC),glibc)
+RUST_LIB    := target/release/libjwk_aggregator.a
+PLUGIN_CC   := cc
+PLUGIN_LIBS  = $(RUST_LIB)
+else ifeq ($(LIBC),musl)
+RUST_LIB    := target/$(MUSL_TARGET)/release/libjwk_aggregator.a
+PLUGIN_CC   := musl-gcc
+# Rust's std leaves the unwinder to the final link, and gcc would take libgcc_eh, which Debian
+# builds for glibc: it calls _dl_find_object, which musl does not have, so the plugin would fail
+# to load ("Error relocating ...: _dl_find_object: symbol not found"). The LLVM libunwind that
+# ships with Rust's musl target is built for musl (it walks dl_iterate_phdr) and is the one Rust's
+# own musl programs link; named before gcc's libraries, it leaves nothing for libgcc_eh to provide.
+PLUGIN_LIBS  = $(RUST_LIB) $(shell rustc --print sysroot)/lib/rustlib/$(MUSL_TARGET)/lib/self-contained/libunwind.a
+else
+$(error LIBC must be glibc or musl, not "$(LIBC)")
+endif
+
 HEADER   := include/jwk_aggregator.h
-PLUGIN   := build/jwk-aggregator.so
+# One folder per build variant, so that switching Go release or libc never reuses a stale plugin.
+VARIANT    := go$(GO_VERSION)-$(LIBC)-amd64$(GOAMD64)$(if $(filter 1,$(TRIMPATH)),-trimpath)$(if $(GO_TAGS),-tags-$(subst $(comma),-,$(GO_TAGS)))
+comma      := ,
+PLUGIN_OUT := build/$(VARIANT)/jwk-aggregator.so
+# The file users take; `make check-plugin PLUGIN=...` names another.
+PLUGIN     ?= build/jwk-aggregator.so
 RUST_SRC := $(wildcard src/*.rs) Cargo.toml
 SHIM_SRC := $(wildcard go-shim/*.go) go-shim/go.mod
+
+# The development gateway: the official release KRAKEND_VERSION, built like the official one.
+DEV_KRAKEND := bin/krakend
+# A gateway built elsewhere can be named instead: make test KRAKEND_BIN=/path/krakend
+KRAKEND_BIN ?= $(CURDIR)/$(DEV_KRAKEND)
+KRAKEND_MODULE  := github.com/krakend/krakend-ce/v2/cmd/krakend-ce@v$(KRAKEND_VERSION)
+# What the official Makefile stamps into KrakenD (its find_glibc.sh computes the libc string).
+OS_RELEASE = $$(. /etc/os-release; echo "$$ID-$$VERSION_ID")
+LIBC_STRING = $(if $(filter musl,$(LIBC)),MUSL-$$(/lib/ld-musl-x86_64.so.1 2>&1 | awk '/^Version/{print $$2}'),GLIBC-$$(ldd --version 2>&1 | awk '/^ldd/{print $$NF}'))_($(OS_RELEASE))
+KRAKEND_LDFLAGS = -X github.com/krakend/krakend-ce/v2/pkg.Version=$(KRAKEND_VERSION) \
+	-X github.com/luraproject/lura/v2/core.KrakendVersion=$(KRAKEND_VERSION) \
+	-X github.com/luraproject/lura/v2/core.GlibcVersion=$(LIBC_STRING)
 
 # Plugin and gateway must come from the same Go, both with cgo, neither with -trimpath.
 export CGO_ENABLED := 1
 # Go's build cache does not look inside the Rust static library it links, so a changed library
 # would not relink the plugin. Its hash in the cgo flags makes every change a new build.
-SHIM_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum $(RUST_LIB) | cut -c1-16)"
+SHIM_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum $(RUST_LIB) 2>/dev/null | cut -c1-16)"
+# The shim's own tests run on this machine (glibc, race detector) whatever LIBC the plugin is for.
+SHIM_TEST_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum target/release/libjwk_aggregator.a 2>/dev/null | cut -c1-16)" \
+	CGO_LDFLAGS="$(CURDIR)/target/release/libjwk_aggregator.a"
 
-.PHONY: build bench fuzz load memcheck soak header plugin krakend run test test-rust test-shim test-gateway check-symbols tools clean
+.PHONY: build bench fuzz load memcheck soak header plugin krakend krakend-status run test test-rust test-shim test-gateway test-build test-dist check-dist check-symbols check-release check-plugin install dist dist-one musl-toolchain tools clean
 
-build: $(PLUGIN)
+# The plugin for KRAKEND_VERSION and LIBC (or for KRAKEND), copied to build/jwk-aggregator.so.
+build: $(PLUGIN_OUT)
+	@cmp -s $(PLUGIN_OUT) $(PLUGIN) || cp $(PLUGIN_OUT) $(PLUGIN)
+	@echo "$(PLUGIN): for KrakenD $(KRAKEND_VERSION) built with Go $(GO_VERSION) and $(LIBC) (GOAMD64=$(GOAMD64), $(if $(filter 1,$(TRIMPATH)),with,without) -trimpath$(if $(GO_TAGS),$(comma) tags $(GO_TAGS)))"
 
 tools:
 	@for t in $(GO) $(CARGO) cc nm; do command -v $$t >/dev/null || { echo "missing tool: $$t (Go, Rust via rustup, gcc and binutils are needed)"; exit 1; }; done
 
-$(RUST_LIB): $(RUST_SRC) | tools
+# An unknown or unsupported release is an error before anything is built.
+check-release:
+	@[ -n "$(GO_VERSION)" ] || { echo "ERROR: KRAKEND_VERSION=$(KRAKEND_VERSION) is not a KrakenD CE v2 release listed in $(RELEASES)."; exit 1; }
+	@if [ "$$(printf '%s\n' "$(SHIM_GO_MIN)" "$(GO_VERSION)" | sort -V | head -n1)" != "$(SHIM_GO_MIN)" ]; then \
+		echo "ERROR: KrakenD $(KRAKEND_VERSION) is built with Go $(GO_VERSION); the plugin needs Go $(SHIM_GO_MIN) or later, which means KrakenD 2.6.1 or later."; exit 1; fi
+
+# musl-gcc and Rust's musl target, installed when missing.
+musl-toolchain:
+	@command -v musl-gcc >/dev/null || { echo "installing musl-tools (musl-gcc) from Debian's packages"; \
+		{ apt-get update -qq && apt-get install -y -qq musl-tools >/dev/null; } || \
+		{ echo "ERROR: musl-gcc is missing and could not be installed; install it with: apt-get install musl-tools"; exit 1; }; }
+	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET) || \
+		{ echo "ERROR: Rust's $(MUSL_TARGET) target is missing; install it with: rustup target add $(MUSL_TARGET)"; exit 1; }
+
+target/release/libjwk_aggregator.a: $(RUST_SRC) | tools
 	$(CARGO) build --release --locked
+
+target/$(MUSL_TARGET)/release/libjwk_aggregator.a: $(RUST_SRC) | tools musl-toolchain
+	CC_$(subst -,_,$(MUSL_TARGET))=musl-gcc $(CARGO) build --release --locked --lib --target $(MUSL_TARGET)
 
 # Regenerates the C header from the Rust sources; `make test` fails when the committed one is stale.
 header:
@@ -38,32 +131,107 @@ header:
 
 # --exclude-libs hides every Rust and aws-lc symbol of the static library: Go opens plugins with
 # RTLD_GLOBAL, so exported symbols could clash with another plugin's. cgo refuses the flag in
-# #cgo LDFLAGS, hence the environment.
+# #cgo LDFLAGS, hence the environment, which also names the library of the wanted libc.
 # -s -w drops the symbol table and DWARF (27 MB -> 20 MB); panics still name their functions.
 # PLUGIN_LDFLAGS= keeps them for a debugger.
 PLUGIN_LDFLAGS ?= -s -w
-$(PLUGIN): $(RUST_LIB) $(HEADER) $(SHIM_SRC)
+$(PLUGIN_OUT): $(RUST_LIB) $(HEADER) $(SHIM_SRC) | check-release
+	@mkdir -p $(@D)
+	cd go-shim && $(SHIM_ENV) CC=$(PLUGIN_CC) CGO_LDFLAGS="$(abspath $(PLUGIN_LIBS)) -Wl,--exclude-libs,ALL" \
+		$(PINNED_GO) build -buildmode=plugin $(GO_BUILD_FLAGS) -ldflags="$(PLUGIN_LDFLAGS)" -o ../$@ .
+	@ls -l $@
+
+plugin: build
+
+build/plugin-check: $(wildcard tools/plugin-check/*.go) tools/plugin-check/go.mod
 	@mkdir -p build
-	cd go-shim && $(SHIM_ENV) CGO_LDFLAGS="-Wl,--exclude-libs,ALL" $(GO) build -buildmode=plugin -ldflags="$(PLUGIN_LDFLAGS)" -o ../$(PLUGIN) .
-	@ls -l $(PLUGIN)
+	cd tools/plugin-check && $(GO) build -o ../../$@ .
 
-plugin: $(PLUGIN)
+# Compares a gateway and a plugin without loading either: exit 1, naming both sides, on a mismatch.
+check-plugin: build/plugin-check
+	@[ -n "$(KRAKEND)" ] || { echo "usage: make check-plugin KRAKEND=/path/to/krakend [PLUGIN=$(PLUGIN)]"; exit 2; }
+	@build/plugin-check compare -min-go $(SHIM_GO_MIN) "$(KRAKEND)" "$(PLUGIN)"
 
-# The stock gateway from its Go module, built by the same Go as the plugin. Skipped when
-# bin/krakend already is that version built by this Go.
-krakend: | tools
-	@want="$(KRAKEND_VERSION) $$($(GO) env GOVERSION | sed 's/^go//')"; \
-	if [ -x bin/krakend ] && [ "$$(bin/krakend version 2>/dev/null | awk '/KrakenD Version/{v=$$3} /Go Version/{g=$$3} END{print v" "g}')" = "$$want" ]; then \
-		echo "bin/krakend is KrakenD CE $(KRAKEND_VERSION) built with this Go: nothing to do"; exit 0; fi; \
-	mkdir -p bin; start=$$(date +%s); \
-	if GOBIN=$(CURDIR)/bin $(GO) install -ldflags "$(KRAKEND_LDFLAGS)" $(KRAKEND_MODULE); then \
-		mv bin/krakend-ce bin/krakend; echo "built bin/krakend in $$(( $$(date +%s) - start ))s"; \
+# Builds a plugin matching KRAKEND, checks it, lets that KrakenD load it (test-plugin), and only
+# then copies it into PLUGIN_DIR.
+install: build build/plugin-check
+	@[ -n "$(KRAKEND)" ] && [ -n "$(PLUGIN_DIR)" ] || { echo "usage: make install KRAKEND=/path/to/krakend PLUGIN_DIR=/path/to/plugins"; exit 2; }
+	@[ -d "$(PLUGIN_DIR)" ] || { echo "ERROR: PLUGIN_DIR=$(PLUGIN_DIR) is not a folder; nothing installed"; exit 1; }
+	@build/plugin-check compare -min-go $(SHIM_GO_MIN) "$(KRAKEND)" $(PLUGIN_OUT) || { echo "ERROR: nothing installed"; exit 1; }
+	@out=$$("$(KRAKEND)" test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; \
+		grep -q '\[OK\] SERVER' <<<"$$out" || { echo "ERROR: $(KRAKEND) test-plugin did not load $(PLUGIN_OUT); nothing installed"; exit 1; }
+	install -m 0644 $(PLUGIN_OUT) "$(PLUGIN_DIR)/jwk-aggregator.so"
+	@for f in "$(PLUGIN_DIR)"/*.so*; do [ "$$f" = "$(PLUGIN_DIR)/jwk-aggregator.so" ] && continue; [ -e "$$f" ] || continue; \
+		build/plugin-check describe "$$f" >/dev/null 2>&1 || echo "WARNING: $$f is not a Go plugin; KrakenD opens every file in its plugin folder whose name matches the plugin pattern, and such a file can abort it at start-up: move it out"; done
+	@echo "installed $(PLUGIN_DIR)/jwk-aggregator.so"
+
+# The release artifacts for KRAKEND_VERSION: a glibc and a musl plugin, their build information
+# and SHA256SUMS.
+DIST_VERSION := $(shell awk -F'"' '/^version/ {print $$2; exit}' Cargo.toml)
+DIST_NAME     = jwk-aggregator-$(DIST_VERSION)-krakend-$(KRAKEND_VERSION)-linux-amd64-$(LIBC)
+# KRAKEND and KRAKEND_BIN are cleared: these are the official releases' plugins, not one binary's.
+dist:
+	@start=$$(date +%s); rm -rf dist; mkdir -p dist; \
+	$(MAKE) --no-print-directory dist-one LIBC=glibc KRAKEND= KRAKEND_BIN= && \
+	$(MAKE) --no-print-directory dist-one LIBC=musl KRAKEND= KRAKEND_BIN= && \
+	cd dist && sha256sum *.so > SHA256SUMS && cd .. && ls -l dist && echo "make dist took $$(( $$(date +%s) - start ))s"
+
+dist-one: $(PLUGIN_OUT) build/plugin-check
+	cp $(PLUGIN_OUT) dist/$(DIST_NAME).so
+	@{ echo "$(DIST_NAME).so"; echo; \
+	  echo "jwk-aggregator $(DIST_VERSION) for KrakenD CE $(KRAKEND_VERSION): the official $(if $(filter musl,$(LIBC)),Docker image (krakend:$(KRAKEND_VERSION), Alpine/musl),.deb/.tgz packages (glibc))."; \
+	  echo "It loads only into a KrakenD built with the settings below; check yours with"; \
+	  echo "  make check-plugin KRAKEND=/path/to/krakend PLUGIN=$(DIST_NAME).so"; echo; \
+	  build/plugin-check describe dist/$(DIST_NAME).so | sed 's|^file: .*|file:      $(DIST_NAME).so|'; \
+	  echo "needed:    $$(readelf -d dist/$(DIST_NAME).so | awk '/NEEDED/{gsub(/[][]/,"",$$NF); printf "%s ", $$NF}')"; \
+	  echo "sha256:    $$(sha256sum dist/$(DIST_NAME).so | cut -d' ' -f1)"; } > dist/$(DIST_NAME).txt
+	@cat dist/$(DIST_NAME).txt
+
+# Checks the artifacts of `make dist` as files: build information, libraries they need, checksums.
+test-dist: dist
+	@$(MAKE) --no-print-directory -s check-dist KRAKEND= KRAKEND_BIN=
+
+check-dist: build/plugin-check
+	cd dist && sha256sum -c SHA256SUMS
+	@for libc in glibc musl; do f=dist/jwk-aggregator-$(DIST_VERSION)-krakend-$(KRAKEND_VERSION)-linux-amd64-$$libc.so; \
+		d=$$(build/plugin-check describe $$f) || exit 1; \
+		grep -qx "go:        $(GO_VERSION)" <<<"$$d" || { echo "FAIL: $$f is not built with Go $(GO_VERSION)"; exit 1; }; \
+		grep -q "^libc:      $$libc " <<<"$$d" || { echo "FAIL: $$f is not a $$libc build"; exit 1; }; \
+		grep -qx "trimpath:  no" <<<"$$d" || { echo "FAIL: $$f is built with -trimpath"; exit 1; }; \
+		needed=$$(readelf -d $$f | awk '/NEEDED/{print $$NF}' | tr -d '[]' | tr '\n' ' '); \
+		if [ $$libc = musl ] && [ "$$needed" != "libc.so " ]; then echo "FAIL: $$f needs $$needed; the official Alpine image has musl's libc only"; exit 1; fi; \
+		if nm -D $$f | grep -qE ' U (_dl_find_object|__.*_chk)$$'; then echo "FAIL: $$f needs a glibc-only symbol"; exit 1; fi; \
+		echo "ok: $$f ($$libc, Go $(GO_VERSION), needs $$needed)"; done
+
+# The development gateway: KrakenD CE KRAKEND_VERSION from its Go module, built like the official
+# release (its Go, cgo, no -trimpath, the same -X stamps) for LIBC. An existing bin/krakend of that
+# KrakenD version, Go version and libc is reused; anything else is rebuilt, saying what differed.
+# KrakenD prints its version lines on stderr.
+krakend-status:
+	@[ -x "$(DEV_KRAKEND)" ] || { echo "$(DEV_KRAKEND): not there"; exit 1; }; \
+	out=$$("$(DEV_KRAKEND)" version 2>&1); \
+	have_k=$$(awk -F': ' '/^KrakenD Version:/{print $$2}' <<<"$$out"); \
+	have_g=$$(awk -F': ' '/^Go Version:/{print $$2}' <<<"$$out"); \
+	have_l=$$(awk -F': ' '/^Glibc Version:/{print $$2}' <<<"$$out" | sed -E 's/^GLIBC-.*/glibc/; s/^MUSL-.*/musl/; /^(glibc|musl)$$/!s/.*/unknown/'); \
+	diff=""; \
+	[ "$$have_k" = "$(KRAKEND_VERSION)" ] || diff="$$diff KrakenD $${have_k:-unknown} (wanted $(KRAKEND_VERSION));"; \
+	[ "$$have_g" = "$(GO_VERSION)" ] || diff="$$diff Go $${have_g:-unknown} (wanted $(GO_VERSION));"; \
+	[ "$$have_l" = "$(LIBC)" ] || diff="$$diff libc $${have_l:-unknown} (wanted $(LIBC));"; \
+	if [ -z "$$diff" ]; then echo "$(DEV_KRAKEND) is KrakenD CE $(KRAKEND_VERSION) built with Go $(GO_VERSION) and $(LIBC): reused"; \
+	else echo "$(DEV_KRAKEND) differs:$$diff"; exit 1; fi
+
+krakend: | tools check-release
+	@$(MAKE) --no-print-directory -s krakend-status && exit 0; \
+	[ "$(LIBC)" != musl ] || $(MAKE) --no-print-directory musl-toolchain || exit 1; \
+	echo "building KrakenD CE $(KRAKEND_VERSION) with Go $(GO_VERSION) and $(LIBC) into $(DEV_KRAKEND)"; \
+	mkdir -p $(dir $(DEV_KRAKEND)); start=$$(date +%s); \
+	if CC=$(PLUGIN_CC) GOBIN=$(abspath $(dir $(DEV_KRAKEND))) $(PINNED_GO) install -ldflags "$(KRAKEND_LDFLAGS)" $(KRAKEND_MODULE); then \
+		mv $(dir $(DEV_KRAKEND))krakend-ce $(DEV_KRAKEND); echo "built $(DEV_KRAKEND) in $$(( $$(date +%s) - start ))s"; \
 	else \
 		echo "ERROR: could not build KrakenD CE $(KRAKEND_VERSION) from $(KRAKEND_MODULE)."; \
 		echo "       The Go module proxy must serve github.com/krakend/* and github.com/luraproject/*."; \
-		echo "       Or build it yourself with this Go ($$($(GO) env GOVERSION)) and pass KRAKEND_BIN=/path/to/krakend."; \
+		echo "       Or pass a KrakenD binary: KRAKEND_BIN=/path/to/krakend (the plugin is then built to match it)."; \
 		exit 1; fi
-
 
 build/demo-idp: $(wildcard tests/idp/*.go tests/cmd/demo-idp/*.go)
 	@mkdir -p build
@@ -71,7 +239,7 @@ build/demo-idp: $(wildcard tests/idp/*.go tests/cmd/demo-idp/*.go)
 
 # Builds everything, starts two demo identity providers and KrakenD with krakend-config/.
 run: build build/demo-idp
-	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/bin/krakend" ]; then $(MAKE) --no-print-directory krakend; fi
+	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend; fi
 	@set -m; build/demo-idp -provider idp-a:9101:RS256 -provider idp-b:9102:RS256 -provider idp-c:9103:ES256 & idp=$$!; \
 	trap 'kill $$idp 2>/dev/null' EXIT INT TERM; \
 	for i in $$(seq 50); do curl -sf http://127.0.0.1:9103/jwks.json >/dev/null && break; sleep 0.1; done; \
@@ -91,23 +259,29 @@ run: build build/demo-idp
 test-rust: | tools
 	$(CARGO) test --release --locked
 
-test-shim: $(PLUGIN)
-	cd go-shim && $(SHIM_ENV) $(GO) vet ./... && $(SHIM_ENV) $(GO) test -race -count=1 ./...
-	cd tests && $(SHIM_ENV) $(GO) vet ./... && $(SHIM_ENV) $(GO) test -count=1 ./fuzz/
+test-shim: target/release/libjwk_aggregator.a build/plugin-check
+	cd go-shim && $(SHIM_TEST_ENV) $(GO) vet ./... && $(SHIM_TEST_ENV) $(GO) test -race -count=1 ./...
+	cd tests && $(SHIM_TEST_ENV) $(GO) vet ./... && $(SHIM_TEST_ENV) $(GO) test -count=1 ./fuzz/
+	cd tools/plugin-check && $(GO) vet ./...
+
+# The Makefile's own decisions: gateway reuse, supported releases, make check-plugin, make build KRAKEND=.
+test-build: build/plugin-check | musl-toolchain
+	cd tests && $(GO) test -count=1 ./build/
 
 # No Rust or aws-lc symbol may be exported by the plugin.
-check-symbols: $(PLUGIN)
-	@n=$$(nm -D --defined-only $(PLUGIN) | awk '{print $$3}' | grep -cE '^(_ZN|_R[A-Z0-9]|aws_lc|AWS_LC|rust_|__rust|jwka_|ring_core)' || true); \
-	echo "plugin exports $$n Rust/aws-lc dynamic symbols; size $$(stat -c %s $(PLUGIN)) bytes"; [ "$$n" = 0 ]
+check-symbols: $(PLUGIN_OUT)
+	@n=$$(nm -D --defined-only $(PLUGIN_OUT) | awk '{print $$3}' | grep -cE '^(_ZN|_R[A-Z0-9]|aws_lc|AWS_LC|rust_|__rust|jwka_|ring_core|_Unwind|unw_)' || true); \
+	echo "plugin exports $$n Rust/aws-lc dynamic symbols; size $$(stat -c %s $(PLUGIN_OUT)) bytes"; [ "$$n" = 0 ]
 
-test-gateway: $(PLUGIN)
-	out=$$($(KRAKEND_BIN) test-plugin -s $(PLUGIN) 2>&1); echo "$$out"; grep -q '\[OK\] SERVER' <<<"$$out"
-	cd tests && KRAKEND_BIN=$(KRAKEND_BIN) PLUGIN_SO=$(CURDIR)/$(PLUGIN) $(GO) test -count=1 -v ./integration/ 2>&1 | tee ../build/gateway-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
+test-gateway: $(PLUGIN_OUT) build/plugin-check
+	build/plugin-check compare -min-go $(SHIM_GO_MIN) $(KRAKEND_BIN) $(PLUGIN_OUT)
+	out=$$($(KRAKEND_BIN) test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; grep -q '\[OK\] SERVER' <<<"$$out"
+	cd tests && KRAKEND_BIN=$(KRAKEND_BIN) PLUGIN_SO=$(CURDIR)/$(PLUGIN_OUT) $(GO) test -count=1 -v ./integration/ 2>&1 | tee ../build/gateway-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
 
 # Unit, C-API, shim and gateway tests. When KrakenD CE cannot be built here (see `make krakend`)
 # the gateway tests are reported as NOT RUN, never as passed.
-test: test-rust test-shim check-symbols memcheck
-	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/bin/krakend" ]; then $(MAKE) --no-print-directory krakend || true; fi
+test: test-rust test-shim test-build check-symbols memcheck test-dist
+	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend || true; fi
 	@if [ -x "$(KRAKEND_BIN)" ]; then $(MAKE) --no-print-directory test-gateway; else \
 		n=$$(cat tests/integration/*_test.go | grep -c '^func Test'); \
 		echo "NOT RUN: $$n gateway integration tests (no KrakenD binary at $(KRAKEND_BIN); see the ERROR above)"; \
@@ -115,27 +289,27 @@ test: test-rust test-shim check-symbols memcheck
 
 # Speed figures live here, never in tests. Writes BENCHMARKS.md. The gateway part needs KrakenD
 # (see `make krakend`) and wrk, which it installs from Debian's packages when missing.
-bench: $(PLUGIN)
+bench: build
 	@mkdir -p build
-	cd go-shim && $(SHIM_ENV) $(GO) test -run '^$$' -bench 'ColdMerge' -benchtime 10x -count 3 . | tee ../build/bench.txt
-	cd go-shim && $(SHIM_ENV) $(GO) test -run '^$$' -bench 'ConcurrentColdRequests' -benchtime 3x -count 3 . | tee -a ../build/bench.txt
-	cd go-shim && $(SHIM_ENV) $(GO) test -run '^$$' -bench 'Serve' -benchtime 3s -count 3 . | tee -a ../build/bench.txt
-	cd tests && $(SHIM_ENV) $(GO) test -run '^$$' -bench 'Verify' -benchtime 1s -count 3 ./bench/ | tee -a ../build/bench.txt
+	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'ColdMerge' -benchtime 10x -count 3 . | tee ../build/bench.txt
+	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'ConcurrentColdRequests' -benchtime 3x -count 3 . | tee -a ../build/bench.txt
+	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'Serve' -benchtime 3s -count 3 . | tee -a ../build/bench.txt
+	cd tests && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'Verify' -benchtime 1s -count 3 ./bench/ | tee -a ../build/bench.txt
 	@rm -f build/gateway-bench.md
-	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/bin/krakend" ]; then $(MAKE) --no-print-directory krakend || true; fi
+	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend || true; fi
 	@if [ -x "$(KRAKEND_BIN)" ]; then \
 		command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }; \
 		cd tests && $(GO) build -o ../build/gateway-bench ./cmd/gateway-bench && cd .. && \
-		build/gateway-bench -krakend $(KRAKEND_BIN) -plugin $(PLUGIN) -duration 10s | tee build/gateway-bench.md; \
+		build/gateway-bench -krakend $(KRAKEND_BIN) -plugin $(PLUGIN_OUT) -duration 10s | tee build/gateway-bench.md; \
 	else echo "gateway throughput NOT MEASURED: no KrakenD binary at $(KRAKEND_BIN)"; fi
 	tests/bench-report.sh build/bench.txt build/gateway-bench.md > BENCHMARKS.md
 	@cat BENCHMARKS.md
 
 # The C harness calls every exported function, error paths included, under valgrind: any leak
 # (definite or indirect) or invalid access fails. Its origin is a loopback static file server.
-memcheck: $(RUST_LIB)
+memcheck: target/release/libjwk_aggregator.a
 	@mkdir -p build
-	cc -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude tests/c/harness.c $(RUST_LIB) -lpthread -ldl -lm -o build/harness
+	cc -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude tests/c/harness.c target/release/libjwk_aggregator.a -lpthread -ldl -lm -o build/harness
 	@command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 	@port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
 	python3 -m http.server $$port --bind 127.0.0.1 --directory tests/c >/dev/null 2>&1 & srv=$$!; \
@@ -148,24 +322,24 @@ memcheck: $(RUST_LIB)
 # Go native fuzzing of the Rust core through its C API (no nightly Rust toolchain is needed).
 # Each target runs FUZZTIME; findings land in tests/fuzz/testdata/fuzz and then run in make test.
 FUZZTIME ?= 60s
-fuzz: $(RUST_LIB)
+fuzz: target/release/libjwk_aggregator.a
 	cd tests && for t in FuzzSettings FuzzJWKS FuzzToken; do \
-		$(SHIM_ENV) $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./fuzz/ || exit 1; done
+		$(SHIM_TEST_ENV) $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./fuzz/ || exit 1; done
 
 # 1,000,000 verifications and 100,000 aggregator requests in one process; fails when memory or
 # threads grow. Writes build/soak.md.
-soak: $(RUST_LIB)
+soak: target/release/libjwk_aggregator.a
 	@mkdir -p build
-	cd tests && $(SHIM_ENV) $(GO) build -o ../build/soak ./cmd/soak
+	cd tests && $(SHIM_TEST_ENV) $(GO) build -o ../build/soak ./cmd/soak
 	build/soak -verifications 1000000 -requests 100000 | tee build/soak.md
 
 # Load through real KrakenD while one identity provider is stopped and restarted and another
 # rotates its keys: zero 5xx and no valid token refused, or it fails. Writes build/load.md.
 LOAD_DURATION ?= 60s
-load: $(PLUGIN)
-	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/bin/krakend" ]; then $(MAKE) --no-print-directory krakend; fi
+load: build
+	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend; fi
 	cd tests && $(GO) build -o ../build/fault-load ./cmd/fault-load
-	build/fault-load -krakend $(KRAKEND_BIN) -plugin $(PLUGIN) -duration $(LOAD_DURATION) -concurrency 64 | tee build/load.md
+	build/fault-load -krakend $(KRAKEND_BIN) -plugin $(PLUGIN_OUT) -duration $(LOAD_DURATION) -concurrency 64 | tee build/load.md
 
 clean:
-	rm -rf target build
+	rm -rf target build dist

@@ -5,7 +5,8 @@ package main
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/../include
-#cgo LDFLAGS: ${SRCDIR}/../target/release/libjwk_aggregator.a -ldl -lm -lpthread
+// The Rust library (of the wanted libc) comes through CGO_LDFLAGS from the Makefile.
+#cgo LDFLAGS: -ldl -lm -lpthread
 #include <stdlib.h>
 #include "jwk_aggregator.h"
 */
