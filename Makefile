@@ -47,13 +47,15 @@ PINNED_GO  := GOTOOLCHAIN=go$(GO_VERSION) $(GO)
 GO_BUILD_FLAGS := $(if $(filter 1,$(TRIMPATH)),-trimpath) $(if $(GO_TAGS),-tags $(GO_TAGS))
 
 MUSL_TARGET := x86_64-unknown-linux-musl
+MUSL_CC     ?= musl-gcc
 ifeq ($(LIBC),glibc)
 RUST_LIB    := target/release/libjwk_aggregator.a
 PLUGIN_CC   := cc
 PLUGIN_LIBS  = $(RUST_LIB)
 else ifeq ($(LIBC),musl)
 RUST_LIB    := target/$(MUSL_TARGET)/release/libjwk_aggregator.a
-PLUGIN_CC   := musl-gcc
+# Debian's musl-gcc; on Alpine (krakend/builder) the native gcc: make build LIBC=musl MUSL_CC=gcc
+PLUGIN_CC   := $(MUSL_CC)
 # Rust's std leaves the unwinder to the final link, and gcc would take libgcc_eh, which Debian
 # builds for glibc: it calls _dl_find_object, which musl does not have, so the plugin would fail
 # to load ("Error relocating ...: _dl_find_object: symbol not found"). The LLVM libunwind that
@@ -113,7 +115,7 @@ check-release:
 
 # musl-gcc and Rust's musl target, installed when missing.
 musl-toolchain:
-	@command -v musl-gcc >/dev/null || { echo "installing musl-tools (musl-gcc) from Debian's packages"; \
+	@command -v $(MUSL_CC) >/dev/null || { echo "installing musl-tools (musl-gcc) from Debian's packages"; \
 		{ apt-get update -qq && apt-get install -y -qq musl-tools >/dev/null; } || \
 		{ echo "ERROR: musl-gcc is missing and could not be installed; install it with: apt-get install musl-tools"; exit 1; }; }
 	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET) || \
@@ -123,7 +125,7 @@ target/release/libjwk_aggregator.a: $(RUST_SRC) | tools
 	$(CARGO) build --release --locked
 
 target/$(MUSL_TARGET)/release/libjwk_aggregator.a: $(RUST_SRC) | tools musl-toolchain
-	CC_$(subst -,_,$(MUSL_TARGET))=musl-gcc $(CARGO) build --release --locked --lib --target $(MUSL_TARGET)
+	CC_$(subst -,_,$(MUSL_TARGET))=$(MUSL_CC) $(CARGO) build --release --locked --lib --target $(MUSL_TARGET)
 
 # Regenerates the C header from the Rust sources; `make test` fails when the committed one is stale.
 header:
