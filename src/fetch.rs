@@ -128,9 +128,14 @@ fn is_json_type(ct: &str) -> bool {
     mime == "application/json" || mime == "application/jwk-set+json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-/// Fetches and parses one origin's JWK Set.
-pub fn fetch(client: &Client, url: &str, max_bytes: usize, cond: &Conditional<'_>) -> Result<Fetched, FetchError> {
-    let mut req = client.get(url).header(header::ACCEPT, "application/jwk-set+json, application/json");
+/// A 2xx JSON answer's body, or 304, with the bounds every origin has.
+enum Body {
+    Full(Vec<u8>, CacheInfo),
+    NotModified(CacheInfo),
+}
+
+fn get(client: &Client, url: &str, accept: &str, max_bytes: usize, cond: &Conditional<'_>) -> Result<Body, FetchError> {
+    let mut req = client.get(url).header(header::ACCEPT, accept);
     if let Some(etag) = cond.etag {
         req = req.header(header::IF_NONE_MATCH, etag);
     }
@@ -141,7 +146,7 @@ pub fn fetch(client: &Client, url: &str, max_bytes: usize, cond: &Conditional<'_
     let status = resp.status().as_u16();
     let cache = cache_info(resp.headers());
     if status == 304 && (cond.etag.is_some() || cond.last_modified.is_some()) {
-        return Ok(Fetched::NotModified { cache });
+        return Ok(Body::NotModified(cache));
     }
     if !(200..300).contains(&status) {
         return Err(FetchError::Status(status));
@@ -165,9 +170,28 @@ pub fn fetch(client: &Client, url: &str, max_bytes: usize, cond: &Conditional<'_
     if body.len() > max_bytes {
         return Err(FetchError::TooLarge(max_bytes));
     }
-    let bytes = body.len();
-    let keys = parse_set(&body)?;
-    Ok(Fetched::Keys { keys, bytes, cache })
+    Ok(Body::Full(body, cache))
+}
+
+/// Fetches and parses one origin's JWK Set.
+pub fn fetch(client: &Client, url: &str, max_bytes: usize, cond: &Conditional<'_>) -> Result<Fetched, FetchError> {
+    match get(client, url, "application/jwk-set+json, application/json", max_bytes, cond)? {
+        Body::NotModified(cache) => Ok(Fetched::NotModified { cache }),
+        Body::Full(body, cache) => Ok(Fetched::Keys { keys: parse_set(&body)?, bytes: body.len(), cache }),
+    }
+}
+
+/// Fetches an OpenID Provider Configuration document (OIDC Discovery 1.0 section 4), with the
+/// same bounds as a JWK Set, and returns it parsed.
+pub fn fetch_document(client: &Client, url: &str, max_bytes: usize) -> Result<(serde_json::Map<String, Value>, CacheInfo), FetchError> {
+    match get(client, url, "application/json", max_bytes, &Conditional::default())? {
+        Body::NotModified(_) => Err(FetchError::Status(304)),
+        Body::Full(body, cache) => match serde_json::from_slice(&body) {
+            Ok(Value::Object(doc)) => Ok((doc, cache)),
+            Ok(_) => Err(FetchError::NotJson("not a JSON object".into())),
+            Err(e) => Err(FetchError::NotJson(e.to_string())),
+        },
+    }
 }
 
 /// Parses a JWK Set document and returns its `keys` array.

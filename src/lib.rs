@@ -4,6 +4,7 @@
 pub mod aggregator;
 pub mod config;
 pub mod fetch;
+pub mod issuer;
 pub mod ffi;
 pub mod keyset;
 pub mod log;
