@@ -415,6 +415,16 @@ pub(crate) fn non_empty_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Ok(list)
 }
 
+/// A `T` read from a JSON object; anything else is an error showing the value (serde's own
+/// message would describe it instead: "invalid type: string ...").
+pub(crate) struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        shaped(d, Shape::Object, "an object").map(Object)
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Shape {
     List,
