@@ -1,11 +1,23 @@
-//! Settings of the `jwk-aggregator` block, parsed from the JSON the shim hands over.
+//! Settings of the `jwk-aggregator` block, parsed from the JSON the shim hands over, and the
+//! reading rules that the `jwk-aggregator-auth` block (`policy.rs`) shares.
 //!
 //! The Enterprise plugin's contract is `origins`, `port` and `cache`; every other key is optional.
 //! Unknown keys are errors (a typo such as `origin` must not pass silently), except keys that
 //! KrakenD configurations use as comments (`@`, `$`, `_`, `#` prefixes).
+//!
+//! `Block` is the JSON as written, read by serde; `Settings` is what it means once the checks that
+//! span fields (plain http, issuers naming origins, TTL bounds) have passed. Each field is read by
+//! a helper that keeps the value as written, so an error names the field (serde_path_to_error
+//! gives its path) and shows the value the way the user wrote it.
 
-use serde_json::{Map, Value};
-use std::fmt;
+use reqwest::Url;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+use serde_path_to_error::Segment;
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::marker::PhantomData;
 use std::time::Duration;
 
 /// One configured JWK Set URL.
@@ -56,6 +68,9 @@ pub const DEFAULT_CACHE_MIN_TTL: Duration = Duration::from_secs(30);
 pub const DEFAULT_CACHE_MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+const MAX_KEYS_PER_ORIGIN: usize = 10_000;
+
 /// A configuration error. The message names the field and the offending value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -68,6 +83,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The fields of `Block`, for the unknown-key message (tests/settings.rs holds it to README.md).
 const KNOWN_KEYS: &[&str] = &[
     "origins",
     "port",
@@ -87,8 +103,397 @@ const KNOWN_KEYS: &[&str] = &[
     "issuers",
 ];
 
+/// The `jwk-aggregator` block as written. Absent optional settings are `None` (or `false`); their
+/// defaults are applied in `Settings::from_block`.
+#[derive(Deserialize)]
+struct Block {
+    #[serde(default, deserialize_with = "origin_list")]
+    origins: Option<Vec<OriginUrl>>,
+    #[serde(default, deserialize_with = "port")]
+    port: Option<u16>,
+    #[serde(default, deserialize_with = "flag")]
+    cache: bool,
+    #[serde(default, deserialize_with = "duration")]
+    connect_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "response_bytes")]
+    max_response_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "keys_per_origin")]
+    max_keys_per_origin: Option<usize>,
+    #[serde(default, deserialize_with = "duration")]
+    max_stale: Option<Duration>,
+    #[serde(default, deserialize_with = "flag")]
+    disable_jwk_security: bool,
+    #[serde(default, deserialize_with = "pem_file")]
+    ca_file: Option<String>,
+    #[serde(default, deserialize_with = "flag")]
+    allow_symmetric_keys: bool,
+    #[serde(default, deserialize_with = "duration")]
+    cache_default_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "min_ttl")]
+    cache_min_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    cache_max_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    min_refresh_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "issuer_map")]
+    issuers: Vec<(String, IssuerNames)>,
+    /// Every other key: only comments may be here.
+    #[serde(flatten)]
+    others: Others,
+}
+
+impl Settings {
+    /// Parses the JSON object of the `jwk-aggregator` block.
+    pub fn from_json(bytes: &[u8]) -> Result<Settings, ConfigError> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| ConfigError(format!("settings are not valid UTF-8: {e}")))?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| ConfigError(format!("settings are not valid JSON: {e}")))?;
+        match value {
+            Value::Object(_) => Settings::from_block(read_block(&value, "")?),
+            Value::Null => Err(ConfigError(
+                "missing \"jwk-aggregator\" settings block (it needs at least \"origins\" and \"port\")"
+                    .into(),
+            )),
+            other => Err(err("jwk-aggregator", "an object", &other)),
+        }
+    }
+
+    /// Applies the defaults and the checks that span several fields.
+    fn from_block(b: Block) -> Result<Settings, ConfigError> {
+        if let Some(key) = unknown_key(&b.others) {
+            return Err(ConfigError(format!(
+                "unknown setting \"{key}\" (known settings: {})",
+                KNOWN_KEYS.join(", ")
+            )));
+        }
+        let Some(urls) = b.origins else {
+            return Err(ConfigError(format!("missing \"origins\": expected {ORIGINS_EXPECTED}")));
+        };
+        let origins = check_origins(urls, b.disable_jwk_security)?;
+        let Some(port) = b.port else {
+            return Err(ConfigError("missing \"port\": expected an integer from 1 to 65535".into()));
+        };
+        let cache_min_ttl = b.cache_min_ttl.unwrap_or(DEFAULT_CACHE_MIN_TTL);
+        let cache_max_ttl = b.cache_max_ttl.unwrap_or(DEFAULT_CACHE_MAX_TTL);
+        if cache_min_ttl > cache_max_ttl {
+            return Err(ConfigError(format!(
+                "invalid \"cache_min_ttl\": {} is longer than \"cache_max_ttl\" {}",
+                fmt_duration(cache_min_ttl),
+                fmt_duration(cache_max_ttl)
+            )));
+        }
+        Ok(Settings {
+            port,
+            cache: b.cache,
+            connect_timeout: b.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            timeout: b.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            max_response_bytes: b.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+            max_keys_per_origin: b.max_keys_per_origin.unwrap_or(DEFAULT_MAX_KEYS_PER_ORIGIN),
+            max_stale: b.max_stale.unwrap_or(DEFAULT_MAX_STALE),
+            disable_jwk_security: b.disable_jwk_security,
+            ca_file: b.ca_file,
+            allow_symmetric_keys: b.allow_symmetric_keys,
+            cache_default_ttl: b.cache_default_ttl.unwrap_or(DEFAULT_CACHE_TTL),
+            cache_min_ttl,
+            cache_max_ttl,
+            min_refresh_interval: b.min_refresh_interval.unwrap_or(DEFAULT_MIN_REFRESH_INTERVAL),
+            issuers: bind_issuers(b.issuers, &origins)?,
+            origins,
+        })
+    }
+}
+
+// Field readers of `Block`. Each returns what the field means, or an error "expected ..., got
+// <the value as written>"; `read_block` puts the field's name in front.
+
+fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    expect(d, "true or false", Value::as_bool)
+}
+
+fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    expect(d, "an integer from 1 to 65535", |v| integer(v).filter(|p| (1..=65535).contains(p)).map(|p| Some(p as u16)))
+}
+
+fn response_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    count(d, MAX_RESPONSE_BYTES).map(Some)
+}
+
+fn keys_per_origin<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    count(d, MAX_KEYS_PER_ORIGIN).map(Some)
+}
+
+fn count<'de, D: Deserializer<'de>>(d: D, max: usize) -> Result<usize, D::Error> {
+    expect(d, &format!("an integer from 1 to {max}"), |v| {
+        integer(v).filter(|&n| n >= 1 && n as u64 <= max as u64).map(|n| n as usize)
+    })
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    as_duration(&Value::deserialize(d)?).map(Some)
+}
+
+fn min_ttl<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let v = Value::deserialize(d)?;
+    match as_duration(&v)? {
+        // The refresher fetches each origin once per freshness lifetime: under a second would
+        // hammer the identity provider.
+        ttl if ttl < Duration::from_secs(1) => Err(invalid("at least 1s", &v)),
+        ttl => Ok(Some(ttl)),
+    }
+}
+
+fn as_duration<E: de::Error>(v: &Value) -> Result<Duration, E> {
+    match v {
+        Value::String(s) => parse_duration(s).ok_or_else(|| invalid(r#"a duration such as "500ms", "5s", "10m" or "1h30m""#, v)),
+        _ => Err(invalid(r#"a duration string such as "5s""#, v)),
+    }
+}
+
+fn pem_file<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    expect(d, "a path to a PEM file", |v| v.as_str().filter(|s| !s.is_empty()).map(|s| Some(s.to_owned())))
+}
+
+const ORIGINS_EXPECTED: &str = "a non-empty list of JWK Set URLs (http or https)";
+
+fn origin_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<OriginUrl>>, D::Error> {
+    non_empty_list(d, ORIGINS_EXPECTED).map(Some)
+}
+
+/// One entry of `origins` as written: a string that parses as an http(s) URL with a host. Whether
+/// plain http is allowed for it depends on another setting: `check_origins` decides.
+struct OriginUrl {
+    written: Value,
+    url: Url,
+}
+
+impl<'de> Deserialize<'de> for OriginUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let written = Value::deserialize(d)?;
+        let Value::String(raw) = &written else {
+            return Err(invalid("a URL string", &written));
+        };
+        let url = Url::parse(raw).map_err(|e| invalid(&format!("an absolute http(s) URL ({e})"), &written))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("a URL with a host", &written));
+        }
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("an http or https URL", &written));
+        }
+        Ok(OriginUrl { written, url })
+    }
+}
+
+fn check_origins(urls: Vec<OriginUrl>, disable_jwk_security: bool) -> Result<Vec<Origin>, ConfigError> {
+    let mut origins = Vec::with_capacity(urls.len());
+    for (i, OriginUrl { written, url }) in urls.into_iter().enumerate() {
+        let field = format!("origins[{i}]");
+        let host = url.host_str().unwrap_or_default();
+        let loopback = is_loopback_host(host);
+        if url.scheme() == "http" && !loopback && !disable_jwk_security {
+            return Err(ConfigError(format!(
+                "invalid \"{field}\": plain http to the non-loopback host {host:?} is refused ({}); use https, \
+                 or set \"disable_jwk_security\": true in the jwk-aggregator block to accept it",
+                show(&written)
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            // Credentials in the URL would end up in logs and /__health.
+            return Err(ConfigError(format!("invalid \"{field}\": URLs with user:password are not accepted")));
+        }
+        let origin = Origin { url: url.to_string(), loopback };
+        if origins.contains(&origin) {
+            return Err(err(&field, "each origin only once", &written));
+        }
+        origins.push(origin);
+    }
+    Ok(origins)
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+}
+
+/// `"issuers": {"<origin URL>": "iss" | ["iss", ...]}` binds origins to the issuers they speak for.
+fn issuer_map<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, IssuerNames)>, D::Error> {
+    shaped::<D, BTreeMap<String, IssuerNames>>(d, Shape::Object, "an object mapping origin URLs to issuers")
+        .map(|m| m.into_iter().collect())
+}
+
+/// The issuers one origin speaks for: a string or a non-empty list of strings, none empty.
+struct IssuerNames(Vec<String>);
+
+impl<'de> Deserialize<'de> for IssuerNames {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let name = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+        match &v {
+            Value::Array(list) if !list.is_empty() => {
+                list.iter().map(name).collect::<Option<_>>().ok_or_else(|| invalid("issuer strings", &v))
+            }
+            _ => name(&v).map(|s| vec![s]).ok_or_else(|| invalid("an issuer string or a non-empty list of them", &v)),
+        }
+        .map(IssuerNames)
+    }
+}
+
+fn bind_issuers(map: Vec<(String, IssuerNames)>, origins: &[Origin]) -> Result<Vec<Vec<String>>, ConfigError> {
+    let mut out = vec![Vec::new(); origins.len()];
+    for (url, IssuerNames(names)) in map {
+        let normalized = Url::parse(&url).map(|u| u.to_string()).unwrap_or_default();
+        let Some(i) = origins.iter().position(|o| o.url == normalized) else {
+            return Err(ConfigError(format!("invalid \"issuers\": {url:?} is not one of \"origins\"")));
+        };
+        out[i] = names;
+    }
+    Ok(out)
+}
+
+// Reading rules shared with the `jwk-aggregator-auth` block.
+
+/// Keys of a block that are none of its fields.
+pub(crate) type Others = BTreeMap<String, IgnoredAny>;
+
+/// The first key that is neither a field nor a comment (`@`, `$`, `_`, `#` prefixes, as KrakenD
+/// configurations use them).
+pub(crate) fn unknown_key(others: &Others) -> Option<&str> {
+    others.keys().map(String::as_str).find(|k| !k.starts_with(['@', '$', '_', '#']))
+}
+
+/// Reads a settings object into its typed block. Errors become `{prefix}invalid "<field>": ...`,
+/// the field written as the user would look for it: `port`, `origins[1]`, `issuers["<url>"]`,
+/// `rules[0].alg`.
+pub(crate) fn read_block<T: de::DeserializeOwned>(value: &Value, prefix: &str) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut field = String::new();
+        let mut after_key = false;
+        for segment in e.path() {
+            let _ = match segment {
+                Segment::Seq { index } => write!(field, "[{index}]"),
+                Segment::Map { key } if field.is_empty() => write!(field, "{key}"),
+                Segment::Map { key } if after_key => write!(field, "[{key:?}]"),
+                Segment::Map { key } => write!(field, ".{key}"),
+                Segment::Enum { variant } => write!(field, ".{variant}"),
+                Segment::Unknown => write!(field, "?"),
+            };
+            after_key = matches!(segment, Segment::Map { .. });
+        }
+        ConfigError(format!("{prefix}invalid \"{field}\": {}", e.inner()))
+    })
+}
+
+/// Reads a value as written and converts it with `read`; `None` is an error showing the value.
+pub(crate) fn expect<'de, D: Deserializer<'de>, T>(
+    d: D,
+    expected: &str,
+    read: impl FnOnce(&Value) -> Option<T>,
+) -> Result<T, D::Error> {
+    let v = Value::deserialize(d)?;
+    read(&v).ok_or_else(|| invalid(expected, &v))
+}
+
+/// The error of a field reader: what was expected and the value as written.
+pub(crate) fn invalid<E: de::Error>(expected: &str, got: &Value) -> E {
+    E::custom(format_args!("expected {expected}, got {}", show(got)))
+}
+
+/// A non-empty list whose entries are read as `T`, each at its own path (`origins[1]`).
+pub(crate) fn non_empty_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+    expected: &'static str,
+) -> Result<Vec<T>, D::Error> {
+    let list: Vec<T> = shaped(d, Shape::List, expected)?;
+    if list.is_empty() {
+        return Err(invalid(expected, &Value::Array(vec![])));
+    }
+    Ok(list)
+}
+
+/// A `T` read from a JSON object; anything else is an error showing the value (serde's own
+/// message would describe it instead: "invalid type: string ...").
+pub(crate) struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        shaped(d, Shape::Object, "an object").map(Object)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    List,
+    Object,
+}
+
+/// Reads a list or an object into `T` (a `Vec`, a map, a struct) without losing the paths of its
+/// entries; any other JSON value is an error showing it, instead of serde's "invalid type".
+pub(crate) fn shaped<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+    shape: Shape,
+    expected: &'static str,
+) -> Result<T, D::Error> {
+    struct Shaped<T> {
+        shape: Shape,
+        expected: &'static str,
+        read: PhantomData<T>,
+    }
+    impl<T> Shaped<T> {
+        fn other<E: de::Error>(&self, v: Value) -> Result<T, E> {
+            Err(invalid(self.expected, &v))
+        }
+    }
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Shaped<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.expected)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+            let d = de::value::SeqAccessDeserializer::new(seq);
+            match self.shape {
+                Shape::List => T::deserialize(d),
+                Shape::Object => self.other(Value::deserialize(d)?),
+            }
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            let d = de::value::MapAccessDeserializer::new(map);
+            match self.shape {
+                Shape::Object => T::deserialize(d),
+                Shape::List => self.other(Value::deserialize(d)?),
+            }
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
+            self.other(Value::from(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            self.other(Value::from(v))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            self.other(Value::from(v))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+            self.other(Value::from(v))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            self.other(Value::from(v))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+            self.other(Value::Null)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<T, E> {
+            self.other(Value::Null)
+        }
+    }
+    d.deserialize_any(Shaped { shape, expected, read: PhantomData })
+}
+
 /// Shows a value the way the user wrote it, cut short so a huge value cannot flood the log.
-fn show(v: &Value) -> String {
+pub(crate) fn show(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 120 {
         let mut end = 117;
@@ -105,120 +510,13 @@ fn err(field: &str, expected: &str, got: &Value) -> ConfigError {
     ConfigError(format!("invalid \"{field}\": expected {expected}, got {}", show(got)))
 }
 
-impl Settings {
-    /// Parses the JSON object of the `jwk-aggregator` block.
-    pub fn from_json(bytes: &[u8]) -> Result<Settings, ConfigError> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| ConfigError(format!("settings are not valid UTF-8: {e}")))?;
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| ConfigError(format!("settings are not valid JSON: {e}")))?;
-        match value {
-            Value::Object(map) => Settings::from_map(&map),
-            Value::Null => Err(ConfigError(
-                "missing \"jwk-aggregator\" settings block (it needs at least \"origins\" and \"port\")"
-                    .into(),
-            )),
-            other => Err(err("jwk-aggregator", "an object", &other)),
-        }
-    }
-
-    pub fn from_map(map: &Map<String, Value>) -> Result<Settings, ConfigError> {
-        for key in map.keys() {
-            let is_comment = key.starts_with(['@', '$', '_', '#']);
-            if !is_comment && !KNOWN_KEYS.contains(&key.as_str()) {
-                return Err(ConfigError(format!(
-                    "unknown setting \"{key}\" (known settings: {})",
-                    KNOWN_KEYS.join(", ")
-                )));
-            }
-        }
-        let disable_jwk_security = get_bool(map, "disable_jwk_security", false)?;
-        let origins = parse_origins(map.get("origins"), disable_jwk_security)?;
-        let port = match map.get("port") {
-            None => return Err(ConfigError("missing \"port\": expected an integer from 1 to 65535".into())),
-            Some(v) => match integer(v) {
-                Some(p) if (1..=65535).contains(&p) => p as u16,
-                _ => return Err(err("port", "an integer from 1 to 65535", v)),
-            },
-        };
-        let cache_min_ttl = get_duration(map, "cache_min_ttl", DEFAULT_CACHE_MIN_TTL)?;
-        let cache_max_ttl = get_duration(map, "cache_max_ttl", DEFAULT_CACHE_MAX_TTL)?;
-        if cache_min_ttl < Duration::from_secs(1) {
-            // The refresher fetches each origin once per freshness lifetime: under a second would
-            // hammer the identity provider.
-            return Err(ConfigError(format!(
-                "invalid \"cache_min_ttl\": expected at least 1s, got {}",
-                show(&map["cache_min_ttl"])
-            )));
-        }
-        if cache_min_ttl > cache_max_ttl {
-            return Err(ConfigError(format!(
-                "invalid \"cache_min_ttl\": {} is longer than \"cache_max_ttl\" {}",
-                fmt_duration(cache_min_ttl),
-                fmt_duration(cache_max_ttl)
-            )));
-        }
-        let ca_file = match map.get("ca_file") {
-            None => None,
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            Some(v) => return Err(err("ca_file", "a path to a PEM file", v)),
-        };
-        Ok(Settings {
-            port,
-            cache: get_bool(map, "cache", false)?,
-            connect_timeout: get_duration(map, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)?,
-            timeout: get_duration(map, "timeout", DEFAULT_TIMEOUT)?,
-            max_response_bytes: get_count(map, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, 64 * 1024 * 1024)?,
-            max_keys_per_origin: get_count(map, "max_keys_per_origin", DEFAULT_MAX_KEYS_PER_ORIGIN, 10_000)?,
-            max_stale: get_duration(map, "max_stale", DEFAULT_MAX_STALE)?,
-            disable_jwk_security,
-            ca_file,
-            allow_symmetric_keys: get_bool(map, "allow_symmetric_keys", false)?,
-            cache_default_ttl: get_duration(map, "cache_default_ttl", DEFAULT_CACHE_TTL)?,
-            cache_min_ttl,
-            cache_max_ttl,
-            min_refresh_interval: get_duration(map, "min_refresh_interval", DEFAULT_MIN_REFRESH_INTERVAL)?,
-            issuers: parse_issuers(map.get("issuers"), &origins)?,
-            origins,
-        })
-    }
-}
-
 /// An integral JSON number (Go hands integers over as float64, so `9876.0` counts).
-fn integer(v: &Value) -> Option<i64> {
+pub(crate) fn integer(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n
             .as_i64()
             .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64)),
         _ => None,
-    }
-}
-
-fn get_bool(map: &Map<String, Value>, field: &str, default: bool) -> Result<bool, ConfigError> {
-    match map.get(field) {
-        None => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(v) => Err(err(field, "true or false", v)),
-    }
-}
-
-fn get_count(map: &Map<String, Value>, field: &str, default: usize, max: usize) -> Result<usize, ConfigError> {
-    match map.get(field) {
-        None => Ok(default),
-        Some(v) => match integer(v) {
-            Some(n) if n >= 1 && (n as u64) <= max as u64 => Ok(n as usize),
-            _ => Err(err(field, &format!("an integer from 1 to {max}"), v)),
-        },
-    }
-}
-
-fn get_duration(map: &Map<String, Value>, field: &str, default: Duration) -> Result<Duration, ConfigError> {
-    match map.get(field) {
-        None => Ok(default),
-        Some(v @ Value::String(s)) => {
-            parse_duration(s).ok_or_else(|| err(field, "a duration such as \"500ms\", \"5s\", \"10m\" or \"1h30m\"", v))
-        }
-        Some(v) => Err(err(field, "a duration string such as \"5s\"", v)),
     }
 }
 
@@ -261,83 +559,6 @@ pub fn fmt_duration(d: Duration) -> String {
     } else {
         format!("{}ms", d.as_millis())
     }
-}
-
-fn parse_origins(value: Option<&Value>, disable_jwk_security: bool) -> Result<Vec<Origin>, ConfigError> {
-    const EXPECTED: &str = "a non-empty list of JWK Set URLs (http or https)";
-    let list = match value {
-        None => return Err(ConfigError(format!("missing \"origins\": expected {EXPECTED}"))),
-        Some(Value::Array(list)) if !list.is_empty() => list,
-        Some(v) => return Err(err("origins", EXPECTED, v)),
-    };
-    let mut origins = Vec::with_capacity(list.len());
-    for (i, item) in list.iter().enumerate() {
-        let field = format!("origins[{i}]");
-        let Value::String(raw) = item else {
-            return Err(err(&field, "a URL string", item));
-        };
-        let url = reqwest::Url::parse(raw).map_err(|e| err(&field, &format!("an absolute http(s) URL ({e})"), item))?;
-        let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
-            return Err(err(&field, "a URL with a host", item));
-        };
-        let loopback = is_loopback_host(host);
-        match url.scheme() {
-            "https" => {}
-            "http" if loopback || disable_jwk_security => {}
-            "http" => {
-                return Err(ConfigError(format!(
-                    "invalid \"{field}\": plain http to the non-loopback host {host:?} is refused ({}); use https, \
-                     or set \"disable_jwk_security\": true in the jwk-aggregator block to accept it",
-                    show(item)
-                )))
-            }
-            _ => return Err(err(&field, "an http or https URL", item)),
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            // Credentials in the URL would end up in logs and /__health.
-            return Err(ConfigError(format!("invalid \"{field}\": URLs with user:password are not accepted")));
-        }
-        let origin = Origin { url: url.to_string(), loopback };
-        if origins.contains(&origin) {
-            return Err(err(&field, "each origin only once", item));
-        }
-        origins.push(origin);
-    }
-    Ok(origins)
-}
-
-/// `"issuers": {"<origin URL>": "iss" | ["iss", ...]}` binds origins to the issuers they speak for.
-fn parse_issuers(value: Option<&Value>, origins: &[Origin]) -> Result<Vec<Vec<String>>, ConfigError> {
-    let mut out = vec![Vec::new(); origins.len()];
-    let map = match value {
-        None => return Ok(out),
-        Some(Value::Object(m)) => m,
-        Some(v) => return Err(err("issuers", "an object mapping origin URLs to issuers", v)),
-    };
-    for (url, iss) in map {
-        let normalized = reqwest::Url::parse(url).map(|u| u.to_string()).unwrap_or_default();
-        let Some(i) = origins.iter().position(|o| o.url == normalized) else {
-            return Err(ConfigError(format!("invalid \"issuers\": {url:?} is not one of \"origins\"")));
-        };
-        let field = format!("issuers[{url:?}]");
-        out[i] = match iss {
-            Value::String(s) if !s.is_empty() => vec![s.clone()],
-            Value::Array(list) if !list.is_empty() => list
-                .iter()
-                .map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned).ok_or_else(|| err(&field, "issuer strings", iss)))
-                .collect::<Result<_, _>>()?,
-            other => return Err(err(&field, "an issuer string or a non-empty list of them", other)),
-        };
-    }
-    Ok(out)
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    if h.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -438,6 +659,70 @@ mod tests {
         assert!(e.0.contains("https://c.example/k") && e.0.contains("not one of"), "{e}");
         let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "issuers": {"https://a.example/k": 5}}"#).unwrap_err();
         assert!(e.0.contains("issuers[") && e.0.contains('5'), "{e}");
+    }
+
+    #[test]
+    fn credentials_and_repeated_origins_are_refused() {
+        let e = parse(r#"{"port": 1, "origins": ["https://u:p@a.example/k"]}"#).unwrap_err();
+        assert_eq!(e.0, r#"invalid "origins[0]": URLs with user:password are not accepted"#);
+        let e = parse(r#"{"port": 1, "origins": ["https://a.example/k", "https://A.EXAMPLE/k"]}"#).unwrap_err();
+        assert_eq!(e.0, r#"invalid "origins[1]": expected each origin only once, got "https://A.EXAMPLE/k""#);
+    }
+
+    #[test]
+    fn freshness_bounds_are_checked() {
+        let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "cache_min_ttl": "500ms"}"#).unwrap_err();
+        assert_eq!(e.0, r#"invalid "cache_min_ttl": expected at least 1s, got "500ms""#);
+        // Against the default minimum of 30s.
+        let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "cache_max_ttl": "10s"}"#).unwrap_err();
+        assert_eq!(e.0, r#"invalid "cache_min_ttl": 30s is longer than "cache_max_ttl" 10s"#);
+        let s = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "cache_min_ttl": "1s", "cache_max_ttl": "1s"}"#).unwrap();
+        assert_eq!((s.cache_min_ttl, s.cache_max_ttl), (Duration::from_secs(1), Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn counts_accept_go_floats_within_their_range() {
+        let s = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "max_response_bytes": 2048.0, "max_keys_per_origin": 10000}"#)
+            .unwrap();
+        assert_eq!((s.max_response_bytes, s.max_keys_per_origin), (2048, 10_000));
+        for (field, bad, max) in [
+            ("max_response_bytes", "0", "67108864"),
+            ("max_response_bytes", "67108865", "67108864"),
+            ("max_keys_per_origin", "10001", "10000"),
+            ("max_keys_per_origin", "2.5", "10000"),
+            ("max_keys_per_origin", "\"3\"", "10000"),
+        ] {
+            let e = parse(&format!(r#"{{"port": 1, "origins": ["https://a.example/k"], "{field}": {bad}}}"#)).unwrap_err();
+            assert_eq!(e.0, format!(r#"invalid "{field}": expected an integer from 1 to {max}, got {bad}"#));
+        }
+    }
+
+    #[test]
+    fn durations_are_strings_as_krakend_writes_them() {
+        let s = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "min_refresh_interval": "0", "max_stale": "1.5h"}"#)
+            .unwrap();
+        assert_eq!((s.min_refresh_interval, s.max_stale), (Duration::ZERO, Duration::from_secs(5400)));
+        let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "timeout": 5}"#).unwrap_err();
+        assert_eq!(e.0, r#"invalid "timeout": expected a duration string such as "5s", got 5"#);
+    }
+
+    #[test]
+    fn issuers_are_an_object_of_issuer_names() {
+        let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "issuers": ["x"]}"#).unwrap_err();
+        assert_eq!(e.0, r#"invalid "issuers": expected an object mapping origin URLs to issuers, got ["x"]"#);
+        let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "issuers": {"https://a.example/k": ["x", ""]}}"#)
+            .unwrap_err();
+        assert_eq!(e.0, r#"invalid "issuers["https://a.example/k"]": expected issuer strings, got ["x",""]"#);
+        // Origins compare as URLs: the host's case does not matter.
+        let s = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "issuers": {"https://A.EXAMPLE/k": "x"}}"#).unwrap();
+        assert_eq!(s.issuers, vec![vec!["x".to_string()]]);
+    }
+
+    #[test]
+    fn huge_values_are_cut_short_in_errors() {
+        let e = parse(&format!(r#"{{"port": 1, "origins": ["https://a.example/k"], "timeout": "{}"}}"#, "é".repeat(500))).unwrap_err();
+        assert!(e.0.starts_with(r#"invalid "timeout": expected a duration"#) && e.0.ends_with("..."), "{e}");
+        assert!(e.0.len() < 250, "{} bytes", e.0.len());
     }
 
     #[test]

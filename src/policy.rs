@@ -1,13 +1,17 @@
 //! Settings of the `jwk-aggregator-auth` handler: which paths it protects and what a token must
-//! show there. Setting names follow KrakenD's auth/validator where one exists.
+//! show there. Setting names follow KrakenD's auth/validator where one exists. Read like the
+//! `jwk-aggregator` block (see `config.rs`): typed blocks as written, then the checks and defaults.
 
-use crate::config::{parse_duration, ConfigError};
+use crate::config::{self, expect, invalid, non_empty_list, parse_duration, read_block, unknown_key, ConfigError, Others};
 use crate::verify::Alg;
+use serde::de::Deserializer;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Matcher {
+    #[default]
     Any,
     All,
 }
@@ -55,6 +59,13 @@ pub const DEFAULT_UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(30);
 pub const DEFAULT_UNKNOWN_KID_WAIT: Duration = Duration::from_secs(2);
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(1);
 
+const DEFAULT_ALGS: [Alg; 10] =
+    [Alg::RS256, Alg::RS384, Alg::RS512, Alg::PS256, Alg::PS384, Alg::PS512, Alg::ES256, Alg::ES384, Alg::ES512, Alg::EdDSA];
+
+/// Every error message starts with this, so that it is not taken for one about `jwk-aggregator`.
+const PREFIX: &str = "jwk-aggregator-auth: ";
+
+/// The fields of `AuthBlock` and `RuleBlock`, for the unknown-key messages.
 const SETTINGS: &[&str] = &["rules", "max_token_bytes", "cache_size", "unknown_kid_cooldown", "unknown_kid_wait"];
 const RULE_SETTINGS: &[&str] = &[
     "paths",
@@ -74,71 +85,224 @@ const RULE_SETTINGS: &[&str] = &[
     "propagate_claims",
 ];
 
-fn err(field: &str, expected: &str, got: &Value) -> ConfigError {
-    let mut shown = got.to_string();
-    if shown.len() > 120 {
-        shown = format!("{}...", shown.chars().take(117).collect::<String>());
-    }
-    ConfigError(format!("jwk-aggregator-auth: invalid \"{field}\": expected {expected}, got {shown}"))
+/// The `jwk-aggregator-auth` block as written; defaults are applied in `AuthSettings::from_value`.
+#[derive(Deserialize)]
+struct AuthBlock {
+    #[serde(default, deserialize_with = "rule_list")]
+    rules: Option<Vec<RuleBlock>>,
+    #[serde(default, deserialize_with = "token_bytes")]
+    max_token_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "cache_entries")]
+    cache_size: Option<usize>,
+    #[serde(default, deserialize_with = "duration")]
+    unknown_kid_cooldown: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    unknown_kid_wait: Option<Duration>,
+    #[serde(flatten)]
+    others: Others,
 }
 
-fn check_keys(map: &Map<String, Value>, known: &[&str], ctx: &str) -> Result<(), ConfigError> {
-    for key in map.keys() {
-        if !key.starts_with(['@', '$', '_', '#']) && !known.contains(&key.as_str()) {
+/// One entry of `rules` as written; defaults are applied in `RuleBlock::rule`.
+#[derive(Deserialize)]
+struct RuleBlock {
+    #[serde(default, deserialize_with = "path_list")]
+    paths: Vec<Vec<Segment>>,
+    #[serde(default, deserialize_with = "alg_list")]
+    alg: Vec<Alg>,
+    #[serde(default, deserialize_with = "strings")]
+    issuer: Vec<String>,
+    #[serde(default, deserialize_with = "strings")]
+    audience: Vec<String>,
+    #[serde(default, deserialize_with = "matcher")]
+    audience_matcher: Matcher,
+    #[serde(default, deserialize_with = "name")]
+    roles_key: Option<String>,
+    #[serde(default, deserialize_with = "strings")]
+    roles: Vec<String>,
+    #[serde(default, deserialize_with = "matcher")]
+    roles_matcher: Matcher,
+    #[serde(default, deserialize_with = "name")]
+    scopes_key: Option<String>,
+    #[serde(default, deserialize_with = "strings")]
+    scopes: Vec<String>,
+    #[serde(default, deserialize_with = "matcher")]
+    scopes_matcher: Matcher,
+    #[serde(default, deserialize_with = "duration")]
+    leeway: Option<Duration>,
+    #[serde(default, deserialize_with = "flag")]
+    require_exp: Option<bool>,
+    #[serde(default, deserialize_with = "name")]
+    cookie_key: Option<String>,
+    #[serde(default, deserialize_with = "claim_pairs")]
+    propagate_claims: Vec<(String, String)>,
+    #[serde(flatten)]
+    others: Others,
+}
+
+impl AuthSettings {
+    pub fn from_value(v: &Value) -> Result<AuthSettings, ConfigError> {
+        match v {
+            Value::Object(_) => {}
+            Value::Null => {
+                return Err(ConfigError(
+                    "missing \"jwk-aggregator-auth\" settings block (it needs \"rules\")".into(),
+                ))
+            }
+            other => return Err(err("jwk-aggregator-auth", "an object", other)),
+        }
+        let b: AuthBlock = read_block(v, PREFIX)?;
+        check_keys(&b.others, SETTINGS, "")?;
+        let Some(rules) = b.rules else {
+            return Err(ConfigError(format!("{PREFIX}missing \"rules\": expected a non-empty list of rules")));
+        };
+        Ok(AuthSettings {
+            rules: rules.into_iter().enumerate().map(|(i, r)| r.rule(i)).collect::<Result<_, _>>()?,
+            max_token_bytes: b.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES),
+            cache_size: b.cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
+            unknown_kid_cooldown: b.unknown_kid_cooldown.unwrap_or(DEFAULT_UNKNOWN_KID_COOLDOWN),
+            unknown_kid_wait: b.unknown_kid_wait.unwrap_or(DEFAULT_UNKNOWN_KID_WAIT),
+        })
+    }
+
+    pub fn rule_for(&self, path: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.paths.iter().any(|p| path_matches(p, path)))
+    }
+}
+
+impl RuleBlock {
+    fn rule(self, i: usize) -> Result<Rule, ConfigError> {
+        check_keys(&self.others, RULE_SETTINGS, &format!(" in rules[{i}]"))?;
+        if self.paths.is_empty() {
             return Err(ConfigError(format!(
-                "jwk-aggregator-auth: unknown setting \"{key}\"{ctx} (known: {})",
-                known.join(", ")
+                "{PREFIX}missing \"rules[{i}].paths\": expected a list of endpoint paths such as \"/orders/{{id}}\""
             )));
         }
+        Ok(Rule {
+            paths: self.paths,
+            algs: if self.alg.is_empty() { DEFAULT_ALGS.to_vec() } else { self.alg },
+            issuers: self.issuer,
+            audience: self.audience,
+            audience_matcher: self.audience_matcher,
+            roles_key: self.roles_key.unwrap_or_else(|| "roles".into()),
+            roles: self.roles,
+            roles_matcher: self.roles_matcher,
+            scopes_key: self.scopes_key.unwrap_or_else(|| "scope".into()),
+            scopes: self.scopes,
+            scopes_matcher: self.scopes_matcher,
+            leeway: self.leeway.unwrap_or(DEFAULT_LEEWAY),
+            require_exp: self.require_exp.unwrap_or(true),
+            cookie_key: self.cookie_key.unwrap_or_else(|| "access_token".into()),
+            propagate_claims: self.propagate_claims,
+        })
     }
-    Ok(())
+}
+
+fn err(field: &str, expected: &str, got: &Value) -> ConfigError {
+    ConfigError(format!("{PREFIX}invalid \"{field}\": expected {expected}, got {}", config::show(got)))
+}
+
+fn check_keys(others: &Others, known: &[&str], ctx: &str) -> Result<(), ConfigError> {
+    match unknown_key(others) {
+        Some(key) => Err(ConfigError(format!("{PREFIX}unknown setting \"{key}\"{ctx} (known: {})", known.join(", ")))),
+        None => Ok(()),
+    }
+}
+
+// Field readers of `AuthBlock` and `RuleBlock`: what the field means, or an error "expected ...,
+// got <the value as written>" that `read_block` puts the field's name in front of.
+
+fn rule_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<RuleBlock>>, D::Error> {
+    let rules: Vec<config::Object<RuleBlock>> = non_empty_list(d, "a non-empty list of rules")?;
+    Ok(Some(rules.into_iter().map(|r| r.0).collect()))
+}
+
+fn token_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    count(d, 256, 1024 * 1024).map(Some)
+}
+
+fn cache_entries<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    count(d, 0, 10_000_000).map(Some)
+}
+
+fn count<'de, D: Deserializer<'de>>(d: D, min: usize, max: usize) -> Result<usize, D::Error> {
+    expect(d, &format!("an integer from {min} to {max}"), |v| {
+        config::integer(v).filter(|&n| n >= min as i64 && n <= max as i64).map(|n| n as usize)
+    })
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    expect(d, r#"a duration such as "1s""#, |v| v.as_str().and_then(parse_duration).map(Some))
+}
+
+fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    expect(d, "true or false", |v| v.as_bool().map(Some))
+}
+
+fn name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    expect(d, "a non-empty string", |v| v.as_str().filter(|s| !s.is_empty()).map(|s| Some(s.to_owned())))
+}
+
+fn matcher<'de, D: Deserializer<'de>>(d: D) -> Result<Matcher, D::Error> {
+    expect(d, r#""any" or "all""#, |v| match v.as_str() {
+        Some("any") => Some(Matcher::Any),
+        Some("all") => Some(Matcher::All),
+        _ => None,
+    })
 }
 
 /// A string or a list of strings.
-fn strings(map: &Map<String, Value>, field: &str, ctx: &str) -> Result<Vec<String>, ConfigError> {
-    match map.get(field) {
-        None => Ok(vec![]),
-        Some(Value::String(s)) => Ok(vec![s.clone()]),
-        Some(v @ Value::Array(list)) => list
+fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Value::deserialize(d)?;
+    match &v {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(list) => list
             .iter()
-            .map(|x| x.as_str().map(str::to_owned).ok_or_else(|| err(&format!("{ctx}{field}"), "a list of strings", v)))
-            .collect(),
-        Some(v) => Err(err(&format!("{ctx}{field}"), "a string or a list of strings", v)),
+            .map(|x| x.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(|| invalid("a list of strings", &v)),
+        _ => Err(invalid("a string or a list of strings", &v)),
     }
 }
 
-fn string(map: &Map<String, Value>, field: &str, default: &str, ctx: &str) -> Result<String, ConfigError> {
-    match map.get(field) {
-        None => Ok(default.to_owned()),
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(v) => Err(err(&format!("{ctx}{field}"), "a non-empty string", v)),
-    }
+fn path_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<Segment>>, D::Error> {
+    strings(d)?
+        .into_iter()
+        .map(|p| {
+            parse_path(&p).ok_or_else(|| {
+                invalid(
+                    "paths starting with / made of literal segments, {param} segments and an optional final *",
+                    &Value::String(p),
+                )
+            })
+        })
+        .collect()
 }
 
-fn matcher(map: &Map<String, Value>, field: &str, ctx: &str) -> Result<Matcher, ConfigError> {
-    match map.get(field).map(|v| (v, v.as_str())) {
-        None => Ok(Matcher::Any),
-        Some((_, Some("any"))) => Ok(Matcher::Any),
-        Some((_, Some("all"))) => Ok(Matcher::All),
-        Some((v, _)) => Err(err(&format!("{ctx}{field}"), "\"any\" or \"all\"", v)),
-    }
+fn alg_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Alg>, D::Error> {
+    strings(d)?
+        .into_iter()
+        .map(|a| {
+            Alg::parse(&a).ok_or_else(|| {
+                invalid("RS256/384/512, PS256/384/512, ES256/384/512, EdDSA or HS256/384/512", &Value::String(a))
+            })
+        })
+        .collect()
 }
 
-fn duration(map: &Map<String, Value>, field: &str, default: Duration, ctx: &str) -> Result<Duration, ConfigError> {
-    match map.get(field) {
-        None => Ok(default),
-        Some(v) => v.as_str().and_then(parse_duration).ok_or_else(|| err(&format!("{ctx}{field}"), "a duration such as \"1s\"", v)),
-    }
+fn claim_pairs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    expect(d, r#"a list of ["claim", "Header-Name"] pairs"#, |v| {
+        v.as_array()?
+            .iter()
+            .map(|pair| match pair.as_array().map(Vec::as_slice) {
+                Some([Value::String(c), Value::String(h)]) if !c.is_empty() && valid_header(h) => Some((c.clone(), h.clone())),
+                _ => None,
+            })
+            .collect()
+    })
 }
 
-fn count(map: &Map<String, Value>, field: &str, default: usize, min: usize, max: usize) -> Result<usize, ConfigError> {
-    match map.get(field) {
-        None => Ok(default),
-        Some(v) => match v.as_f64() {
-            Some(f) if f.fract() == 0.0 && f >= min as f64 && f <= max as f64 => Ok(f as usize),
-            _ => Err(err(field, &format!("an integer from {min} to {max}"), v)),
-        },
-    }
+fn valid_header(h: &str) -> bool {
+    !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 pub fn parse_path(p: &str) -> Option<Vec<Segment>> {
@@ -173,100 +337,6 @@ pub fn path_matches(pattern: &[Segment], path: &str) -> bool {
         }
     }
     parts.next().is_none()
-}
-
-const DEFAULT_ALGS: [Alg; 10] =
-    [Alg::RS256, Alg::RS384, Alg::RS512, Alg::PS256, Alg::PS384, Alg::PS512, Alg::ES256, Alg::ES384, Alg::ES512, Alg::EdDSA];
-
-fn parse_rule(i: usize, v: &Value) -> Result<Rule, ConfigError> {
-    let ctx = format!("rules[{i}].");
-    let Value::Object(map) = v else {
-        return Err(err(&format!("rules[{i}]"), "an object", v));
-    };
-    check_keys(map, RULE_SETTINGS, &format!(" in rules[{i}]"))?;
-    let raw_paths = strings(map, "paths", &ctx)?;
-    if raw_paths.is_empty() {
-        return Err(ConfigError(format!("jwk-aggregator-auth: missing \"{ctx}paths\": expected a list of endpoint paths such as \"/orders/{{id}}\"")));
-    }
-    let mut paths = Vec::new();
-    for p in &raw_paths {
-        paths.push(parse_path(p).ok_or_else(|| err(&format!("{ctx}paths"), "paths starting with / made of literal segments, {param} segments and an optional final *", &Value::String(p.clone())))?);
-    }
-    let algs = match strings(map, "alg", &ctx)? {
-        list if list.is_empty() => DEFAULT_ALGS.to_vec(),
-        list => list
-            .iter()
-            .map(|a| Alg::parse(a).ok_or_else(|| err(&format!("{ctx}alg"), "RS256/384/512, PS256/384/512, ES256/384/512, EdDSA or HS256/384/512", &Value::String(a.clone()))))
-            .collect::<Result<_, _>>()?,
-    };
-    let propagate_claims = match map.get("propagate_claims") {
-        None => vec![],
-        Some(v @ Value::Array(list)) => list
-            .iter()
-            .map(|pair| match pair.as_array().map(Vec::as_slice) {
-                Some([Value::String(c), Value::String(h)]) if !c.is_empty() && valid_header(h) => Ok((c.clone(), h.clone())),
-                _ => Err(err(&format!("{ctx}propagate_claims"), "a list of [\"claim\", \"Header-Name\"] pairs", v)),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(v) => Err(err(&format!("{ctx}propagate_claims"), "a list of [\"claim\", \"Header-Name\"] pairs", v))?,
-    };
-    let require_exp = match map.get("require_exp") {
-        None => true,
-        Some(Value::Bool(b)) => *b,
-        Some(v) => return Err(err(&format!("{ctx}require_exp"), "true or false", v)),
-    };
-    Ok(Rule {
-        paths,
-        algs,
-        issuers: strings(map, "issuer", &ctx)?,
-        audience: strings(map, "audience", &ctx)?,
-        audience_matcher: matcher(map, "audience_matcher", &ctx)?,
-        roles_key: string(map, "roles_key", "roles", &ctx)?,
-        roles: strings(map, "roles", &ctx)?,
-        roles_matcher: matcher(map, "roles_matcher", &ctx)?,
-        scopes_key: string(map, "scopes_key", "scope", &ctx)?,
-        scopes: strings(map, "scopes", &ctx)?,
-        scopes_matcher: matcher(map, "scopes_matcher", &ctx)?,
-        leeway: duration(map, "leeway", DEFAULT_LEEWAY, &ctx)?,
-        require_exp,
-        cookie_key: string(map, "cookie_key", "access_token", &ctx)?,
-        propagate_claims,
-    })
-}
-
-fn valid_header(h: &str) -> bool {
-    !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-impl AuthSettings {
-    pub fn from_value(v: &Value) -> Result<AuthSettings, ConfigError> {
-        let map = match v {
-            Value::Object(m) => m,
-            Value::Null => {
-                return Err(ConfigError(
-                    "missing \"jwk-aggregator-auth\" settings block (it needs \"rules\")".into(),
-                ))
-            }
-            other => return Err(err("jwk-aggregator-auth", "an object", other)),
-        };
-        check_keys(map, SETTINGS, "")?;
-        let rules = match map.get("rules") {
-            Some(Value::Array(list)) if !list.is_empty() => list.iter().enumerate().map(|(i, r)| parse_rule(i, r)).collect::<Result<Vec<_>, _>>()?,
-            None => return Err(ConfigError("jwk-aggregator-auth: missing \"rules\": expected a non-empty list of rules".into())),
-            Some(v) => return Err(err("rules", "a non-empty list of rules", v)),
-        };
-        Ok(AuthSettings {
-            rules,
-            max_token_bytes: count(map, "max_token_bytes", DEFAULT_MAX_TOKEN_BYTES, 256, 1024 * 1024)?,
-            cache_size: count(map, "cache_size", DEFAULT_CACHE_SIZE, 0, 10_000_000)?,
-            unknown_kid_cooldown: duration(map, "unknown_kid_cooldown", DEFAULT_UNKNOWN_KID_COOLDOWN, "")?,
-            unknown_kid_wait: duration(map, "unknown_kid_wait", DEFAULT_UNKNOWN_KID_WAIT, "")?,
-        })
-    }
-
-    pub fn rule_for(&self, path: &str) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.paths.iter().any(|p| path_matches(p, path)))
-    }
 }
 
 /// The token from `Authorization: Bearer ...`, else from the cookie `cookie_key`.
@@ -436,6 +506,27 @@ mod tests {
         assert!(e.0.contains("\"rules\""), "{e}");
         let e = AuthSettings::from_value(&json!({"rules": [{"paths": ["/x"], "propagate_claims": [["sub", "X User"]]}]})).unwrap_err();
         assert!(e.0.contains("propagate_claims"), "{e}");
+    }
+
+    #[test]
+    fn block_errors_name_field_and_value() {
+        let e = AuthSettings::from_value(&json!({"rules": [{"paths": ["/x"]}, 5]})).unwrap_err();
+        assert_eq!(e.0, r#"jwk-aggregator-auth: invalid "rules[1]": expected an object, got 5"#);
+        let e = AuthSettings::from_value(&json!({"rules": [{"paths": []}]})).unwrap_err();
+        assert!(e.0.starts_with(r#"jwk-aggregator-auth: missing "rules[0].paths""#), "{e}");
+        let e = AuthSettings::from_value(&json!({"rules": [{"paths": ["/x"]}], "rule": 1})).unwrap_err();
+        assert!(e.0.starts_with(r#"jwk-aggregator-auth: unknown setting "rule" (known: rules, "#), "{e}");
+        let e = AuthSettings::from_value(&json!({"rules": [{"paths": ["/x"]}], "max_token_bytes": 255})).unwrap_err();
+        assert_eq!(e.0, r#"jwk-aggregator-auth: invalid "max_token_bytes": expected an integer from 256 to 1048576, got 255"#);
+        let e = AuthSettings::from_value(&json!({"rules": [{"paths": ["/x"]}], "unknown_kid_wait": 2})).unwrap_err();
+        assert_eq!(e.0, r#"jwk-aggregator-auth: invalid "unknown_kid_wait": expected a duration such as "1s", got 2"#);
+        let e = AuthSettings::from_value(&json!({"rules": [{"paths": ["/x"], "roles_matcher": "ALL"}]})).unwrap_err();
+        assert_eq!(e.0, r#"jwk-aggregator-auth: invalid "rules[0].roles_matcher": expected "any" or "all", got "ALL""#);
+        // Comment keys pass at both levels; Go hands integers over as floats.
+        let s = AuthSettings::from_value(&json!({"@c": 1, "max_token_bytes": 4096.0, "cache_size": 0,
+            "rules": [{"paths": "/x", "_note": "x", "alg": "ES256"}]}))
+        .unwrap();
+        assert_eq!((s.max_token_bytes, s.cache_size, s.rules[0].algs.as_slice()), (4096, 0, &[Alg::ES256][..]));
     }
 
     #[test]

@@ -1,0 +1,170 @@
+//! Health and metrics: `GET /__health` (each origin's state) and `GET /metrics` (Prometheus
+//! text), with the counters they show.
+
+use super::refresh::Slot;
+use super::{Core, HttpResponse};
+use crate::keyset::DropReason;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+#[derive(Default)]
+pub(super) struct OriginStats {
+    pub(super) fetch_ok: AtomicU64,
+    pub(super) fetch_not_modified: AtomicU64,
+    pub(super) fetch_failed: AtomicU64,
+    pub(super) bytes: AtomicU64,
+    pub(super) latency_us: AtomicU64,
+    pub(super) dropped: [AtomicU64; DropReason::ALL.len()],
+    pub(super) private_stripped: AtomicU64,
+}
+
+/// Counters of the token verifier, shown on /metrics.
+#[derive(Default)]
+pub struct AuthStats {
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub allowed: AtomicU64,
+    pub missing: AtomicU64,
+    pub invalid: AtomicU64,
+    pub forbidden: AtomicU64,
+    pub unknown_kid_refetches: AtomicU64,
+}
+
+impl Core {
+    /// `GET /__health`: 200 when every origin is fresh, 207 when some keys are stale or missing
+    /// while others are served, 503 when no keys are served at all.
+    pub fn health(&self) -> HttpResponse {
+        let now = Instant::now();
+        let merged = self.merged(now);
+        let mut all_fresh = true;
+        let origins: Vec<Value> = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| {
+                let st = slot.state.lock();
+                let served = st.good.as_ref().filter(|g| now.duration_since(g.confirmed) <= self.settings.max_stale);
+                let state = match (served, st.failures) {
+                    (Some(_), 0) => "fresh",
+                    (Some(_), _) => "stale",
+                    (None, _) => "down",
+                };
+                if state != "fresh" {
+                    all_fresh = false;
+                }
+                let collisions: Vec<&str> = merged
+                    .collisions
+                    .iter()
+                    .filter(|c| c.first_origin == i || c.second_origin == i)
+                    .map(|c| c.kid.as_str())
+                    .collect();
+                json!({
+                    "url": slot.url,
+                    "state": state,
+                    "keys": served.map_or(0, |g| g.keys.len()),
+                    "age_seconds": st.good.as_ref().map(|g| now.duration_since(g.confirmed).as_secs()),
+                    "last_success_unix": st.good.as_ref().map(|g| g.confirmed_unix),
+                    "last_error": st.last_error,
+                    "last_error_unix": st.last_error.as_ref().map(|_| st.last_error_unix),
+                    "consecutive_failures": st.failures,
+                    "kid_collisions": collisions,
+                })
+            })
+            .collect();
+        let (status, word) = match (merged.key_count, all_fresh) {
+            (0, _) => (503, "no_keys"),
+            (_, true) => (200, "ok"),
+            (_, false) => (207, "degraded"),
+        };
+        HttpResponse::json(status, &json!({"status": word, "keys": merged.key_count, "origins": origins}))
+    }
+
+    /// `GET /metrics`: Prometheus text format.
+    pub fn metrics(&self) -> HttpResponse {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&Slot) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for s in &self.slots {
+                let _ = writeln!(out, "{name}{{origin=\"{}\"}} {}", escape_label(&s.url), f(s));
+            }
+        };
+        counter(&mut out, "jwk_aggregator_origin_fetches_ok_total", "Successful fetches (2xx or 304) per origin.", &|s| {
+            s.stats.fetch_ok.load(Relaxed)
+        });
+        counter(&mut out, "jwk_aggregator_origin_fetches_not_modified_total", "Revalidations answered 304.", &|s| {
+            s.stats.fetch_not_modified.load(Relaxed)
+        });
+        counter(&mut out, "jwk_aggregator_origin_fetches_failed_total", "Failed fetches per origin.", &|s| {
+            s.stats.fetch_failed.load(Relaxed)
+        });
+        counter(&mut out, "jwk_aggregator_origin_bytes_total", "Response bytes read per origin.", &|s| s.stats.bytes.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP jwk_aggregator_origin_fetch_seconds_total Time spent fetching per origin.\n# TYPE jwk_aggregator_origin_fetch_seconds_total counter"
+        );
+        for s in &self.slots {
+            let secs = s.stats.latency_us.load(Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "jwk_aggregator_origin_fetch_seconds_total{{origin=\"{}\"}} {secs:.6}", escape_label(&s.url));
+        }
+        counter(&mut out, "jwk_aggregator_origin_private_members_stripped_total", "Private key members removed.", &|s| {
+            s.stats.private_stripped.load(Relaxed)
+        });
+        let _ = writeln!(
+            out,
+            "# HELP jwk_aggregator_keys_dropped_total Keys left out of the merged set.\n# TYPE jwk_aggregator_keys_dropped_total counter"
+        );
+        for s in &self.slots {
+            for r in DropReason::ALL {
+                let _ = writeln!(
+                    out,
+                    "jwk_aggregator_keys_dropped_total{{origin=\"{}\",reason=\"{}\"}} {}",
+                    escape_label(&s.url),
+                    r.as_str(),
+                    s.stats.dropped[r.index()].load(Relaxed)
+                );
+            }
+        }
+        let now = Instant::now();
+        let _ = writeln!(out, "# HELP jwk_aggregator_origin_keys Keys each origin contributes now.\n# TYPE jwk_aggregator_origin_keys gauge");
+        let usable = self.usable(now);
+        for (i, slot) in self.slots.iter().enumerate() {
+            let n = usable.sets.iter().find(|(o, _)| *o == i).map_or(0, |(_, g)| g.keys.len());
+            let _ = writeln!(out, "jwk_aggregator_origin_keys{{origin=\"{}\"}} {n}", escape_label(&slot.url));
+        }
+        let merged = self.merged(now);
+        let _ = writeln!(
+            out,
+            "# HELP jwk_aggregator_kid_collisions kids published with different keys by two origins.\n# TYPE jwk_aggregator_kid_collisions gauge\njwk_aggregator_kid_collisions {}",
+            merged.collisions.len()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jwk_aggregator_requests_total Requests for the merged set.\n# TYPE jwk_aggregator_requests_total counter\njwk_aggregator_requests_total {}",
+            self.requests.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jwk_aggregator_unavailable_total Requests answered 503 (no usable keys).\n# TYPE jwk_aggregator_unavailable_total counter\njwk_aggregator_unavailable_total {}",
+            self.responses_503.load(Relaxed)
+        );
+        let a = &self.auth_stats;
+        for (name, help, v) in [
+            ("jwk_aggregator_verify_cache_hits_total", "Tokens answered from the verified-token cache.", &a.cache_hits),
+            ("jwk_aggregator_verify_cache_misses_total", "Tokens whose signature was verified.", &a.cache_misses),
+            ("jwk_aggregator_unknown_kid_refetches_total", "Origin refetches caused by unknown kids.", &a.unknown_kid_refetches),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
+        }
+        let _ = writeln!(out, "# HELP jwk_aggregator_auth_requests_total Protected requests by outcome.\n# TYPE jwk_aggregator_auth_requests_total counter");
+        for (outcome, v) in [("allowed", &a.allowed), ("missing", &a.missing), ("invalid", &a.invalid), ("forbidden", &a.forbidden)] {
+            let _ = writeln!(out, "jwk_aggregator_auth_requests_total{{outcome=\"{outcome}\"}} {}", v.load(Relaxed));
+        }
+        HttpResponse { status: 200, content_type: "text/plain; version=0.0.4", body: out.into_bytes() }
+    }
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
