@@ -239,12 +239,13 @@ build/demo-idp: $(wildcard tests/idp/*.go tests/cmd/demo-idp/*.go)
 	@mkdir -p build
 	cd tests && $(GO) build -o ../build/demo-idp ./cmd/demo-idp
 
-# Builds everything, starts two demo identity providers and KrakenD with krakend-config/.
+# Builds everything, starts the demo identity providers (three single-tenant, one multi-tenant)
+# and KrakenD with krakend-config/.
 run: build build/demo-idp
 	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend; fi
-	@set -m; build/demo-idp -provider idp-a:9101:RS256 -provider idp-b:9102:RS256 -provider idp-c:9103:ES256 & idp=$$!; \
+	@set -m; build/demo-idp -provider idp-a:9101:RS256 -provider idp-b:9102:RS256 -provider idp-c:9103:ES256 -realms 9104 & idp=$$!; \
 	trap 'kill $$idp 2>/dev/null' EXIT INT TERM; \
-	for i in $$(seq 50); do curl -sf http://127.0.0.1:9103/jwks.json >/dev/null && break; sleep 0.1; done; \
+	for i in $$(seq 50); do curl -sf http://127.0.0.1:9104/realms/acme/.well-known/openid-configuration >/dev/null && break; sleep 0.1; done; \
 	echo; echo "== jwk-aggregator demo: KrakenD on :8080, merged JWK Set on :9876 =="; \
 	echo '  TOKEN_A=$$(curl -s "http://127.0.0.1:9101/token?sub=alice")'; \
 	echo '  TOKEN_B=$$(curl -s "http://127.0.0.1:9102/token?sub=bob")'; \
@@ -254,6 +255,10 @@ run: build build/demo-idp
 	echo '  TOKEN_C=$$(curl -s "http://127.0.0.1:9103/token?sub=carol")                     # ES256'; \
 	echo '  curl -i -H "Authorization: Bearer $$TOKEN_C" http://127.0.0.1:8080/multi       # 200 (jwk-aggregator-auth)'; \
 	echo '  curl -i -H "Authorization: Bearer $$TOKEN_A" http://127.0.0.1:8080/multi       # 200'; \
+	echo '  curl -X POST "http://127.0.0.1:9104/admin/realms/newco?alg=RS256"              # a tenant created now'; \
+	echo '  TOKEN_N=$$(curl -s http://127.0.0.1:9104/realms/newco/token?sub=dave)'; \
+	echo '  curl -i -H "Authorization: Bearer $$TOKEN_N" http://127.0.0.1:8080/tenant/newco # 200: discovered at first use'; \
+	echo '  curl -X DELETE http://127.0.0.1:9104/admin/realms/newco     # deleted: refused once max_stale passes'; \
 	echo '  curl -s http://127.0.0.1:9876/ ; curl -s http://127.0.0.1:9876/__health ; curl -s http://127.0.0.1:9876/metrics'; \
 	echo "Ctrl-C stops everything."; echo; \
 	$(KRAKEND_BIN) run -c krakend-config/krakend.json

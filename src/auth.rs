@@ -5,7 +5,8 @@
 
 use crate::aggregator::Core;
 use crate::policy::{self, AuthSettings, Deny, Rule};
-use crate::verify::{self, Invalid, Verified};
+use crate::tenants::Lookup;
+use crate::verify::{self, Invalid, KeyStore, Verified};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
@@ -29,7 +30,9 @@ pub enum Outcome {
 }
 
 struct Entry {
+    /// The generation of the keys that verified it: the merged set's, or its dynamic issuer's.
     generation: u64,
+    dynamic: Option<Arc<str>>,
     verified: Verified,
     exp: f64,
 }
@@ -114,14 +117,29 @@ impl Auth {
             return Ok(v);
         }
         self.core.auth_stats.cache_misses.fetch_add(1, Relaxed);
-        let parsed = verify::parse(token.as_bytes(), self.settings.max_token_bytes, &rule.algs)?;
-        let allowed = self.origins_for(parsed.claims.get("iss").and_then(Value::as_str))?;
+        let s = &self.settings;
+        let parsed = verify::parse(token.as_bytes(), s.max_token_bytes, &rule.algs)?;
+        let iss = parsed.claims.get("iss").and_then(Value::as_str).map(str::to_owned);
+        let allowed = match self.bound_origins(iss.as_deref()) {
+            Some(bound) => bound,
+            None => {
+                // Not bound to a configured origin: an issuer trusted by pattern has keys of its
+                // own, used for its tokens only; anything else falls to the unbound origins.
+                if let Some(iss) = &iss {
+                    match self.core.tenants().lookup(&self.core, iss) {
+                        Lookup::Keys(store, gen) => return self.verify_dynamic(token, rule, parsed, iss, store, gen),
+                        Lookup::Refused(why) => return Err(Invalid::DynamicIssuer(why)),
+                        Lookup::NotDynamic(_) => {}
+                    }
+                }
+                self.unbound_origins(iss.as_deref())?
+            }
+        };
         let kid = parsed.kid.clone();
         let result = match store.verify(parsed, &|o| allowed.contains(&o)) {
             Err(Invalid::UnknownKid(_)) if kid.is_some() => {
                 // Maybe a key rotated in since the last fetch: refetch the origins that could
                 // hold it (bounded, cooled down), then try once more.
-                let s = &self.settings;
                 if self.core.refetch_unknown_kid(&allowed, s.unknown_kid_cooldown, s.unknown_kid_wait) {
                     let (_, store) = self.core.key_store();
                     let parsed = verify::parse(token.as_bytes(), s.max_token_bytes, &rule.algs)?;
@@ -132,21 +150,42 @@ impl Auth {
             }
             other => other,
         }?;
-        self.remember(token, generation, &result);
+        self.remember(token, generation, None, &result);
         Ok(result)
     }
 
-    /// Origins whose keys may verify a token with this `iss`: those bound to it, or when no
-    /// origin is bound to it, the unbound ones.
-    fn origins_for(&self, iss: Option<&str>) -> Result<Vec<usize>, Invalid> {
-        let bindings = &self.core.settings().issuers;
-        let bound: Vec<usize> = match iss {
-            Some(iss) => (0..bindings.len()).filter(|&i| bindings[i].iter().any(|b| b == iss)).collect(),
-            None => vec![],
+    /// Verifies a token of a dynamic issuer with that issuer's keys alone.
+    fn verify_dynamic(&self, token: &str, rule: &Rule, parsed: verify::Parsed<'_>, iss: &str, store: Arc<KeyStore>, generation: u64) -> Result<Verified, Invalid> {
+        let s = &self.settings;
+        let kid = parsed.kid.clone();
+        let (generation, result) = match store.verify(parsed, &|_| true) {
+            Err(Invalid::UnknownKid(_)) if kid.is_some() => {
+                match self.core.tenants().refetch_unknown_kid(&self.core, iss, s.unknown_kid_cooldown, s.unknown_kid_wait) {
+                    Some((store, generation)) => {
+                        let parsed = verify::parse(token.as_bytes(), s.max_token_bytes, &rule.algs)?;
+                        (generation, store.verify(parsed, &|_| true))
+                    }
+                    None => (generation, Err(Invalid::UnknownKid(kid.unwrap_or_default()))),
+                }
+            }
+            other => (generation, other),
         };
-        if !bound.is_empty() {
-            return Ok(bound);
-        }
+        let result = result?;
+        self.remember(token, generation, Some(iss), &result);
+        Ok(result)
+    }
+
+    /// Origins bound to this `iss` by the `issuers` setting (or by `discover`), if any.
+    fn bound_origins(&self, iss: Option<&str>) -> Option<Vec<usize>> {
+        let bindings = &self.core.settings().issuers;
+        let iss = iss?;
+        let bound: Vec<usize> = (0..bindings.len()).filter(|&i| bindings[i].iter().any(|b| b == iss)).collect();
+        (!bound.is_empty()).then_some(bound)
+    }
+
+    /// Origins bound to no issuer, which verify tokens of any issuer not bound elsewhere.
+    fn unbound_origins(&self, iss: Option<&str>) -> Result<Vec<usize>, Invalid> {
+        let bindings = &self.core.settings().issuers;
         let unbound: Vec<usize> = (0..bindings.len()).filter(|&i| bindings[i].is_empty()).collect();
         if unbound.is_empty() {
             return Err(Invalid::IssuerNotBound(iss.unwrap_or("").chars().take(128).collect()));
@@ -154,19 +193,35 @@ impl Auth {
         Ok(unbound)
     }
 
+    /// A cached verification, if the keys that made it are still the ones in use.
     fn cached(&self, token: &str, generation: u64, now: f64) -> Option<Verified> {
-        let mut c = self.cache.lock();
-        match c.map.get(token) {
-            Some(e) if e.generation == generation && now < e.exp => Some(e.verified.clone()),
-            Some(_) => {
-                c.map.remove(token); // stale: keys changed or token expired
-                None
+        let (dynamic, entry_generation, verified) = {
+            let mut c = self.cache.lock();
+            match c.map.get(token) {
+                Some(e) if now < e.exp && (e.dynamic.is_some() || e.generation == generation) => {
+                    (e.dynamic.clone(), e.generation, e.verified.clone())
+                }
+                Some(_) => {
+                    c.map.remove(token); // stale: keys changed or token expired
+                    return None;
+                }
+                None => return None,
             }
-            None => None,
+        };
+        match dynamic {
+            None => Some(verified),
+            // A dynamic issuer's keys may have changed, expired or been evicted since.
+            Some(iss) => match self.core.tenants().lookup(&self.core, &iss) {
+                Lookup::Keys(_, g) if g == entry_generation => Some(verified),
+                _ => {
+                    self.cache.lock().map.remove(token);
+                    None
+                }
+            },
         }
     }
 
-    fn remember(&self, token: &str, generation: u64, v: &Verified) {
+    fn remember(&self, token: &str, generation: u64, dynamic: Option<&str>, v: &Verified) {
         let max = self.settings.cache_size;
         // Tokens without exp are never cached: nothing would bound their stay.
         let Some(exp) = v.claims.get("exp").and_then(Value::as_f64) else { return };
@@ -186,7 +241,7 @@ impl Auth {
             }
         }
         let key: Box<str> = token.into();
-        if c.map.insert(key.clone(), Entry { generation, verified: v.clone(), exp }).is_none() {
+        if c.map.insert(key.clone(), Entry { generation, dynamic: dynamic.map(Arc::from), verified: v.clone(), exp }).is_none() {
             c.order.push_back(key);
         }
         // `order` can hold names of entries removed as stale; keep it from growing past twice the cap.

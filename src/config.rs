@@ -10,6 +10,8 @@
 //! a helper that keeps the value as written, so an error names the field (serde_path_to_error
 //! gives its path) and shows the value the way the user wrote it.
 
+use crate::issuer::IssuerPattern;
+use crate::tenants::TenantSettings;
 use reqwest::Url;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -23,9 +25,12 @@ use std::time::Duration;
 /// One configured JWK Set URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
+    /// A JWK Set URL, or with `discover` an issuer exactly as written.
     pub url: String,
     /// The host is a loopback name or address: plain http is allowed for it.
     pub loopback: bool,
+    /// An issuer from `discover`: its JWK Set URL comes from its discovery document.
+    pub discover: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +61,8 @@ pub struct Settings {
     pub min_refresh_interval: Duration,
     /// Per origin (same order as `origins`): the `iss` values its keys may verify. Empty: unbound.
     pub issuers: Vec<Vec<String>>,
+    /// Issuers trusted by pattern and the bounds of their discovery.
+    pub tenants: TenantSettings,
 }
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -101,7 +108,18 @@ const KNOWN_KEYS: &[&str] = &[
     "cache_max_ttl",
     "min_refresh_interval",
     "issuers",
+    "discover",
+    "issuer_patterns",
+    "max_dynamic_issuers",
+    "discoveries_per_minute",
+    "discovery_wait",
+    "discovery_failure_ttl",
+    "dynamic_issuer_idle",
+    "jwks_uri_hosts",
 ];
+
+const MAX_DYNAMIC_ISSUERS: usize = 100_000;
+const MAX_DISCOVERIES_PER_MINUTE: usize = 10_000;
 
 /// The `jwk-aggregator` block as written. Absent optional settings are `None` (or `false`); their
 /// defaults are applied in `Settings::from_block`.
@@ -139,6 +157,22 @@ struct Block {
     min_refresh_interval: Option<Duration>,
     #[serde(default, deserialize_with = "issuer_map")]
     issuers: Vec<(String, IssuerNames)>,
+    #[serde(default, deserialize_with = "discover_list")]
+    discover: Vec<OriginUrl>,
+    #[serde(default, deserialize_with = "pattern_list")]
+    issuer_patterns: Vec<Pattern>,
+    #[serde(default, deserialize_with = "dynamic_issuers")]
+    max_dynamic_issuers: Option<usize>,
+    #[serde(default, deserialize_with = "discovery_rate")]
+    discoveries_per_minute: Option<usize>,
+    #[serde(default, deserialize_with = "duration")]
+    discovery_wait: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    discovery_failure_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    dynamic_issuer_idle: Option<Duration>,
+    #[serde(default, deserialize_with = "host_list")]
+    jwks_uri_hosts: Vec<String>,
     /// Every other key: only comments may be here.
     #[serde(flatten)]
     others: Others,
@@ -169,10 +203,35 @@ impl Settings {
                 KNOWN_KEYS.join(", ")
             )));
         }
-        let Some(urls) = b.origins else {
-            return Err(ConfigError(format!("missing \"origins\": expected {ORIGINS_EXPECTED}")));
+        let urls = match b.origins {
+            Some(urls) => urls,
+            // An aggregator of issuers alone needs no JWK Set URL.
+            None if !b.discover.is_empty() || !b.issuer_patterns.is_empty() => Vec::new(),
+            None => {
+                return Err(ConfigError(format!(
+                    "missing \"origins\": expected {ORIGINS_EXPECTED} (or \"discover\" or \"issuer_patterns\")"
+                )))
+            }
         };
-        let origins = check_origins(urls, b.disable_jwk_security)?;
+        let mut origins = check_origins(urls, b.disable_jwk_security, "origins", false)?;
+        let discovered = check_origins(b.discover, b.disable_jwk_security, "discover", true)?;
+        let first_discovered = origins.len();
+        for o in discovered {
+            if origins.iter().any(|x| x.url == o.url) {
+                return Err(ConfigError(format!("invalid \"discover\": {:?} is also one of \"origins\"", o.url)));
+            }
+            origins.push(o);
+        }
+        let d = TenantSettings::default();
+        let tenants = TenantSettings {
+            patterns: b.issuer_patterns.into_iter().map(|Pattern(p)| p).collect(),
+            max_issuers: b.max_dynamic_issuers.unwrap_or(d.max_issuers),
+            per_minute: b.discoveries_per_minute.map_or(d.per_minute, |n| n as u32),
+            wait: b.discovery_wait.unwrap_or(d.wait),
+            failure_ttl: b.discovery_failure_ttl.unwrap_or(d.failure_ttl),
+            idle: b.dynamic_issuer_idle.unwrap_or(d.idle),
+            jwks_hosts: b.jwks_uri_hosts,
+        };
         let Some(port) = b.port else {
             return Err(ConfigError("missing \"port\": expected an integer from 1 to 65535".into()));
         };
@@ -200,8 +259,14 @@ impl Settings {
             cache_min_ttl,
             cache_max_ttl,
             min_refresh_interval: b.min_refresh_interval.unwrap_or(DEFAULT_MIN_REFRESH_INTERVAL),
-            issuers: bind_issuers(b.issuers, &origins)?,
+            issuers: {
+                // A discovered issuer speaks for itself; `issuers` binds the JWK Set URLs.
+                let mut bound = bind_issuers(b.issuers, &origins[..first_discovered])?;
+                bound.extend(origins[first_discovered..].iter().map(|o| vec![o.url.clone()]));
+                bound
+            },
             origins,
+            tenants,
         })
     }
 }
@@ -262,6 +327,48 @@ fn origin_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<OriginUrl>>
     non_empty_list(d, ORIGINS_EXPECTED).map(Some)
 }
 
+fn discover_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OriginUrl>, D::Error> {
+    non_empty_list(d, "a non-empty list of issuer URLs to discover")
+}
+
+/// One entry of `issuer_patterns`, parsed.
+struct Pattern(IssuerPattern);
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let Value::String(text) = &v else { return Err(invalid("an issuer pattern string", &v)) };
+        IssuerPattern::parse(text).map(Pattern).map_err(de::Error::custom)
+    }
+}
+
+fn pattern_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Pattern>, D::Error> {
+    non_empty_list(d, "a non-empty list of issuer patterns such as \"https://sso.example.com/realms/*\"")
+}
+
+fn dynamic_issuers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    count(d, MAX_DYNAMIC_ISSUERS).map(Some)
+}
+
+fn discovery_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    count(d, MAX_DISCOVERIES_PER_MINUTE).map(Some)
+}
+
+/// `jwks_uri_hosts`: host names, or host:port, in lower case as URLs carry them.
+fn host_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Host(String);
+    impl<'de> Deserialize<'de> for Host {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            expect(d, "a host name or host:port such as \"keys.example.com\"", |v| {
+                v.as_str()
+                    .filter(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'[' | b']')))
+                    .map(|s| Host(s.to_ascii_lowercase()))
+            })
+        }
+    }
+    non_empty_list::<D, Host>(d, "a non-empty list of host names").map(|l| l.into_iter().map(|Host(h)| h).collect())
+}
+
 /// One entry of `origins` as written: a string that parses as an http(s) URL with a host. Whether
 /// plain http is allowed for it depends on another setting: `check_origins` decides.
 struct OriginUrl {
@@ -286,10 +393,10 @@ impl<'de> Deserialize<'de> for OriginUrl {
     }
 }
 
-fn check_origins(urls: Vec<OriginUrl>, disable_jwk_security: bool) -> Result<Vec<Origin>, ConfigError> {
+fn check_origins(urls: Vec<OriginUrl>, disable_jwk_security: bool, name: &str, discover: bool) -> Result<Vec<Origin>, ConfigError> {
     let mut origins = Vec::with_capacity(urls.len());
     for (i, OriginUrl { written, url }) in urls.into_iter().enumerate() {
-        let field = format!("origins[{i}]");
+        let field = format!("{name}[{i}]");
         let host = url.host_str().unwrap_or_default();
         let loopback = is_loopback_host(host);
         if url.scheme() == "http" && !loopback && !disable_jwk_security {
@@ -303,7 +410,15 @@ fn check_origins(urls: Vec<OriginUrl>, disable_jwk_security: bool) -> Result<Vec
             // Credentials in the URL would end up in logs and /__health.
             return Err(ConfigError(format!("invalid \"{field}\": URLs with user:password are not accepted")));
         }
-        let origin = Origin { url: url.to_string(), loopback };
+        let origin = if discover {
+            // An issuer is compared exactly (OIDC Discovery 1.0 section 4.3): keep it as written.
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(err(&field, "an issuer URL without query or fragment", &written));
+            }
+            Origin { url: written.as_str().unwrap_or_default().to_owned(), loopback, discover: true }
+        } else {
+            Origin { url: url.to_string(), loopback, discover: false }
+        };
         if origins.contains(&origin) {
             return Err(err(&field, "each origin only once", &written));
         }

@@ -75,6 +75,8 @@ pub enum FetchError {
     TooLarge(usize),
     NotJson(String),
     NoKeys,
+    /// An issuer's discovery document could not be had or named no usable `jwks_uri`.
+    Discovery(String),
 }
 
 impl FetchError {
@@ -88,6 +90,7 @@ impl FetchError {
             FetchError::TooLarge(_) => "too_large",
             FetchError::NotJson(_) => "not_json",
             FetchError::NoKeys => "no_keys",
+            FetchError::Discovery(_) => "discovery",
         }
     }
 }
@@ -104,6 +107,7 @@ impl std::fmt::Display for FetchError {
             FetchError::TooLarge(max) => write!(f, "answer is larger than max_response_bytes ({max} bytes)"),
             FetchError::NotJson(e) => write!(f, "answer is not a JWK Set: {e}"),
             FetchError::NoKeys => f.write_str("answer has no usable keys"),
+            FetchError::Discovery(e) => f.write_str(e),
         }
     }
 }

@@ -9,7 +9,7 @@
 use std::fmt;
 
 /// Longest `iss` considered at all; anything longer is refused before matching.
-pub const MAX_ISSUER_LEN: usize = 512;
+pub(crate) const MAX_ISSUER_LEN: usize = 512;
 /// Longest path segment or DNS label a `*` may stand for.
 const MAX_WILDCARD_LEN: usize = 63;
 
@@ -248,6 +248,23 @@ pub fn authority_of(url: &str) -> Option<String> {
         return None;
     }
     Some(authority.to_ascii_lowercase())
+}
+
+/// The `jwks_uri` of an issuer's discovery document, after checking that the document speaks for
+/// exactly that issuer (OIDC Discovery 1.0 section 4.3).
+pub fn jwks_uri_of(doc: &serde_json::Map<String, serde_json::Value>, issuer: &str) -> Result<String, String> {
+    use serde_json::Value;
+    match doc.get("issuer") {
+        Some(Value::String(i)) if i == issuer => {}
+        Some(Value::String(i)) => {
+            return Err(format!("discovery document names issuer {:?}, not {issuer:?}", i.chars().take(128).collect::<String>()))
+        }
+        _ => return Err("discovery document has no \"issuer\"".into()),
+    }
+    match doc.get("jwks_uri") {
+        Some(Value::String(u)) if u.len() <= 2048 => Ok(u.clone()),
+        _ => Err("discovery document has no usable \"jwks_uri\"".into()),
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod aggregator;
 pub mod config;
 pub mod fetch;
 pub mod issuer;
+pub mod tenants;
 pub mod ffi;
 pub mod keyset;
 pub mod log;

@@ -244,6 +244,8 @@ pub enum Invalid {
     NoKey,
     BadSignature,
     IssuerNotBound(String),
+    /// An issuer trusted by pattern whose keys cannot be had now (why, naming the issuer).
+    DynamicIssuer(String),
 }
 
 impl std::fmt::Display for Invalid {
@@ -256,6 +258,7 @@ impl std::fmt::Display for Invalid {
             Invalid::NoKey => f.write_str("no key fits the token"),
             Invalid::BadSignature => f.write_str("signature does not verify"),
             Invalid::IssuerNotBound(i) => write!(f, "issuer {i:?} is not bound to any origin"),
+            Invalid::DynamicIssuer(why) => f.write_str(why),
         }
     }
 }

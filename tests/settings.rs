@@ -86,6 +86,9 @@ fn every_documented_aggregator_setting_is_accepted_with_its_documented_default()
                 let (sample, is_default) = match name {
                     "ca_file" => (json!("/etc/ssl/extra-ca.pem"), false),
                     "issuers" => (json!({}), true),
+                    "discover" => (json!(["https://accounts.example/"]), false),
+                    "issuer_patterns" => (json!(["https://sso.example.com/realms/*"]), false),
+                    "jwks_uri_hosts" => (json!(["keys.example.com"]), false),
                     _ => panic!("{name}: no sample value for the default {words:?}"),
                 };
                 let s = parse(&with(&base, name, sample)).unwrap_or_else(|e| panic!("{name}: {e}"));

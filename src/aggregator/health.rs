@@ -74,11 +74,17 @@ impl Core {
             })
             .collect();
         let (status, word) = match (merged.key_count, all_fresh) {
+            // Only issuer patterns: no merged set is expected.
+            (0, _) if self.slots.is_empty() => (200, "ok"),
             (0, _) => (503, "no_keys"),
             (_, true) => (200, "ok"),
             (_, false) => (207, "degraded"),
         };
-        HttpResponse::json(status, &json!({"status": word, "keys": merged.key_count, "origins": origins}))
+        let mut body = json!({"status": word, "keys": merged.key_count, "origins": origins});
+        if !self.settings.tenants.patterns.is_empty() {
+            body["dynamic_issuers"] = self.tenants.health();
+        }
+        HttpResponse::json(status, &body)
     }
 
     /// `GET /metrics`: Prometheus text format.
@@ -160,6 +166,9 @@ impl Core {
         let _ = writeln!(out, "# HELP jwk_aggregator_auth_requests_total Protected requests by outcome.\n# TYPE jwk_aggregator_auth_requests_total counter");
         for (outcome, v) in [("allowed", &a.allowed), ("missing", &a.missing), ("invalid", &a.invalid), ("forbidden", &a.forbidden)] {
             let _ = writeln!(out, "jwk_aggregator_auth_requests_total{{outcome=\"{outcome}\"}} {}", v.load(Relaxed));
+        }
+        if !self.settings.tenants.patterns.is_empty() {
+            self.tenants.metrics(&mut out);
         }
         HttpResponse { status: 200, content_type: "text/plain; version=0.0.4", body: out.into_bytes() }
     }

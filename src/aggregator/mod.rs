@@ -10,11 +10,12 @@ mod merged;
 mod refresh;
 
 pub use health::AuthStats;
-pub use refresh::Mode;
+pub use refresh::{freshness, Mode};
 
 use crate::config::Settings;
 use crate::fetch;
 use crate::log::{JwkaLogLevel, LogQueue};
+use crate::tenants::Tenants;
 use merged::{MergedCache, StoreCache};
 use parking_lot::{Condvar, Mutex};
 use refresh::{Flight, Slot};
@@ -53,6 +54,8 @@ pub struct Core {
     merged: Mutex<Option<MergedCache>>,
     store: Mutex<Option<StoreCache>>,
     logged_collisions: Mutex<HashSet<(String, usize, usize)>>,
+    // Issuers trusted by pattern, each with its own keys (tenants.rs).
+    tenants: Tenants,
     // Counters shown on /metrics (health.rs).
     pub auth_stats: AuthStats,
     requests: AtomicU64,
@@ -104,8 +107,10 @@ impl Aggregator {
 impl Core {
     fn new(settings: Settings) -> Result<Core, String> {
         let client = fetch::build_client(&settings)?;
-        let slots = settings.origins.iter().map(|o| Slot::new(o.url.clone())).collect();
+        let slots = settings.origins.iter().map(|o| Slot::new(o.url.clone(), o.discover)).collect();
+        let tenants = Tenants::new(settings.tenants.clone());
         let agg = Core {
+            tenants,
             settings,
             log: LogQueue::default(),
             client,
@@ -123,10 +128,14 @@ impl Core {
         agg.log(
             JwkaLogLevel::Info,
             format!(
-                "aggregating {} origin(s) on 127.0.0.1:{}, cache {}",
+                "aggregating {} origin(s) on 127.0.0.1:{}, cache {}{}",
                 agg.slots.len(),
                 agg.settings.port,
-                if agg.settings.cache { "on" } else { "off" }
+                if agg.settings.cache { "on" } else { "off" },
+                match agg.settings.tenants.patterns.len() {
+                    0 => String::new(),
+                    n => format!(", {n} issuer pattern(s)"),
+                }
             ),
         );
         Ok(agg)
@@ -142,5 +151,15 @@ impl Core {
 
     pub(crate) fn log(&self, level: JwkaLogLevel, msg: String) {
         self.log.push(level, msg);
+    }
+
+    /// The HTTP client every origin and discovery shares.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Issuers trusted by pattern.
+    pub fn tenants(&self) -> &Tenants {
+        &self.tenants
     }
 }

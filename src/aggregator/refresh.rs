@@ -4,7 +4,8 @@
 
 use super::health::OriginStats;
 use super::Core;
-use crate::config::fmt_duration;
+use crate::config::{fmt_duration, Settings};
+use crate::issuer;
 use crate::fetch::{self, CacheInfo, Conditional, FetchError, Fetched};
 use crate::keyset::{self, DropReason};
 use crate::log::JwkaLogLevel;
@@ -21,6 +22,17 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Share of an origin's freshness lifetime after which the refresher fetches it again.
 const REFRESH_AHEAD: f64 = 0.8;
+
+/// How long an answer stays fresh: its Cache-Control or Expires (none for no-store/no-cache),
+/// else `cache_default_ttl`, within `cache_min_ttl` and `cache_max_ttl`.
+pub fn freshness(s: &Settings, cache: &CacheInfo) -> Duration {
+    let raw = if cache.no_store || cache.no_cache {
+        Duration::ZERO
+    } else {
+        cache.max_age.or(cache.expires_in).unwrap_or(s.cache_default_ttl)
+    };
+    raw.clamp(s.cache_min_ttl, s.cache_max_ttl)
+}
 
 /// Why an origin is being refreshed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +76,10 @@ pub(super) struct OriginState {
 /// One origin: its URL, its fetch state and its counters.
 pub(super) struct Slot {
     pub(super) url: String,
+    /// An issuer from `discover`: its JWK Set URL comes from its discovery document.
+    discover: bool,
+    /// That URL, and until when the document that named it is fresh.
+    jwks_uri: Mutex<Option<(String, Instant)>>,
     /// Last refetch caused by an unknown kid (for the per-origin cooldown).
     unknown_kid_at: Mutex<Option<Instant>>,
     /// Held for the whole of one fetch: callers that arrive meanwhile wait and share its result.
@@ -73,9 +89,11 @@ pub(super) struct Slot {
 }
 
 impl Slot {
-    pub(super) fn new(url: String) -> Slot {
+    pub(super) fn new(url: String, discover: bool) -> Slot {
         Slot {
             url,
+            discover,
+            jwks_uri: Mutex::new(None),
             unknown_kid_at: Mutex::new(None),
             flight: Mutex::new(()),
             state: Mutex::new(OriginState::default()),
@@ -128,6 +146,30 @@ impl Core {
         }
     }
 
+    /// The JWK Set URL of an origin: the URL itself, or for an issuer from `discover` the
+    /// `jwks_uri` of its discovery document, refetched when the document's freshness has passed.
+    fn jwks_url(&self, slot: &Slot, now: Instant) -> Result<String, FetchError> {
+        if !slot.discover {
+            return Ok(slot.url.clone());
+        }
+        if let Some((uri, fresh_until)) = &*slot.jwks_uri.lock() {
+            if now < *fresh_until {
+                return Ok(uri.clone());
+            }
+        }
+        let url = issuer::discovery_url(&slot.url);
+        let (doc, cache) = fetch::fetch_document(&self.client, &url, self.settings.max_response_bytes)
+            .map_err(|e| FetchError::Discovery(format!("discovery document {url}: {e}")))?;
+        let uri = issuer::jwks_uri_of(&doc, &slot.url).map_err(FetchError::Discovery)?;
+        // The same transport rules as a configured origin: https, plain http to loopback only.
+        let loopback = issuer::authority_of(&uri).is_some_and(|a| issuer::is_loopback_host(a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h)));
+        if !(uri.starts_with("https://") || (uri.starts_with("http://") && (loopback || self.settings.disable_jwk_security))) {
+            return Err(FetchError::Discovery(format!("jwks_uri {uri:?} refused: not https (plain http only to a loopback host)")));
+        }
+        *slot.jwks_uri.lock() = Some((uri.clone(), now + freshness(&self.settings, &cache)));
+        Ok(uri)
+    }
+
     /// Refreshes one origin unless another caller already did so after `start`.
     fn refresh(&self, slot: &Slot, start: Instant, mode: Mode) {
         let _flight = slot.flight.lock();
@@ -143,7 +185,7 @@ impl Core {
             _ => Conditional::default(),
         };
         let t0 = Instant::now();
-        let result = fetch::fetch(&self.client, &slot.url, self.settings.max_response_bytes, &cond);
+        let result = self.jwks_url(slot, t0).and_then(|url| fetch::fetch(&self.client, &url, self.settings.max_response_bytes, &cond));
         let now = Instant::now();
         self.log(
             JwkaLogLevel::Debug,
@@ -232,13 +274,7 @@ impl Core {
     }
 
     fn good_set(&self, keys: Vec<Map<String, Value>>, cache: &CacheInfo, now: Instant) -> GoodSet {
-        let s = &self.settings;
-        let raw = if cache.no_store || cache.no_cache {
-            Duration::ZERO
-        } else {
-            cache.max_age.or(cache.expires_in).unwrap_or(s.cache_default_ttl)
-        };
-        let ttl = raw.clamp(s.cache_min_ttl, s.cache_max_ttl);
+        let ttl = freshness(&self.settings, cache);
         GoodSet {
             keys,
             confirmed: now,
