@@ -3,7 +3,9 @@
 //! go-jose (behind KrakenD's auth/validator) rejects the whole set when it cannot parse a single
 //! key, so anything it could choke on is dropped here, one key at a time, with a reason.
 
-use crate::b64;
+use crate::verify::BASE64URL;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use crate::x509::{self, Spki};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -172,7 +174,7 @@ fn check_key(key: &Map<String, Value>, allow_symmetric: bool) -> Result<(), (Dro
 /// raw digest or its hex text, and fails the whole set on anything else.
 fn thumbprint(key: &Map<String, Value>, member: &str, len: usize) -> Result<Option<Vec<u8>>, (DropReason, String)> {
     let Some(v) = key.get(member) else { return Ok(None) };
-    let raw = v.as_str().and_then(|s| b64::decode(s.as_bytes()));
+    let raw = v.as_str().and_then(|s| BASE64URL.decode(s).ok());
     let digest = match raw {
         Some(d) if d.len() == len => Some(d),
         Some(h) if h.len() == 2 * len => std::str::from_utf8(&h)
@@ -184,7 +186,7 @@ fn thumbprint(key: &Map<String, Value>, member: &str, len: usize) -> Result<Opti
 }
 
 fn member_bytes(key: &Map<String, Value>, m: &str) -> Vec<u8> {
-    key.get(m).and_then(Value::as_str).and_then(|s| b64::decode(s.as_bytes())).unwrap_or_default()
+    key.get(m).and_then(Value::as_str).and_then(|s| BASE64URL.decode(s).ok()).unwrap_or_default()
 }
 
 fn strip_zeros(b: &[u8]) -> &[u8] {
@@ -222,7 +224,7 @@ fn check_x509(key: &Map<String, Value>) -> Result<(), (DropReason, String)> {
     };
     let der: Vec<Vec<u8>> = certs
         .iter()
-        .map(|c| c.as_str().and_then(|s| b64::decode_std(s.as_bytes())))
+        .map(|c| c.as_str().and_then(|s| STANDARD.decode(s).ok()))
         .collect::<Option<_>>()
         .ok_or((DropReason::BadX509, "\"x5c\" holds something other than base64 certificates".into()))?;
     let leaf = &der[0];
@@ -431,9 +433,9 @@ mod tests {
         assert!(bad(not_b64).unwrap().1.contains("base64"));
         // go-jose also takes a hex-text thumbprint.
         let mut hex = good[0].clone();
-        let raw = crate::b64::decode(good[0]["x5t"].as_str().unwrap().as_bytes()).unwrap();
+        let raw = BASE64URL.decode(good[0]["x5t"].as_str().unwrap()).unwrap();
         let text: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        hex["x5t"] = json!(crate::b64::encode(text.as_bytes()));
+        hex["x5t"] = json!(BASE64URL.encode(text.as_bytes()));
         assert_eq!(sanitize(&[hex], false, 10).keys.len(), 1);
     }
 

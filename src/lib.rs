@@ -7,7 +7,6 @@ pub mod fetch;
 pub mod ffi;
 pub mod keyset;
 pub mod log;
-pub mod b64;
 pub mod verify;
 pub mod auth;
 pub mod policy;

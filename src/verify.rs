@@ -4,11 +4,24 @@
 //! Claims policy (exp, issuer, audience, roles, scopes) lives in `policy`; this module answers
 //! only "is this token signed by a key we trust for it".
 
-use crate::b64;
 use aws_lc_rs::{hmac, rsa, signature};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::{alphabet, Engine};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Unpadded base64url (RFC 7515 section 2), the encoding of every JWS part and JWK member, decoded
+/// strictly: no padding, no whitespace, and the unused bits of the last character must be zero, so
+/// that each value has exactly one encoding.
+pub const BASE64URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(false),
+);
 
 /// JWS algorithms the verifier knows. `none` is not one of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,7 +132,7 @@ pub struct KeyStore {
 pub const MAX_KIDLESS_TRIES: usize = 8;
 
 fn member(jwk: &Map<String, Value>, name: &str) -> Option<Vec<u8>> {
-    jwk.get(name).and_then(Value::as_str).and_then(|s| b64::decode(s.as_bytes()))
+    jwk.get(name).and_then(Value::as_str).and_then(|s| BASE64URL.decode(s).ok())
 }
 
 fn rsa_params(alg: Alg) -> &'static signature::RsaParameters {
@@ -278,7 +291,7 @@ pub struct Parsed<'a> {
 }
 
 fn json_object(part: &[u8], what: &'static str) -> Result<Map<String, Value>, Invalid> {
-    let bytes = b64::decode(part).ok_or(Invalid::Malformed(what))?;
+    let bytes = BASE64URL.decode(part).map_err(|_| Invalid::Malformed(what))?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(Invalid::Malformed(what)),
@@ -307,7 +320,7 @@ pub fn parse<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Result<P
         Some(_) => return Err(Invalid::Malformed("kid is not a string")),
     };
     let claims = json_object(p, "payload is not base64url JSON")?;
-    let signature = b64::decode(s).ok_or(Invalid::Malformed("signature is not base64url"))?;
+    let signature = BASE64URL.decode(s).map_err(|_| Invalid::Malformed("signature is not base64url"))?;
     Ok(Parsed { alg, kid, claims, signing_input: &token[..h.len() + 1 + p.len()], signature })
 }
 
@@ -333,5 +346,37 @@ impl KeyStore {
             }
         }
         Err(Invalid::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BASE64URL;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+
+    #[test]
+    fn base64url_decodes_rfc4648_vectors_without_padding() {
+        for (enc, dec) in [("", ""), ("Zg", "f"), ("Zm8", "fo"), ("Zm9v", "foo"), ("Zm9vYg", "foob"), ("Zm9vYmE", "fooba"), ("Zm9vYmFy", "foobar")] {
+            assert_eq!(BASE64URL.decode(enc).unwrap(), dec.as_bytes());
+            assert_eq!(BASE64URL.encode(dec.as_bytes()), enc);
+        }
+        assert_eq!(BASE64URL.decode("-_8").unwrap(), [0xfb, 0xff]);
+    }
+
+    #[test]
+    fn x5c_base64_is_the_standard_alphabet_with_padding() {
+        assert_eq!(STANDARD.decode("Zm9vYg==").unwrap(), b"foob");
+        assert_eq!(STANDARD.decode("+/8=").unwrap(), [0xfb, 0xff]);
+        assert!(STANDARD.decode("Zm9vYg").is_err());
+        assert!(STANDARD.decode("-_8=").is_err());
+    }
+
+    #[test]
+    fn base64url_rejects_padding_whitespace_and_non_canonical_tails() {
+        // "Zh" and "Zm9" leave unused bits set: "f" and "fo" are "Zg" and "Zm8".
+        for bad in ["Zg==", "Zm9v\n", "Z", "Zh", "Zm9", "Zm+v", "Zm/v"] {
+            assert!(BASE64URL.decode(bad).is_err(), "{bad}");
+        }
     }
 }
