@@ -6,9 +6,10 @@
 use crate::verify::BASE64URL;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use crate::x509::{self, Spki};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use x509_cert::der::{Decode, Encode};
+use x509_cert::Certificate;
 
 /// Members that only private or symmetric keys carry. Never served (`k` only for allowed oct keys).
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth"];
@@ -185,29 +186,10 @@ fn thumbprint(key: &Map<String, Value>, member: &str, len: usize) -> Result<Opti
     digest.map(Some).ok_or_else(|| (DropReason::BadX509, format!("\"{member}\" is not a {len}-byte digest")))
 }
 
-fn member_bytes(key: &Map<String, Value>, m: &str) -> Vec<u8> {
-    key.get(m).and_then(Value::as_str).and_then(|s| BASE64URL.decode(s).ok()).unwrap_or_default()
-}
-
-fn strip_zeros(b: &[u8]) -> &[u8] {
-    &b[b.iter().position(|&x| x != 0).unwrap_or(b.len())..]
-}
-
-/// Whether the certificate's key is the JWK's key.
-fn same_key(spki: &Spki, key: &Map<String, Value>) -> bool {
-    let kty = key.get("kty").and_then(Value::as_str);
-    match spki {
-        Spki::Rsa { n, e } => {
-            kty == Some("RSA") && strip_zeros(&member_bytes(key, "n")) == n && strip_zeros(&member_bytes(key, "e")) == e
-        }
-        Spki::Ec { crv, point } => {
-            let mut p = vec![4u8];
-            p.extend(member_bytes(key, "x"));
-            p.extend(member_bytes(key, "y"));
-            kty == Some("EC") && key.get("crv").and_then(Value::as_str) == Some(crv) && p == *point
-        }
-        Spki::Ed25519 { x } => kty == Some("OKP") && member_bytes(key, "x") == *x,
-    }
+/// The SubjectPublicKeyInfo of a DER certificate (any version: Keycloak publishes v1 certificates).
+fn certificate_spki(der: &[u8]) -> Option<Vec<u8>> {
+    let cert = Certificate::from_der(der).ok()?;
+    cert.tbs_certificate().subject_public_key_info().to_der().ok()
 }
 
 /// go-jose fails the whole set on a malformed thumbprint, on an `x5c` it cannot parse, and on an
@@ -228,8 +210,11 @@ fn check_x509(key: &Map<String, Value>) -> Result<(), (DropReason, String)> {
         .collect::<Option<_>>()
         .ok_or((DropReason::BadX509, "\"x5c\" holds something other than base64 certificates".into()))?;
     let leaf = &der[0];
-    let spki = x509::certificate_key(leaf).ok_or((DropReason::BadX509, "\"x5c\" leaf certificate cannot be read".into()))?;
-    if !same_key(&spki, key) {
+    let spki = certificate_spki(leaf).ok_or((DropReason::BadX509, "\"x5c\" leaf certificate cannot be read".into()))?;
+    // Byte equality with the key's canonical encoding, not mere equivalence: Go's x509 (behind
+    // go-jose) refuses what DER allows but it does not (compressed points, RSA without NULL
+    // parameters, non-minimal integers), so such a certificate must not pass either.
+    if crate::verify::jwk_spki(key).as_deref() != Some(spki.as_slice()) {
         return Err((DropReason::BadX509, "\"x5c\" certificate holds a different key".into()));
     }
     use aws_lc_rs::digest;
@@ -425,9 +410,13 @@ mod tests {
         let mut wrong_s256 = good[2].clone();
         wrong_s256["x5t#S256"] = good[0]["x5t#S256"].clone();
         assert!(bad(wrong_s256).unwrap().1.contains("x5t#S256"));
-        let mut garbage = good[0].clone();
-        garbage["x5c"] = json!(["bm90IGEgY2VydGlmaWNhdGU="]);
-        assert!(bad(garbage).unwrap().1.contains("cannot be read"));
+        // Not DER, truncated DER, a bare INTEGER, a length past the end.
+        let not_certs: [&[u8]; 5] = [b"not a certificate", b"", &[0x30, 0x82, 0xff], &[0x30, 0x03, 0x02, 0x01, 0x00], &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]];
+        for der in not_certs {
+            let mut garbage = good[0].clone();
+            garbage["x5c"] = json!([STANDARD.encode(der)]);
+            assert!(bad(garbage).unwrap().1.contains("cannot be read"), "{der:?}");
+        }
         let mut not_b64 = good[0].clone();
         not_b64["x5c"] = json!(["***"]);
         assert!(bad(not_b64).unwrap().1.contains("base64"));
@@ -437,6 +426,16 @@ mod tests {
         let text: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         hex["x5t"] = json!(BASE64URL.encode(text.as_bytes()));
         assert_eq!(sanitize(&[hex], false, 10).keys.len(), 1);
+    }
+
+    #[test]
+    fn x5c_version_1_certificates_are_read_as_keycloak_publishes_them() {
+        let v1 = fixture()["v1"].clone();
+        let s = sanitize(std::slice::from_ref(&v1), false, 10);
+        assert_eq!(s.keys.len(), 1, "{:?}", s.dropped);
+        let mut other = v1.clone();
+        other["n"] = json!(real_rsa(0).0);
+        assert_eq!(sanitize(&[other], false, 10).dropped[0].reason, DropReason::BadX509);
     }
 
     #[test]

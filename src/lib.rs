@@ -10,4 +10,3 @@ pub mod log;
 pub mod verify;
 pub mod auth;
 pub mod policy;
-pub mod x509;

@@ -4,6 +4,7 @@
 //! Claims policy (exp, issuer, audience, roles, scopes) lives in `policy`; this module answers
 //! only "is this token signed by a key we trust for it".
 
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::{hmac, rsa, signature};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
@@ -213,6 +214,14 @@ fn parse_key(jwk: &Map<String, Value>, allow_symmetric: bool) -> Result<(Family,
         }
         other => Err(format!("kty {other:?} is not used for verification")),
     }
+}
+
+/// The JWK's public key as an X.509 SubjectPublicKeyInfo (DER, as aws-lc encodes it), to compare
+/// with the key of its `x5c` certificate. `None` for a key that does not parse, or a symmetric one.
+pub(crate) fn jwk_spki(jwk: &Map<String, Value>) -> Option<Vec<u8>> {
+    let Ok((_, Material::Public(list))) = parse_key(jwk, false) else { return None };
+    let (_, key) = list.first()?;
+    Some(key.as_der().ok()?.as_ref().to_vec())
 }
 
 /// Whether a JWK parses as a verification key, and if not, why.
