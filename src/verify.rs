@@ -290,7 +290,18 @@ pub struct Verified {
     pub alg: Alg,
 }
 
-/// The parts of a compact JWS, decoded, before any signature check.
+/// A compact JWS, split and decoded, before any signature check. The payload is not interpreted
+/// here: `parse` reads a JWT's claims from it.
+pub struct Jws<'a> {
+    pub alg: Alg,
+    pub kid: Option<String>,
+    pub payload: Vec<u8>,
+    /// The header and payload as they came, which is what the signature covers.
+    pub signing_input: &'a [u8],
+    pub signature: Vec<u8>,
+}
+
+/// A JWT: a compact JWS whose payload is a JSON object, before any signature check.
 pub struct Parsed<'a> {
     pub alg: Alg,
     pub kid: Option<String>,
@@ -299,16 +310,8 @@ pub struct Parsed<'a> {
     signature: Vec<u8>,
 }
 
-fn json_object(part: &[u8], what: &'static str) -> Result<Map<String, Value>, Invalid> {
-    let bytes = BASE64URL.decode(part).map_err(|_| Invalid::Malformed(what))?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(Invalid::Malformed(what)),
-    }
-}
-
 /// Splits and decodes a compact JWS. Everything here happens before any cryptography.
-pub fn parse<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Result<Parsed<'t>, Invalid> {
+pub fn parse_jws<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Result<Jws<'t>, Invalid> {
     if token.len() > max_bytes {
         return Err(Invalid::TooLarge(max_bytes));
     }
@@ -316,7 +319,10 @@ pub fn parse<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Result<P
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(Invalid::Malformed("not three dot-separated parts"));
     };
-    let header = json_object(h, "header is not base64url JSON")?;
+    let header = match BASE64URL.decode(h).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+        Some(Value::Object(m)) => m,
+        _ => return Err(Invalid::Malformed("header is not base64url JSON")),
+    };
     let alg_name = header.get("alg").and_then(Value::as_str).ok_or(Invalid::Malformed("header has no alg"))?;
     let alg = Alg::parse(alg_name).filter(|a| allowed.contains(a)).ok_or_else(|| Invalid::AlgNotAllowed(alg_name.chars().take(32).collect()))?;
     if header.contains_key("crit") {
@@ -328,18 +334,42 @@ pub fn parse<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Result<P
         Some(Value::String(k)) => Some(k.clone()),
         Some(_) => return Err(Invalid::Malformed("kid is not a string")),
     };
-    let claims = json_object(p, "payload is not base64url JSON")?;
+    let payload = BASE64URL.decode(p).map_err(|_| Invalid::Malformed("payload is not base64url JSON"))?;
     let signature = BASE64URL.decode(s).map_err(|_| Invalid::Malformed("signature is not base64url"))?;
-    Ok(Parsed { alg, kid, claims, signing_input: &token[..h.len() + 1 + p.len()], signature })
+    Ok(Jws { alg, kid, payload, signing_input: &token[..h.len() + 1 + p.len()], signature })
+}
+
+/// Splits and decodes a JWT: a compact JWS whose payload is a JSON object of claims.
+pub fn parse<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Result<Parsed<'t>, Invalid> {
+    let Jws { alg, kid, payload, signing_input, signature } = parse_jws(token, max_bytes, allowed)?;
+    let claims = match serde_json::from_slice(&payload) {
+        Ok(Value::Object(m)) => m,
+        _ => return Err(Invalid::Malformed("payload is not base64url JSON")),
+    };
+    Ok(Parsed { alg, kid, claims, signing_input, signature })
 }
 
 impl KeyStore {
-    /// Verifies the signature with a key of a permitted origin: the kid's keys, or for a token
-    /// without kid, the kid-less keys of the algorithm's family (at most MAX_KIDLESS_TRIES).
+    /// Verifies a JWT's signature; see `verify_signature`.
     pub fn verify(&self, t: Parsed<'_>, origin_ok: &dyn Fn(usize) -> bool) -> Result<Verified, Invalid> {
-        let family = t.alg.family();
+        let origin = self.verify_signature(t.alg, t.kid.as_deref(), t.signing_input, &t.signature, origin_ok)?;
+        Ok(Verified { claims: Arc::new(t.claims), origin, alg: t.alg })
+    }
+
+    /// Checks `signature` over `message` with a key of a permitted origin: the kid's keys, or
+    /// without kid, the kid-less keys of the algorithm's family (at most MAX_KIDLESS_TRIES).
+    /// Returns the origin of the key that verified it.
+    pub fn verify_signature(
+        &self,
+        alg: Alg,
+        kid: Option<&str>,
+        message: &[u8],
+        signature: &[u8],
+        origin_ok: &dyn Fn(usize) -> bool,
+    ) -> Result<usize, Invalid> {
+        let family = alg.family();
         let fits = |k: &&StoreKey| k.family == family && origin_ok(k.origin);
-        let candidates: Vec<&StoreKey> = match &t.kid {
+        let candidates: Vec<&StoreKey> = match kid {
             Some(kid) => {
                 let idx = self.by_kid.get(kid).ok_or_else(|| Invalid::UnknownKid(kid.chars().take(64).collect()))?;
                 idx.iter().map(|&i| &self.keys[i]).filter(fits).collect()
@@ -349,12 +379,7 @@ impl KeyStore {
         if candidates.is_empty() {
             return Err(Invalid::NoKey);
         }
-        for key in candidates {
-            if key.verify(t.alg, t.signing_input, &t.signature) {
-                return Ok(Verified { claims: Arc::new(t.claims), origin: key.origin, alg: t.alg });
-            }
-        }
-        Err(Invalid::BadSignature)
+        candidates.into_iter().find(|key| key.verify(alg, message, signature)).map(|key| key.origin).ok_or(Invalid::BadSignature)
     }
 }
 
