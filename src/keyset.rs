@@ -22,6 +22,7 @@ pub enum DropReason {
     UnsupportedCurve,
     MissingMember,
     MalformedMember,
+    /// `use: enc`, or `key_ops` without `verify`.
     EncryptionKey,
     SymmetricKey,
     BadX509,
@@ -112,6 +113,14 @@ fn check_key(key: &Map<String, Value>, allow_symmetric: bool) -> Result<(), (Dro
             Some("sig") => {}
             Some("enc") => return Err((DropReason::EncryptionKey, "\"use\" is \"enc\"".into())),
             _ => return Err((DropReason::MalformedMember, format!("\"use\" is {u}"))),
+        }
+    }
+    // RFC 7517 4.3: a key whose operations do not include "verify" does not check signatures.
+    if let Some(ops) = key.get("key_ops") {
+        match ops.as_array().and_then(|a| a.iter().map(Value::as_str).collect::<Option<Vec<_>>>()) {
+            Some(list) if list.contains(&"verify") => {}
+            Some(_) => return Err((DropReason::EncryptionKey, format!("\"key_ops\" is {ops}, without \"verify\""))),
+            None => return Err((DropReason::MalformedMember, format!("\"key_ops\" is {ops}"))),
         }
     }
     for member in ["kid", "alg"] {
@@ -388,6 +397,23 @@ mod tests {
                 (Some("wrongalg"), DropReason::MalformedMember),
             ]
         );
+    }
+
+    #[test]
+    fn keys_whose_key_ops_exclude_verify_are_dropped() {
+        let with_ops = |ops: Value| {
+            let mut k = rsa("ops");
+            k.as_object_mut().unwrap().remove("use");
+            k["key_ops"] = ops;
+            sanitize(&[k], false, 10)
+        };
+        assert_eq!(with_ops(json!(["verify"])).keys.len(), 1);
+        assert_eq!(with_ops(json!(["sign", "verify"])).keys.len(), 1);
+        // Wycheproof json_web_signature tcId 355 and 356.
+        assert_eq!(with_ops(json!(["encrypt"])).dropped[0].reason, DropReason::EncryptionKey);
+        assert_eq!(with_ops(json!(["sign"])).dropped[0].reason, DropReason::EncryptionKey);
+        assert_eq!(with_ops(json!("verify")).dropped[0].reason, DropReason::MalformedMember);
+        assert_eq!(with_ops(json!([1])).dropped[0].reason, DropReason::MalformedMember);
     }
 
     #[test]
