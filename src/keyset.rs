@@ -466,7 +466,7 @@ mod tests {
 
     #[test]
     fn symmetric_keys_only_when_allowed_and_duplicates_and_limits() {
-        let hs = json!({"kty": "oct", "kid": "hs", "k": "c2VjcmV0"});
+        let hs = json!({"kty": "oct", "kid": "hs", "k": BASE64URL.encode([7u8; 32])});
         assert_eq!(sanitize(std::slice::from_ref(&hs), true, 10).keys.len(), 1);
         let s = sanitize(&[rsa("a"), rsa("a"), rsa("b"), rsa("c")], false, 2);
         assert_eq!(s.keys.len(), 2);

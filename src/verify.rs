@@ -196,8 +196,24 @@ fn parse_key(jwk: &Map<String, Value>, allow_symmetric: bool) -> Result<(Family,
         }
         "oct" if allow_symmetric => {
             let k = member(jwk, "k").ok_or("bad k")?;
-            let list = allowed(Family::Oct)
+            let algs = allowed(Family::Oct);
+            if algs.is_empty() {
+                return Err("alg does not fit a symmetric key".into());
+            }
+            // RFC 7518 3.2: the key must be at least as long as the hash; a shorter key is no
+            // key for that algorithm.
+            let hash_len = |a: &Alg| match a {
+                Alg::HS256 => 32,
+                Alg::HS384 => 48,
+                _ => 64,
+            };
+            let shortest = algs.iter().map(hash_len).min().unwrap_or(32);
+            if k.len() < shortest {
+                return Err(format!("\"k\" of {} bytes is shorter than the {shortest}-byte hash it is for", k.len()));
+            }
+            let list = algs
                 .into_iter()
+                .filter(|a| k.len() >= hash_len(a))
                 .map(|a| {
                     let algo = match a {
                         Alg::HS256 => hmac::HMAC_SHA256,
@@ -207,9 +223,6 @@ fn parse_key(jwk: &Map<String, Value>, allow_symmetric: bool) -> Result<(Family,
                     (a, hmac::Key::new(algo, &k))
                 })
                 .collect::<Vec<_>>();
-            if list.is_empty() {
-                return Err("alg does not fit a symmetric key".into());
-            }
             Ok((Family::Oct, Material::Hmac(list)))
         }
         other => Err(format!("kty {other:?} is not used for verification")),
@@ -385,9 +398,31 @@ impl KeyStore {
 
 #[cfg(test)]
 mod tests {
-    use super::BASE64URL;
+    use super::{check_jwk, BASE64URL};
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
+    use serde_json::{json, Map, Value};
+
+    fn oct(alg: Option<&str>, len: usize) -> Map<String, Value> {
+        let mut k = json!({"kty": "oct", "k": BASE64URL.encode(vec![7u8; len])});
+        if let Some(a) = alg {
+            k["alg"] = json!(a);
+        }
+        k.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn hmac_keys_shorter_than_their_hash_are_refused() {
+        // Wycheproof json_web_key tcId 10, 11, 12: one byte short of 32, 48, 64.
+        for (alg, len) in [("HS256", 32), ("HS384", 48), ("HS512", 64)] {
+            assert!(check_jwk(&oct(Some(alg), len - 1), true).unwrap_err().contains("shorter"), "{alg}");
+            assert_eq!(check_jwk(&oct(Some(alg), len), true), Ok(()), "{alg}");
+        }
+        // Without alg, a 32-byte key serves HS256 only; a shorter one serves nothing.
+        assert_eq!(check_jwk(&oct(None, 32), true), Ok(()));
+        assert!(check_jwk(&oct(None, 16), true).is_err());
+        assert!(check_jwk(&oct(Some("RS256"), 64), true).unwrap_err().contains("does not fit"));
+    }
 
     #[test]
     fn base64url_decodes_rfc4648_vectors_without_padding() {
