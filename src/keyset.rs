@@ -239,6 +239,7 @@ fn check_x509(key: &Map<String, Value>) -> Result<(), (DropReason, String)> {
 /// Keeps the keys of one origin that KrakenD's validator can use, without private members.
 pub fn sanitize(keys: &[Value], allow_symmetric: bool, max_keys: usize) -> Sanitized {
     let mut out = Sanitized::default();
+    let mut kept: Vec<Map<String, Value>> = Vec::new();
     for key in keys {
         let Value::Object(map) = key else {
             out.dropped.push(Dropped { kid: None, reason: DropReason::NotAnObject, detail: "not a JSON object".into() });
@@ -255,13 +256,18 @@ pub fn sanitize(keys: &[Value], allow_symmetric: bool, max_keys: usize) -> Sanit
                 out.stripped_private += 1;
             }
         }
-        if out.keys.contains(&clean) {
+        if kept.contains(&clean) {
             out.dropped.push(Dropped { kid: kid_of(key), reason: DropReason::Duplicate, detail: "exact duplicate".into() });
             continue;
         }
+        kept.push(clean);
+    }
+    // Judged on what the origin publishes, usable or not.
+    let publishes_public_keys = keys.iter().any(|k| k.get("kty").and_then(Value::as_str).is_some_and(|t| t != "oct"));
+    for clean in check_set(kept, publishes_public_keys, &mut out.dropped) {
         if out.keys.len() >= max_keys {
             out.dropped.push(Dropped {
-                kid: kid_of(key),
+                kid: clean.get("kid").and_then(Value::as_str).map(str::to_owned),
                 reason: DropReason::OverKeyLimit,
                 detail: format!("more than max_keys_per_origin ({max_keys}) keys"),
             });
@@ -270,6 +276,26 @@ pub fn sanitize(keys: &[Value], allow_symmetric: bool, max_keys: usize) -> Sanit
         out.keys.push(clean);
     }
     out
+}
+
+/// Rules about one origin's set as a whole, which no key breaks on its own.
+fn check_set(keys: Vec<Map<String, Value>>, public_set: bool, dropped: &mut Vec<Dropped>) -> Vec<Map<String, Value>> {
+    let is_oct = |k: &Map<String, Value>| k.get("kty").and_then(Value::as_str) == Some("oct");
+    // A set that publishes public keys is meant to be read by anyone, so a secret in it is no
+    // secret: its symmetric keys are not used (Wycheproof json_web_key tcId 1).
+    keys.into_iter()
+        .filter(|k| {
+            if public_set && is_oct(k) {
+                dropped.push(Dropped {
+                    kid: k.get("kid").and_then(Value::as_str).map(str::to_owned),
+                    reason: DropReason::SymmetricKey,
+                    detail: "symmetric (oct) key in a set that also publishes public keys: its secret is public too".into(),
+                });
+                return false;
+            }
+            true
+        })
+        .collect()
 }
 
 /// Two origins publish different keys under one kid. KrakenD keeps the last one in the set.
@@ -472,6 +498,22 @@ mod tests {
         assert_eq!(s.keys.len(), 2);
         assert_eq!(s.dropped[0].reason, DropReason::Duplicate);
         assert_eq!(s.dropped[1].reason, DropReason::OverKeyLimit);
+    }
+
+    #[test]
+    fn a_set_mixing_public_and_secret_keys_keeps_only_the_public_ones() {
+        // Wycheproof json_web_key tcId 1: an HS256 key beside an EC key in one set.
+        let hs = json!({"kty": "oct", "kid": "hs", "alg": "HS256", "k": BASE64URL.encode([7u8; 32])});
+        let s = sanitize(&[hs.clone(), rsa("a")], true, 10);
+        assert_eq!(s.keys.len(), 1);
+        assert_eq!(s.keys[0]["kid"], "a");
+        assert_eq!((s.dropped[0].kid.as_deref(), s.dropped[0].reason), (Some("hs"), DropReason::SymmetricKey));
+        assert!(s.dropped[0].detail.contains("public keys"), "{}", s.dropped[0].detail);
+        // Even when the public keys themselves are unusable: the set is still public.
+        let mut enc = rsa("e");
+        enc["use"] = json!("enc");
+        assert_eq!(sanitize(&[hs.clone(), enc], true, 10).keys.len(), 0);
+        assert_eq!(sanitize(&[hs], true, 10).keys.len(), 1, "a set of secrets only is served when allowed");
     }
 
     #[test]

@@ -262,7 +262,12 @@ fn private_and_symmetric_material_is_never_served() {
     let m = String::from_utf8(agg.metrics().body).unwrap();
     assert!(m.contains("reason=\"symmetric_key_not_allowed\"} 2"), "{m}");
 
+    // allow_symmetric_keys serves a secret, but not from a set that also publishes public keys:
+    // anyone may read such a set, so its secret is no secret.
     let agg = aggregator(&[&a], json!({"allow_symmetric_keys": true}));
+    assert_eq!(kids(&agg.jwks()), ["leaky"]);
+    let h = Origin::start(Reply::json(jwks(&[json!({"kty": "oct", "kid": "hmac", "k": HMAC_KEY})])));
+    let agg = aggregator(&[&a, &h], json!({"allow_symmetric_keys": true}));
     assert_eq!(kids(&agg.jwks()), ["leaky", "hmac"]);
 }
 
