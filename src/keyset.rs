@@ -27,11 +27,13 @@ pub enum DropReason {
     SymmetricKey,
     BadX509,
     Duplicate,
+    /// One kid names different keys in one set.
+    AmbiguousKid,
     OverKeyLimit,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::NotAnObject,
         DropReason::UnsupportedKty,
         DropReason::UnsupportedCurve,
@@ -41,6 +43,7 @@ impl DropReason {
         DropReason::SymmetricKey,
         DropReason::BadX509,
         DropReason::Duplicate,
+        DropReason::AmbiguousKid,
         DropReason::OverKeyLimit,
     ];
 
@@ -55,6 +58,7 @@ impl DropReason {
             DropReason::SymmetricKey => "symmetric_key_not_allowed",
             DropReason::BadX509 => "bad_x509",
             DropReason::Duplicate => "duplicate",
+            DropReason::AmbiguousKid => "ambiguous_kid",
             DropReason::OverKeyLimit => "over_key_limit",
         }
     }
@@ -262,9 +266,7 @@ pub fn sanitize(keys: &[Value], allow_symmetric: bool, max_keys: usize) -> Sanit
         }
         kept.push(clean);
     }
-    // Judged on what the origin publishes, usable or not.
-    let publishes_public_keys = keys.iter().any(|k| k.get("kty").and_then(Value::as_str).is_some_and(|t| t != "oct"));
-    for clean in check_set(kept, publishes_public_keys, &mut out.dropped) {
+    for clean in check_set(kept, keys, &mut out.dropped) {
         if out.keys.len() >= max_keys {
             out.dropped.push(Dropped {
                 kid: clean.get("kid").and_then(Value::as_str).map(str::to_owned),
@@ -278,22 +280,40 @@ pub fn sanitize(keys: &[Value], allow_symmetric: bool, max_keys: usize) -> Sanit
     out
 }
 
-/// Rules about one origin's set as a whole, which no key breaks on its own.
-fn check_set(keys: Vec<Map<String, Value>>, public_set: bool, dropped: &mut Vec<Dropped>) -> Vec<Map<String, Value>> {
+/// Rules about one origin's set as a whole, which no key breaks on its own. They are judged on
+/// everything the origin publishes, usable or not.
+fn check_set(keys: Vec<Map<String, Value>>, published: &[Value], dropped: &mut Vec<Dropped>) -> Vec<Map<String, Value>> {
+    let kid = |k: &Map<String, Value>| k.get("kid").and_then(Value::as_str).map(str::to_owned);
     let is_oct = |k: &Map<String, Value>| k.get("kty").and_then(Value::as_str) == Some("oct");
-    // A set that publishes public keys is meant to be read by anyone, so a secret in it is no
-    // secret: its symmetric keys are not used (Wycheproof json_web_key tcId 1).
+    let published: Vec<&Map<String, Value>> = published.iter().filter_map(Value::as_object).collect();
+    let public_set = published.iter().any(|k| k.get("kty").and_then(Value::as_str).is_some_and(|t| t != "oct"));
+    // The members that make the key, so that one key listed twice (say with two algs) is
+    // not mistaken for two keys.
+    let material = |k: &Map<String, Value>| ["kty", "crv", "n", "e", "x", "y", "k"].map(|m| k.get(m).cloned());
+    let mut by_kid: HashMap<String, Vec<[Option<Value>; 7]>> = HashMap::new();
+    for k in published {
+        if let Some(id) = kid(k) {
+            let seen = by_kid.entry(id).or_default();
+            if !seen.contains(&material(k)) {
+                seen.push(material(k));
+            }
+        }
+    }
     keys.into_iter()
         .filter(|k| {
-            if public_set && is_oct(k) {
-                dropped.push(Dropped {
-                    kid: k.get("kid").and_then(Value::as_str).map(str::to_owned),
-                    reason: DropReason::SymmetricKey,
-                    detail: "symmetric (oct) key in a set that also publishes public keys: its secret is public too".into(),
-                });
-                return false;
-            }
-            true
+            let (reason, detail) = if public_set && is_oct(k) {
+                // A set that publishes public keys is meant to be read by anyone, so a secret in
+                // it is no secret (Wycheproof json_web_key tcId 1).
+                (DropReason::SymmetricKey, "symmetric (oct) key in a set that also publishes public keys: its secret is public too".to_owned())
+            } else if let Some(n) = kid(k).and_then(|id| by_kid.get(&id)).map(Vec::len).filter(|&n| n > 1) {
+                // Which of them a token with this kid means is anyone's guess, so none is used
+                // (Wycheproof json_web_key tcId 4).
+                (DropReason::AmbiguousKid, format!("its kid names {n} different keys in this set"))
+            } else {
+                return true;
+            };
+            dropped.push(Dropped { kid: kid(k), reason, detail });
+            false
         })
         .collect()
 }
@@ -514,6 +534,24 @@ mod tests {
         enc["use"] = json!("enc");
         assert_eq!(sanitize(&[hs.clone(), enc], true, 10).keys.len(), 0);
         assert_eq!(sanitize(&[hs], true, 10).keys.len(), 1, "a set of secrets only is served when allowed");
+    }
+
+    #[test]
+    fn a_kid_naming_two_keys_in_one_set_names_neither() {
+        // Wycheproof json_web_key tcId 4: two HS256 keys under one kid.
+        let mut other = rsa("dup");
+        other["n"] = json!(real_rsa(1).0);
+        let s = sanitize(&[rsa("dup"), other, rsa("b")], false, 10);
+        assert_eq!(s.keys.iter().map(|k| k["kid"].as_str().unwrap()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(s.dropped.iter().map(|d| (d.kid.as_deref(), d.reason)).collect::<Vec<_>>(), [(Some("dup"), DropReason::AmbiguousKid); 2]);
+        // Even when one of them is unusable: which one the kid means is still unclear.
+        let mut broken = rsa("dup");
+        broken["n"] = json!("not base64url!");
+        assert_eq!(sanitize(&[rsa("dup"), broken], false, 10).keys.len(), 0);
+        // The same key listed for two algorithms is one key.
+        let mut ps = rsa("dup");
+        ps["alg"] = json!("PS256");
+        assert_eq!(sanitize(&[rsa("dup"), ps], false, 10).keys.len(), 2);
     }
 
     #[test]
