@@ -145,6 +145,9 @@ fn check_key(key: &Map<String, Value>, allow_symmetric: bool) -> Result<(), (Dro
             if n > 1024 {
                 return Err((DropReason::MalformedMember, format!("RSA modulus of {} bits is over 8192", n * 8)));
             }
+            if key.get("n").and_then(Value::as_str).and_then(|n| BASE64URL.decode(n).ok()).is_some_and(|n| roca_fingerprint(&n)) {
+                return Err((DropReason::MalformedMember, "RSA modulus has the ROCA fingerprint (CVE-2017-15361): its factors can be computed".into()));
+            }
         }
         "EC" => {
             let (crv, size) = match key.get("crv").and_then(Value::as_str) {
@@ -182,6 +185,30 @@ fn check_key(key: &Map<String, Value>, allow_symmetric: bool) -> Result<(), (Dro
     // curve, a usable RSA exponent, a JWK alg that fits the key type). go-jose refuses a whole set
     // over a single point off its curve.
     crate::verify::check_jwk(key, allow_symmetric).map_err(|why| (DropReason::MalformedMember, why))
+}
+
+/// Whether an RSA modulus comes from Infineon's flawed key generator (ROCA, CVE-2017-15361),
+/// whose primes can be computed from the public key (Wycheproof json_web_key tcId 7). Such a
+/// modulus is, modulo each of these small primes, a power of 65537; a random modulus is so for
+/// all 38 with negligible probability. The test of the ROCA authors' detector.
+fn roca_fingerprint(n: &[u8]) -> bool {
+    const PRIMES: [u32; 38] = [
+        3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109, 113, 127,
+        131, 137, 139, 149, 151, 157, 163, 167,
+    ];
+    PRIMES.iter().all(|&p| {
+        let residue = n.iter().fold(0, |r, &b| (r * 256 + u32::from(b)) % p);
+        let mut power = 1;
+        loop {
+            if power == residue {
+                return true;
+            }
+            power = power * (65537 % p) % p;
+            if power == 1 {
+                return false;
+            }
+        }
+    })
 }
 
 /// A thumbprint member: `Ok(None)` when absent, the digest when well-formed. go-jose accepts the
@@ -552,6 +579,32 @@ mod tests {
         let mut ps = rsa("dup");
         ps["alg"] = json!("PS256");
         assert_eq!(sanitize(&[rsa("dup"), ps], false, 10).keys.len(), 2);
+    }
+
+    #[test]
+    fn rsa_moduli_with_the_roca_fingerprint_are_dropped() {
+        // 65537^130, 2081 bits: a power of 65537 modulo every prime, as ROCA moduli are.
+        let mut n = vec![1u8];
+        for _ in 0..130 {
+            let mut carry = 0u64;
+            for b in n.iter_mut().rev() {
+                let v = u64::from(*b) * 65537 + carry;
+                *b = v as u8;
+                carry = v >> 8;
+            }
+            while carry > 0 {
+                n.insert(0, carry as u8);
+                carry >>= 8;
+            }
+        }
+        assert!(roca_fingerprint(&n));
+        let mut k = rsa("roca");
+        k["n"] = json!(BASE64URL.encode(&n));
+        let s = sanitize(&[k], false, 10);
+        assert!(s.dropped[0].detail.contains("ROCA"), "{:?}", s.dropped);
+        for i in 0..2 {
+            assert!(!roca_fingerprint(&BASE64URL.decode(real_rsa(i).0).unwrap()));
+        }
     }
 
     #[test]
