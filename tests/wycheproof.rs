@@ -94,8 +94,10 @@ impl Tally {
             "wycheproof {}: {} cases, {} valid verified, {} invalid refused, {} acceptable, {} skipped\n",
             self.file, self.cases, self.valid, self.invalid, self.acceptable, skipped
         );
-        for (why, ids) in &self.skipped {
-            out += &format!("    skipped {ids:?}: {why}\n");
+        let mut reasons: Vec<_> = self.skipped.iter().collect();
+        reasons.sort_by_key(|(_, ids)| ids[0]);
+        for (why, ids) in reasons {
+            out += &format!("    skipped tcId {}: {why}\n", ranges(ids));
         }
         // Straight to the process's stderr: libtest captures only the print macros.
         let _ = std::io::stderr().write_all(out.as_bytes());
@@ -110,6 +112,21 @@ impl Tally {
 /// A number the vectors write as a JSON number.
 fn number(v: &Value) -> usize {
     v.as_u64().unwrap_or_else(|| panic!("not a number: {v}")) as usize
+}
+
+/// "1, 3-5, 9" for [1, 3, 4, 5, 9].
+fn ranges(ids: &[u64]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let mut j = i;
+        while j + 1 < ids.len() && ids[j + 1] == ids[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j { ids[i].to_string() } else { format!("{}-{}", ids[i], ids[j]) });
+        i = j + 1;
+    }
+    out.join(", ")
 }
 
 fn groups(v: &Value) -> impl Iterator<Item = &Value> {
@@ -179,8 +196,8 @@ fn jws_file(file: &'static str) {
                 t.skip(case, "'?' inside a part: not base64url (RFC 7515 section 2); parts are decoded strictly", Some((outcome, true)));
             } else if key_alg == "ES521" && case["result"] == "valid" {
                 t.skip(case, "the key's alg is ES521, which is no JWS algorithm (ES512 is): such a key is not used", Some((outcome, true)));
-            } else if key_alg.starts_with("PS") && token_alg(token) != Some(key_alg) && case["result"] == "valid" {
-                t.skip(case, "the key declares alg PS256 and the token is PS384 (RFC 7520 figure 20): a key verifies only its declared alg", Some((outcome, true)));
+            } else if token_alg(token).is_some_and(|a| a != key_alg) && !key_alg.is_empty() && case["result"] == "valid" {
+                t.skip(case, "the key's alg is not the token's (RFC 7520 figure 20 is PS384, the file's key says PS256): a key verifies only its declared alg", Some((outcome, true)));
             } else {
                 t.expect(case, outcome);
             }
