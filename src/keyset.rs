@@ -3,10 +3,13 @@
 //! go-jose (behind KrakenD's auth/validator) rejects the whole set when it cannot parse a single
 //! key, so anything it could choke on is dropped here, one key at a time, with a reason.
 
-use crate::b64;
-use crate::x509::{self, Spki};
+use crate::verify::BASE64URL;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use x509_cert::der::{Decode, Encode};
+use x509_cert::Certificate;
 
 /// Members that only private or symmetric keys carry. Never served (`k` only for allowed oct keys).
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth"];
@@ -19,15 +22,18 @@ pub enum DropReason {
     UnsupportedCurve,
     MissingMember,
     MalformedMember,
+    /// `use: enc`, or `key_ops` without `verify`.
     EncryptionKey,
     SymmetricKey,
     BadX509,
     Duplicate,
+    /// One kid names different keys in one set.
+    AmbiguousKid,
     OverKeyLimit,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::NotAnObject,
         DropReason::UnsupportedKty,
         DropReason::UnsupportedCurve,
@@ -37,6 +43,7 @@ impl DropReason {
         DropReason::SymmetricKey,
         DropReason::BadX509,
         DropReason::Duplicate,
+        DropReason::AmbiguousKid,
         DropReason::OverKeyLimit,
     ];
 
@@ -51,6 +58,7 @@ impl DropReason {
             DropReason::SymmetricKey => "symmetric_key_not_allowed",
             DropReason::BadX509 => "bad_x509",
             DropReason::Duplicate => "duplicate",
+            DropReason::AmbiguousKid => "ambiguous_kid",
             DropReason::OverKeyLimit => "over_key_limit",
         }
     }
@@ -111,6 +119,14 @@ fn check_key(key: &Map<String, Value>, allow_symmetric: bool) -> Result<(), (Dro
             _ => return Err((DropReason::MalformedMember, format!("\"use\" is {u}"))),
         }
     }
+    // RFC 7517 4.3: a key whose operations do not include "verify" does not check signatures.
+    if let Some(ops) = key.get("key_ops") {
+        match ops.as_array().and_then(|a| a.iter().map(Value::as_str).collect::<Option<Vec<_>>>()) {
+            Some(list) if list.contains(&"verify") => {}
+            Some(_) => return Err((DropReason::EncryptionKey, format!("\"key_ops\" is {ops}, without \"verify\""))),
+            None => return Err((DropReason::MalformedMember, format!("\"key_ops\" is {ops}"))),
+        }
+    }
     for member in ["kid", "alg"] {
         if key.get(member).is_some_and(|v| !v.is_string()) {
             return Err((DropReason::MalformedMember, format!("\"{member}\" is not a string")));
@@ -128,6 +144,9 @@ fn check_key(key: &Map<String, Value>, allow_symmetric: bool) -> Result<(), (Dro
             // Verifying with a huge key costs CPU on every token: a cheap way to slow a gateway.
             if n > 1024 {
                 return Err((DropReason::MalformedMember, format!("RSA modulus of {} bits is over 8192", n * 8)));
+            }
+            if key.get("n").and_then(Value::as_str).and_then(|n| BASE64URL.decode(n).ok()).is_some_and(|n| roca_fingerprint(&n)) {
+                return Err((DropReason::MalformedMember, "RSA modulus has the ROCA fingerprint (CVE-2017-15361): its factors can be computed".into()));
             }
         }
         "EC" => {
@@ -168,11 +187,35 @@ fn check_key(key: &Map<String, Value>, allow_symmetric: bool) -> Result<(), (Dro
     crate::verify::check_jwk(key, allow_symmetric).map_err(|why| (DropReason::MalformedMember, why))
 }
 
+/// Whether an RSA modulus comes from Infineon's flawed key generator (ROCA, CVE-2017-15361),
+/// whose primes can be computed from the public key (Wycheproof json_web_key tcId 7). Such a
+/// modulus is, modulo each of these small primes, a power of 65537; a random modulus is so for
+/// all 38 with negligible probability. The test of the ROCA authors' detector.
+fn roca_fingerprint(n: &[u8]) -> bool {
+    const PRIMES: [u32; 38] = [
+        3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109, 113, 127,
+        131, 137, 139, 149, 151, 157, 163, 167,
+    ];
+    PRIMES.iter().all(|&p| {
+        let residue = n.iter().fold(0, |r, &b| (r * 256 + u32::from(b)) % p);
+        let mut power = 1;
+        loop {
+            if power == residue {
+                return true;
+            }
+            power = power * (65537 % p) % p;
+            if power == 1 {
+                return false;
+            }
+        }
+    })
+}
+
 /// A thumbprint member: `Ok(None)` when absent, the digest when well-formed. go-jose accepts the
 /// raw digest or its hex text, and fails the whole set on anything else.
 fn thumbprint(key: &Map<String, Value>, member: &str, len: usize) -> Result<Option<Vec<u8>>, (DropReason, String)> {
     let Some(v) = key.get(member) else { return Ok(None) };
-    let raw = v.as_str().and_then(|s| b64::decode(s.as_bytes()));
+    let raw = v.as_str().and_then(|s| BASE64URL.decode(s).ok());
     let digest = match raw {
         Some(d) if d.len() == len => Some(d),
         Some(h) if h.len() == 2 * len => std::str::from_utf8(&h)
@@ -183,29 +226,10 @@ fn thumbprint(key: &Map<String, Value>, member: &str, len: usize) -> Result<Opti
     digest.map(Some).ok_or_else(|| (DropReason::BadX509, format!("\"{member}\" is not a {len}-byte digest")))
 }
 
-fn member_bytes(key: &Map<String, Value>, m: &str) -> Vec<u8> {
-    key.get(m).and_then(Value::as_str).and_then(|s| b64::decode(s.as_bytes())).unwrap_or_default()
-}
-
-fn strip_zeros(b: &[u8]) -> &[u8] {
-    &b[b.iter().position(|&x| x != 0).unwrap_or(b.len())..]
-}
-
-/// Whether the certificate's key is the JWK's key.
-fn same_key(spki: &Spki, key: &Map<String, Value>) -> bool {
-    let kty = key.get("kty").and_then(Value::as_str);
-    match spki {
-        Spki::Rsa { n, e } => {
-            kty == Some("RSA") && strip_zeros(&member_bytes(key, "n")) == n && strip_zeros(&member_bytes(key, "e")) == e
-        }
-        Spki::Ec { crv, point } => {
-            let mut p = vec![4u8];
-            p.extend(member_bytes(key, "x"));
-            p.extend(member_bytes(key, "y"));
-            kty == Some("EC") && key.get("crv").and_then(Value::as_str) == Some(crv) && p == *point
-        }
-        Spki::Ed25519 { x } => kty == Some("OKP") && member_bytes(key, "x") == *x,
-    }
+/// The SubjectPublicKeyInfo of a DER certificate (any version: Keycloak publishes v1 certificates).
+fn certificate_spki(der: &[u8]) -> Option<Vec<u8>> {
+    let cert = Certificate::from_der(der).ok()?;
+    cert.tbs_certificate().subject_public_key_info().to_der().ok()
 }
 
 /// go-jose fails the whole set on a malformed thumbprint, on an `x5c` it cannot parse, and on an
@@ -222,12 +246,15 @@ fn check_x509(key: &Map<String, Value>) -> Result<(), (DropReason, String)> {
     };
     let der: Vec<Vec<u8>> = certs
         .iter()
-        .map(|c| c.as_str().and_then(|s| b64::decode_std(s.as_bytes())))
+        .map(|c| c.as_str().and_then(|s| STANDARD.decode(s).ok()))
         .collect::<Option<_>>()
         .ok_or((DropReason::BadX509, "\"x5c\" holds something other than base64 certificates".into()))?;
     let leaf = &der[0];
-    let spki = x509::certificate_key(leaf).ok_or((DropReason::BadX509, "\"x5c\" leaf certificate cannot be read".into()))?;
-    if !same_key(&spki, key) {
+    let spki = certificate_spki(leaf).ok_or((DropReason::BadX509, "\"x5c\" leaf certificate cannot be read".into()))?;
+    // Byte equality with the key's canonical encoding, not mere equivalence: Go's x509 (behind
+    // go-jose) refuses what DER allows but it does not (compressed points, RSA without NULL
+    // parameters, non-minimal integers), so such a certificate must not pass either.
+    if crate::verify::jwk_spki(key).as_deref() != Some(spki.as_slice()) {
         return Err((DropReason::BadX509, "\"x5c\" certificate holds a different key".into()));
     }
     use aws_lc_rs::digest;
@@ -243,6 +270,7 @@ fn check_x509(key: &Map<String, Value>) -> Result<(), (DropReason, String)> {
 /// Keeps the keys of one origin that KrakenD's validator can use, without private members.
 pub fn sanitize(keys: &[Value], allow_symmetric: bool, max_keys: usize) -> Sanitized {
     let mut out = Sanitized::default();
+    let mut kept: Vec<Map<String, Value>> = Vec::new();
     for key in keys {
         let Value::Object(map) = key else {
             out.dropped.push(Dropped { kid: None, reason: DropReason::NotAnObject, detail: "not a JSON object".into() });
@@ -259,13 +287,16 @@ pub fn sanitize(keys: &[Value], allow_symmetric: bool, max_keys: usize) -> Sanit
                 out.stripped_private += 1;
             }
         }
-        if out.keys.contains(&clean) {
+        if kept.contains(&clean) {
             out.dropped.push(Dropped { kid: kid_of(key), reason: DropReason::Duplicate, detail: "exact duplicate".into() });
             continue;
         }
+        kept.push(clean);
+    }
+    for clean in check_set(kept, keys, &mut out.dropped) {
         if out.keys.len() >= max_keys {
             out.dropped.push(Dropped {
-                kid: kid_of(key),
+                kid: clean.get("kid").and_then(Value::as_str).map(str::to_owned),
                 reason: DropReason::OverKeyLimit,
                 detail: format!("more than max_keys_per_origin ({max_keys}) keys"),
             });
@@ -274,6 +305,44 @@ pub fn sanitize(keys: &[Value], allow_symmetric: bool, max_keys: usize) -> Sanit
         out.keys.push(clean);
     }
     out
+}
+
+/// Rules about one origin's set as a whole, which no key breaks on its own. They are judged on
+/// everything the origin publishes, usable or not.
+fn check_set(keys: Vec<Map<String, Value>>, published: &[Value], dropped: &mut Vec<Dropped>) -> Vec<Map<String, Value>> {
+    let kid = |k: &Map<String, Value>| k.get("kid").and_then(Value::as_str).map(str::to_owned);
+    let is_oct = |k: &Map<String, Value>| k.get("kty").and_then(Value::as_str) == Some("oct");
+    let published: Vec<&Map<String, Value>> = published.iter().filter_map(Value::as_object).collect();
+    let public_set = published.iter().any(|k| k.get("kty").and_then(Value::as_str).is_some_and(|t| t != "oct"));
+    // The members that make the key, so that one key listed twice (say with two algs) is
+    // not mistaken for two keys.
+    let material = |k: &Map<String, Value>| ["kty", "crv", "n", "e", "x", "y", "k"].map(|m| k.get(m).cloned());
+    let mut by_kid: HashMap<String, Vec<[Option<Value>; 7]>> = HashMap::new();
+    for k in published {
+        if let Some(id) = kid(k) {
+            let seen = by_kid.entry(id).or_default();
+            if !seen.contains(&material(k)) {
+                seen.push(material(k));
+            }
+        }
+    }
+    keys.into_iter()
+        .filter(|k| {
+            let (reason, detail) = if public_set && is_oct(k) {
+                // A set that publishes public keys is meant to be read by anyone, so a secret in
+                // it is no secret (Wycheproof json_web_key tcId 1).
+                (DropReason::SymmetricKey, "symmetric (oct) key in a set that also publishes public keys: its secret is public too".to_owned())
+            } else if let Some(n) = kid(k).and_then(|id| by_kid.get(&id)).map(Vec::len).filter(|&n| n > 1) {
+                // Which of them a token with this kid means is anyone's guess, so none is used
+                // (Wycheproof json_web_key tcId 4).
+                (DropReason::AmbiguousKid, format!("its kid names {n} different keys in this set"))
+            } else {
+                return true;
+            };
+            dropped.push(Dropped { kid: kid(k), reason, detail });
+            false
+        })
+        .collect()
 }
 
 /// Two origins publish different keys under one kid. KrakenD keeps the last one in the set.
@@ -404,6 +473,23 @@ mod tests {
     }
 
     #[test]
+    fn keys_whose_key_ops_exclude_verify_are_dropped() {
+        let with_ops = |ops: Value| {
+            let mut k = rsa("ops");
+            k.as_object_mut().unwrap().remove("use");
+            k["key_ops"] = ops;
+            sanitize(&[k], false, 10)
+        };
+        assert_eq!(with_ops(json!(["verify"])).keys.len(), 1);
+        assert_eq!(with_ops(json!(["sign", "verify"])).keys.len(), 1);
+        // Wycheproof json_web_signature tcId 355 and 356.
+        assert_eq!(with_ops(json!(["encrypt"])).dropped[0].reason, DropReason::EncryptionKey);
+        assert_eq!(with_ops(json!(["sign"])).dropped[0].reason, DropReason::EncryptionKey);
+        assert_eq!(with_ops(json!("verify")).dropped[0].reason, DropReason::MalformedMember);
+        assert_eq!(with_ops(json!([1])).dropped[0].reason, DropReason::MalformedMember);
+    }
+
+    #[test]
     fn x5c_chains_must_hold_the_key_and_are_not_served() {
         let f = fixture();
         let good = f["good"].as_array().unwrap().clone();
@@ -423,28 +509,102 @@ mod tests {
         let mut wrong_s256 = good[2].clone();
         wrong_s256["x5t#S256"] = good[0]["x5t#S256"].clone();
         assert!(bad(wrong_s256).unwrap().1.contains("x5t#S256"));
-        let mut garbage = good[0].clone();
-        garbage["x5c"] = json!(["bm90IGEgY2VydGlmaWNhdGU="]);
-        assert!(bad(garbage).unwrap().1.contains("cannot be read"));
+        // Not DER, truncated DER, a bare INTEGER, a length past the end.
+        let not_certs: [&[u8]; 5] = [b"not a certificate", b"", &[0x30, 0x82, 0xff], &[0x30, 0x03, 0x02, 0x01, 0x00], &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]];
+        for der in not_certs {
+            let mut garbage = good[0].clone();
+            garbage["x5c"] = json!([STANDARD.encode(der)]);
+            assert!(bad(garbage).unwrap().1.contains("cannot be read"), "{der:?}");
+        }
         let mut not_b64 = good[0].clone();
         not_b64["x5c"] = json!(["***"]);
         assert!(bad(not_b64).unwrap().1.contains("base64"));
         // go-jose also takes a hex-text thumbprint.
         let mut hex = good[0].clone();
-        let raw = crate::b64::decode(good[0]["x5t"].as_str().unwrap().as_bytes()).unwrap();
+        let raw = BASE64URL.decode(good[0]["x5t"].as_str().unwrap()).unwrap();
         let text: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        hex["x5t"] = json!(crate::b64::encode(text.as_bytes()));
+        hex["x5t"] = json!(BASE64URL.encode(text.as_bytes()));
         assert_eq!(sanitize(&[hex], false, 10).keys.len(), 1);
     }
 
     #[test]
+    fn x5c_version_1_certificates_are_read_as_keycloak_publishes_them() {
+        let v1 = fixture()["v1"].clone();
+        let s = sanitize(std::slice::from_ref(&v1), false, 10);
+        assert_eq!(s.keys.len(), 1, "{:?}", s.dropped);
+        let mut other = v1.clone();
+        other["n"] = json!(real_rsa(0).0);
+        assert_eq!(sanitize(&[other], false, 10).dropped[0].reason, DropReason::BadX509);
+    }
+
+    #[test]
     fn symmetric_keys_only_when_allowed_and_duplicates_and_limits() {
-        let hs = json!({"kty": "oct", "kid": "hs", "k": "c2VjcmV0"});
+        let hs = json!({"kty": "oct", "kid": "hs", "k": BASE64URL.encode([7u8; 32])});
         assert_eq!(sanitize(std::slice::from_ref(&hs), true, 10).keys.len(), 1);
         let s = sanitize(&[rsa("a"), rsa("a"), rsa("b"), rsa("c")], false, 2);
         assert_eq!(s.keys.len(), 2);
         assert_eq!(s.dropped[0].reason, DropReason::Duplicate);
         assert_eq!(s.dropped[1].reason, DropReason::OverKeyLimit);
+    }
+
+    #[test]
+    fn a_set_mixing_public_and_secret_keys_keeps_only_the_public_ones() {
+        // Wycheproof json_web_key tcId 1: an HS256 key beside an EC key in one set.
+        let hs = json!({"kty": "oct", "kid": "hs", "alg": "HS256", "k": BASE64URL.encode([7u8; 32])});
+        let s = sanitize(&[hs.clone(), rsa("a")], true, 10);
+        assert_eq!(s.keys.len(), 1);
+        assert_eq!(s.keys[0]["kid"], "a");
+        assert_eq!((s.dropped[0].kid.as_deref(), s.dropped[0].reason), (Some("hs"), DropReason::SymmetricKey));
+        assert!(s.dropped[0].detail.contains("public keys"), "{}", s.dropped[0].detail);
+        // Even when the public keys themselves are unusable: the set is still public.
+        let mut enc = rsa("e");
+        enc["use"] = json!("enc");
+        assert_eq!(sanitize(&[hs.clone(), enc], true, 10).keys.len(), 0);
+        assert_eq!(sanitize(&[hs], true, 10).keys.len(), 1, "a set of secrets only is served when allowed");
+    }
+
+    #[test]
+    fn a_kid_naming_two_keys_in_one_set_names_neither() {
+        // Wycheproof json_web_key tcId 4: two HS256 keys under one kid.
+        let mut other = rsa("dup");
+        other["n"] = json!(real_rsa(1).0);
+        let s = sanitize(&[rsa("dup"), other, rsa("b")], false, 10);
+        assert_eq!(s.keys.iter().map(|k| k["kid"].as_str().unwrap()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(s.dropped.iter().map(|d| (d.kid.as_deref(), d.reason)).collect::<Vec<_>>(), [(Some("dup"), DropReason::AmbiguousKid); 2]);
+        // Even when one of them is unusable: which one the kid means is still unclear.
+        let mut broken = rsa("dup");
+        broken["n"] = json!("not base64url!");
+        assert_eq!(sanitize(&[rsa("dup"), broken], false, 10).keys.len(), 0);
+        // The same key listed for two algorithms is one key.
+        let mut ps = rsa("dup");
+        ps["alg"] = json!("PS256");
+        assert_eq!(sanitize(&[rsa("dup"), ps], false, 10).keys.len(), 2);
+    }
+
+    #[test]
+    fn rsa_moduli_with_the_roca_fingerprint_are_dropped() {
+        // 65537^130, 2081 bits: a power of 65537 modulo every prime, as ROCA moduli are.
+        let mut n = vec![1u8];
+        for _ in 0..130 {
+            let mut carry = 0u64;
+            for b in n.iter_mut().rev() {
+                let v = u64::from(*b) * 65537 + carry;
+                *b = v as u8;
+                carry = v >> 8;
+            }
+            while carry > 0 {
+                n.insert(0, carry as u8);
+                carry >>= 8;
+            }
+        }
+        assert!(roca_fingerprint(&n));
+        let mut k = rsa("roca");
+        k["n"] = json!(BASE64URL.encode(&n));
+        let s = sanitize(&[k], false, 10);
+        assert!(s.dropped[0].detail.contains("ROCA"), "{:?}", s.dropped);
+        for i in 0..2 {
+            assert!(!roca_fingerprint(&BASE64URL.decode(real_rsa(i).0).unwrap()));
+        }
     }
 
     #[test]

@@ -9,8 +9,6 @@ pub mod tenants;
 pub mod ffi;
 pub mod keyset;
 pub mod log;
-pub mod b64;
 pub mod verify;
 pub mod auth;
 pub mod policy;
-pub mod x509;

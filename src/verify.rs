@@ -4,11 +4,25 @@
 //! Claims policy (exp, issuer, audience, roles, scopes) lives in `policy`; this module answers
 //! only "is this token signed by a key we trust for it".
 
-use crate::b64;
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::{hmac, rsa, signature};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::{alphabet, Engine};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Unpadded base64url (RFC 7515 section 2), the encoding of every JWS part and JWK member, decoded
+/// strictly: no padding, no whitespace, and the unused bits of the last character must be zero, so
+/// that each value has exactly one encoding.
+pub const BASE64URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(false),
+);
 
 /// JWS algorithms the verifier knows. `none` is not one of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,7 +133,7 @@ pub struct KeyStore {
 pub const MAX_KIDLESS_TRIES: usize = 8;
 
 fn member(jwk: &Map<String, Value>, name: &str) -> Option<Vec<u8>> {
-    jwk.get(name).and_then(Value::as_str).and_then(|s| b64::decode(s.as_bytes()))
+    jwk.get(name).and_then(Value::as_str).and_then(|s| BASE64URL.decode(s).ok())
 }
 
 fn rsa_params(alg: Alg) -> &'static signature::RsaParameters {
@@ -182,8 +196,24 @@ fn parse_key(jwk: &Map<String, Value>, allow_symmetric: bool) -> Result<(Family,
         }
         "oct" if allow_symmetric => {
             let k = member(jwk, "k").ok_or("bad k")?;
-            let list = allowed(Family::Oct)
+            let algs = allowed(Family::Oct);
+            if algs.is_empty() {
+                return Err("alg does not fit a symmetric key".into());
+            }
+            // RFC 7518 3.2: the key must be at least as long as the hash; a shorter key is no
+            // key for that algorithm.
+            let hash_len = |a: &Alg| match a {
+                Alg::HS256 => 32,
+                Alg::HS384 => 48,
+                _ => 64,
+            };
+            let shortest = algs.iter().map(hash_len).min().unwrap_or(32);
+            if k.len() < shortest {
+                return Err(format!("\"k\" of {} bytes is shorter than the {shortest}-byte hash it is for", k.len()));
+            }
+            let list = algs
                 .into_iter()
+                .filter(|a| k.len() >= hash_len(a))
                 .map(|a| {
                     let algo = match a {
                         Alg::HS256 => hmac::HMAC_SHA256,
@@ -193,13 +223,18 @@ fn parse_key(jwk: &Map<String, Value>, allow_symmetric: bool) -> Result<(Family,
                     (a, hmac::Key::new(algo, &k))
                 })
                 .collect::<Vec<_>>();
-            if list.is_empty() {
-                return Err("alg does not fit a symmetric key".into());
-            }
             Ok((Family::Oct, Material::Hmac(list)))
         }
         other => Err(format!("kty {other:?} is not used for verification")),
     }
+}
+
+/// The JWK's public key as an X.509 SubjectPublicKeyInfo (DER, as aws-lc encodes it), to compare
+/// with the key of its `x5c` certificate. `None` for a key that does not parse, or a symmetric one.
+pub(crate) fn jwk_spki(jwk: &Map<String, Value>) -> Option<Vec<u8>> {
+    let Ok((_, Material::Public(list))) = parse_key(jwk, false) else { return None };
+    let (_, key) = list.first()?;
+    Some(key.as_der().ok()?.as_ref().to_vec())
 }
 
 /// Whether a JWK parses as a verification key, and if not, why.
@@ -271,7 +306,18 @@ pub struct Verified {
     pub alg: Alg,
 }
 
-/// The parts of a compact JWS, decoded, before any signature check.
+/// A compact JWS, split and decoded, before any signature check. The payload is not interpreted
+/// here: `parse` reads a JWT's claims from it.
+pub struct Jws<'a> {
+    pub alg: Alg,
+    pub kid: Option<String>,
+    pub payload: Vec<u8>,
+    /// The header and payload as they came, which is what the signature covers.
+    pub signing_input: &'a [u8],
+    pub signature: Vec<u8>,
+}
+
+/// A JWT: a compact JWS whose payload is a JSON object, before any signature check.
 pub struct Parsed<'a> {
     pub alg: Alg,
     pub kid: Option<String>,
@@ -280,16 +326,8 @@ pub struct Parsed<'a> {
     signature: Vec<u8>,
 }
 
-fn json_object(part: &[u8], what: &'static str) -> Result<Map<String, Value>, Invalid> {
-    let bytes = b64::decode(part).ok_or(Invalid::Malformed(what))?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(Invalid::Malformed(what)),
-    }
-}
-
 /// Splits and decodes a compact JWS. Everything here happens before any cryptography.
-pub fn parse<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Result<Parsed<'t>, Invalid> {
+pub fn parse_jws<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Result<Jws<'t>, Invalid> {
     if token.len() > max_bytes {
         return Err(Invalid::TooLarge(max_bytes));
     }
@@ -297,7 +335,10 @@ pub fn parse<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Result<P
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(Invalid::Malformed("not three dot-separated parts"));
     };
-    let header = json_object(h, "header is not base64url JSON")?;
+    let header = match BASE64URL.decode(h).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+        Some(Value::Object(m)) => m,
+        _ => return Err(Invalid::Malformed("header is not base64url JSON")),
+    };
     let alg_name = header.get("alg").and_then(Value::as_str).ok_or(Invalid::Malformed("header has no alg"))?;
     let alg = Alg::parse(alg_name).filter(|a| allowed.contains(a)).ok_or_else(|| Invalid::AlgNotAllowed(alg_name.chars().take(32).collect()))?;
     if header.contains_key("crit") {
@@ -309,18 +350,42 @@ pub fn parse<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Result<P
         Some(Value::String(k)) => Some(k.clone()),
         Some(_) => return Err(Invalid::Malformed("kid is not a string")),
     };
-    let claims = json_object(p, "payload is not base64url JSON")?;
-    let signature = b64::decode(s).ok_or(Invalid::Malformed("signature is not base64url"))?;
-    Ok(Parsed { alg, kid, claims, signing_input: &token[..h.len() + 1 + p.len()], signature })
+    let payload = BASE64URL.decode(p).map_err(|_| Invalid::Malformed("payload is not base64url JSON"))?;
+    let signature = BASE64URL.decode(s).map_err(|_| Invalid::Malformed("signature is not base64url"))?;
+    Ok(Jws { alg, kid, payload, signing_input: &token[..h.len() + 1 + p.len()], signature })
+}
+
+/// Splits and decodes a JWT: a compact JWS whose payload is a JSON object of claims.
+pub fn parse<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Result<Parsed<'t>, Invalid> {
+    let Jws { alg, kid, payload, signing_input, signature } = parse_jws(token, max_bytes, allowed)?;
+    let claims = match serde_json::from_slice(&payload) {
+        Ok(Value::Object(m)) => m,
+        _ => return Err(Invalid::Malformed("payload is not base64url JSON")),
+    };
+    Ok(Parsed { alg, kid, claims, signing_input, signature })
 }
 
 impl KeyStore {
-    /// Verifies the signature with a key of a permitted origin: the kid's keys, or for a token
-    /// without kid, the kid-less keys of the algorithm's family (at most MAX_KIDLESS_TRIES).
+    /// Verifies a JWT's signature; see `verify_signature`.
     pub fn verify(&self, t: Parsed<'_>, origin_ok: &dyn Fn(usize) -> bool) -> Result<Verified, Invalid> {
-        let family = t.alg.family();
+        let origin = self.verify_signature(t.alg, t.kid.as_deref(), t.signing_input, &t.signature, origin_ok)?;
+        Ok(Verified { claims: Arc::new(t.claims), origin, alg: t.alg })
+    }
+
+    /// Checks `signature` over `message` with a key of a permitted origin: the kid's keys, or
+    /// without kid, the kid-less keys of the algorithm's family (at most MAX_KIDLESS_TRIES).
+    /// Returns the origin of the key that verified it.
+    pub fn verify_signature(
+        &self,
+        alg: Alg,
+        kid: Option<&str>,
+        message: &[u8],
+        signature: &[u8],
+        origin_ok: &dyn Fn(usize) -> bool,
+    ) -> Result<usize, Invalid> {
+        let family = alg.family();
         let fits = |k: &&StoreKey| k.family == family && origin_ok(k.origin);
-        let candidates: Vec<&StoreKey> = match &t.kid {
+        let candidates: Vec<&StoreKey> = match kid {
             Some(kid) => {
                 let idx = self.by_kid.get(kid).ok_or_else(|| Invalid::UnknownKid(kid.chars().take(64).collect()))?;
                 idx.iter().map(|&i| &self.keys[i]).filter(fits).collect()
@@ -330,11 +395,60 @@ impl KeyStore {
         if candidates.is_empty() {
             return Err(Invalid::NoKey);
         }
-        for key in candidates {
-            if key.verify(t.alg, t.signing_input, &t.signature) {
-                return Ok(Verified { claims: Arc::new(t.claims), origin: key.origin, alg: t.alg });
-            }
+        candidates.into_iter().find(|key| key.verify(alg, message, signature)).map(|key| key.origin).ok_or(Invalid::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_jwk, BASE64URL};
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde_json::{json, Map, Value};
+
+    fn oct(alg: Option<&str>, len: usize) -> Map<String, Value> {
+        let mut k = json!({"kty": "oct", "k": BASE64URL.encode(vec![7u8; len])});
+        if let Some(a) = alg {
+            k["alg"] = json!(a);
         }
-        Err(Invalid::BadSignature)
+        k.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn hmac_keys_shorter_than_their_hash_are_refused() {
+        // Wycheproof json_web_key tcId 10, 11, 12: one byte short of 32, 48, 64.
+        for (alg, len) in [("HS256", 32), ("HS384", 48), ("HS512", 64)] {
+            assert!(check_jwk(&oct(Some(alg), len - 1), true).unwrap_err().contains("shorter"), "{alg}");
+            assert_eq!(check_jwk(&oct(Some(alg), len), true), Ok(()), "{alg}");
+        }
+        // Without alg, a 32-byte key serves HS256 only; a shorter one serves nothing.
+        assert_eq!(check_jwk(&oct(None, 32), true), Ok(()));
+        assert!(check_jwk(&oct(None, 16), true).is_err());
+        assert!(check_jwk(&oct(Some("RS256"), 64), true).unwrap_err().contains("does not fit"));
+    }
+
+    #[test]
+    fn base64url_decodes_rfc4648_vectors_without_padding() {
+        for (enc, dec) in [("", ""), ("Zg", "f"), ("Zm8", "fo"), ("Zm9v", "foo"), ("Zm9vYg", "foob"), ("Zm9vYmE", "fooba"), ("Zm9vYmFy", "foobar")] {
+            assert_eq!(BASE64URL.decode(enc).unwrap(), dec.as_bytes());
+            assert_eq!(BASE64URL.encode(dec.as_bytes()), enc);
+        }
+        assert_eq!(BASE64URL.decode("-_8").unwrap(), [0xfb, 0xff]);
+    }
+
+    #[test]
+    fn x5c_base64_is_the_standard_alphabet_with_padding() {
+        assert_eq!(STANDARD.decode("Zm9vYg==").unwrap(), b"foob");
+        assert_eq!(STANDARD.decode("+/8=").unwrap(), [0xfb, 0xff]);
+        assert!(STANDARD.decode("Zm9vYg").is_err());
+        assert!(STANDARD.decode("-_8=").is_err());
+    }
+
+    #[test]
+    fn base64url_rejects_padding_whitespace_and_non_canonical_tails() {
+        // "Zh" and "Zm9" leave unused bits set: "f" and "fo" are "Zg" and "Zm8".
+        for bad in ["Zg==", "Zm9v\n", "Z", "Zh", "Zm9", "Zm+v", "Zm/v"] {
+            assert!(BASE64URL.decode(bad).is_err(), "{bad}");
+        }
     }
 }

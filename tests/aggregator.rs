@@ -236,18 +236,21 @@ fn cache_off_shares_a_fetch_younger_than_min_refresh_interval() {
     assert_eq!(a.hits(), 2);
 }
 
+/// 32 bytes: the shortest HS256 key (RFC 7518 3.2).
+const HMAC_KEY: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I";
+
 #[test]
 fn private_and_symmetric_material_is_never_served() {
     let mut leaked = rsa_jwk("leaky");
     for m in ["d", "p", "q", "dp", "dq", "qi"] {
         leaked[m] = json!("c2VjcmV0");
     }
-    let a = Origin::start(Reply::json(jwks(&[leaked, json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"})])));
+    let a = Origin::start(Reply::json(jwks(&[leaked, json!({"kty": "oct", "kid": "hmac", "k": HMAC_KEY})])));
     let agg = aggregator(&[&a], json!({"min_refresh_interval": "0"}));
     let r = agg.jwks();
     assert_eq!(kids(&r), ["leaky"]);
     let body = String::from_utf8(r.body).unwrap();
-    for m in ["\"d\"", "\"p\"", "\"q\"", "\"dp\"", "\"dq\"", "\"qi\"", "\"k\"", "c2VjcmV0"] {
+    for m in ["\"d\"", "\"p\"", "\"q\"", "\"dp\"", "\"dq\"", "\"qi\"", "\"k\"", "c2VjcmV0", HMAC_KEY] {
         assert!(!body.contains(m), "{m} served: {body}");
     }
     let l = logs(&agg);
@@ -259,7 +262,12 @@ fn private_and_symmetric_material_is_never_served() {
     let m = String::from_utf8(agg.metrics().body).unwrap();
     assert!(m.contains("reason=\"symmetric_key_not_allowed\"} 2"), "{m}");
 
+    // allow_symmetric_keys serves a secret, but not from a set that also publishes public keys:
+    // anyone may read such a set, so its secret is no secret.
     let agg = aggregator(&[&a], json!({"allow_symmetric_keys": true}));
+    assert_eq!(kids(&agg.jwks()), ["leaky"]);
+    let h = Origin::start(Reply::json(jwks(&[json!({"kty": "oct", "kid": "hmac", "k": HMAC_KEY})])));
+    let agg = aggregator(&[&a, &h], json!({"allow_symmetric_keys": true}));
     assert_eq!(kids(&agg.jwks()), ["leaky", "hmac"]);
 }
 

@@ -10,19 +10,13 @@ use jwk_aggregator::aggregator::Aggregator;
 use jwk_aggregator::auth::{Auth, Outcome};
 use jwk_aggregator::config::Settings;
 use jwk_aggregator::policy::AuthSettings;
+use jwk_aggregator::verify::BASE64URL;
+use base64::Engine;
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn b64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
+    BASE64URL.encode(data)
 }
 
 enum Signer {
