@@ -3,79 +3,13 @@
 
 mod common;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
-use common::{Origin, Reply};
+use common::{b64, Key, Origin, Reply};
 use jwk_aggregator::aggregator::Aggregator;
 use jwk_aggregator::auth::{Auth, Outcome};
 use jwk_aggregator::config::Settings;
 use jwk_aggregator::policy::AuthSettings;
-use jwk_aggregator::verify::BASE64URL;
-use base64::Engine;
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn b64(data: &[u8]) -> String {
-    BASE64URL.encode(data)
-}
-
-enum Signer {
-    Rsa(RsaKeyPair),
-    Ec(EcdsaKeyPair),
-    Ed(Ed25519KeyPair),
-}
-
-struct Key {
-    kid: String,
-    alg: &'static str,
-    signer: Signer,
-}
-
-impl Key {
-    fn rsa(kid: &str) -> Key {
-        Key { kid: kid.into(), alg: "RS256", signer: Signer::Rsa(RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap()) }
-    }
-    fn ec(kid: &str) -> Key {
-        Key { kid: kid.into(), alg: "ES256", signer: Signer::Ec(EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap()) }
-    }
-    fn ed(kid: &str) -> Key {
-        Key { kid: kid.into(), alg: "EdDSA", signer: Signer::Ed(Ed25519KeyPair::generate().unwrap()) }
-    }
-
-    fn jwk(&self) -> Value {
-        match &self.signer {
-            Signer::Rsa(k) => {
-                let p = k.public_key();
-                json!({"kty": "RSA", "kid": self.kid, "use": "sig",
-                    "n": b64(p.modulus().big_endian_without_leading_zero()), "e": b64(p.exponent().big_endian_without_leading_zero())})
-            }
-            Signer::Ec(k) => {
-                let pt = k.public_key().as_ref();
-                json!({"kty": "EC", "kid": self.kid, "crv": "P-256", "x": b64(&pt[1..33]), "y": b64(&pt[33..65])})
-            }
-            Signer::Ed(k) => json!({"kty": "OKP", "kid": self.kid, "crv": "Ed25519", "x": b64(k.public_key().as_ref())}),
-        }
-    }
-
-    fn sign_raw(&self, header: &Value, claims: &Value) -> String {
-        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
-        let rng = SystemRandom::new();
-        let sig = match &self.signer {
-            Signer::Rsa(k) => {
-                let mut sig = vec![0; k.public_modulus_len()];
-                k.sign(&signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut sig).unwrap();
-                sig
-            }
-            Signer::Ec(k) => k.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
-            Signer::Ed(k) => k.sign(input.as_bytes()).as_ref().to_vec(),
-        };
-        format!("{input}.{}", b64(&sig))
-    }
-
-    fn sign(&self, claims: Value) -> String {
-        self.sign_raw(&json!({"alg": self.alg, "kid": self.kid, "typ": "JWT"}), &claims)
-    }
-}
 
 fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64

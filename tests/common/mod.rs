@@ -2,6 +2,11 @@
 //! switchable misbehaviour. Each test gets its own port.
 #![allow(dead_code)]
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
+use base64::Engine;
+use jwk_aggregator::verify::BASE64URL;
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -140,4 +145,159 @@ pub fn rsa_jwk(kid: &str) -> serde_json::Value {
 
 pub fn jwks(keys: &[serde_json::Value]) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "keys": keys })).unwrap()
+}
+
+/// Signing keys made at test time, as providers hold them.
+pub fn b64(data: &[u8]) -> String {
+    BASE64URL.encode(data)
+}
+
+pub enum Signer {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
+}
+
+pub struct Key {
+    pub kid: String,
+    pub alg: &'static str,
+    signer: Signer,
+}
+
+impl Key {
+    pub fn rsa(kid: &str) -> Key {
+        Key { kid: kid.into(), alg: "RS256", signer: Signer::Rsa(RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap()) }
+    }
+    pub fn ec(kid: &str) -> Key {
+        Key { kid: kid.into(), alg: "ES256", signer: Signer::Ec(EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap()) }
+    }
+    pub fn ed(kid: &str) -> Key {
+        Key { kid: kid.into(), alg: "EdDSA", signer: Signer::Ed(Ed25519KeyPair::generate().unwrap()) }
+    }
+
+    pub fn jwk(&self) -> Value {
+        match &self.signer {
+            Signer::Rsa(k) => {
+                let p = k.public_key();
+                json!({"kty": "RSA", "kid": self.kid, "use": "sig",
+                    "n": b64(p.modulus().big_endian_without_leading_zero()), "e": b64(p.exponent().big_endian_without_leading_zero())})
+            }
+            Signer::Ec(k) => {
+                let pt = k.public_key().as_ref();
+                json!({"kty": "EC", "kid": self.kid, "crv": "P-256", "x": b64(&pt[1..33]), "y": b64(&pt[33..65])})
+            }
+            Signer::Ed(k) => json!({"kty": "OKP", "kid": self.kid, "crv": "Ed25519", "x": b64(k.public_key().as_ref())}),
+        }
+    }
+
+    pub fn sign_raw(&self, header: &Value, claims: &Value) -> String {
+        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let rng = SystemRandom::new();
+        let sig = match &self.signer {
+            Signer::Rsa(k) => {
+                let mut sig = vec![0; k.public_modulus_len()];
+                k.sign(&signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut sig).unwrap();
+                sig
+            }
+            Signer::Ec(k) => k.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
+            Signer::Ed(k) => k.sign(input.as_bytes()).as_ref().to_vec(),
+        };
+        format!("{input}.{}", b64(&sig))
+    }
+
+    pub fn sign(&self, claims: Value) -> String {
+        self.sign_raw(&json!({"alg": self.alg, "kid": self.kid, "typ": "JWT"}), &claims)
+    }
+}
+
+
+/// A multi-tenant provider that behaves like Keycloak: realms under `<base>/realms/<name>`, each
+/// with its discovery document and JWK Set; unknown or deleted realms answer 404.
+pub struct Realms {
+    pub base: String,
+    keys: Arc<Mutex<std::collections::HashMap<String, Value>>>,
+    doc_issuer: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    pub hits: Arc<AtomicUsize>,
+}
+
+impl Realms {
+    pub fn start() -> Realms {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let r = Realms {
+            base: format!("http://{}", listener.local_addr().unwrap()),
+            keys: Arc::default(),
+            doc_issuer: Arc::default(),
+            hits: Arc::default(),
+        };
+        let (base, keys, lie, hits) = (r.base.clone(), r.keys.clone(), r.doc_issuer.clone(), r.hits.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (base, keys, lie, hits) = (base.clone(), keys.clone(), lie.clone(), hits.clone());
+                std::thread::spawn(move || {
+                    let _ = serve_realm(stream, &base, &keys, &lie, &hits);
+                });
+            }
+        });
+        r
+    }
+
+    pub fn issuer(&self, realm: &str) -> String {
+        format!("{}/realms/{realm}", self.base)
+    }
+
+    pub fn pattern(&self) -> String {
+        format!("{}/realms/*", self.base)
+    }
+
+    pub fn create(&self, realm: &str, jwk: Value) {
+        self.keys.lock().unwrap().insert(realm.into(), jwk);
+    }
+
+    pub fn delete(&self, realm: &str) {
+        self.keys.lock().unwrap().remove(realm);
+    }
+
+    /// Makes a realm's discovery document name another issuer.
+    pub fn lie(&self, realm: &str, issuer: &str) {
+        self.doc_issuer.lock().unwrap().insert(realm.into(), issuer.into());
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(SeqCst)
+    }
+}
+
+fn serve_realm(
+    stream: TcpStream,
+    base: &str,
+    keys: &Mutex<std::collections::HashMap<String, Value>>,
+    lie: &Mutex<std::collections::HashMap<String, String>>,
+    hits: &AtomicUsize,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    hits.fetch_add(1, SeqCst);
+    let path = request.split_whitespace().nth(1).unwrap_or("");
+    let (realm, rest) = path.strip_prefix("/realms/").and_then(|p| p.split_once('/')).unwrap_or(("", ""));
+    let issuer = format!("{base}/realms/{realm}");
+    let jwk = keys.lock().unwrap().get(realm).cloned();
+    let (status, body) = match (jwk, rest) {
+        (Some(_), ".well-known/openid-configuration") => {
+            let named = lie.lock().unwrap().get(realm).cloned().unwrap_or(issuer.clone());
+            (200, json!({"issuer": named, "jwks_uri": format!("{issuer}/protocol/openid-connect/certs")}))
+        }
+        (Some(jwk), "protocol/openid-connect/certs") => (200, json!({"keys": [jwk]})),
+        _ => (404, json!({"error": "Realm does not exist"})),
+    };
+    let body = body.to_string();
+    let mut stream = stream;
+    write!(stream, "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    Ok(())
 }
