@@ -198,6 +198,27 @@ pub fn fetch_document(client: &Client, url: &str, max_bytes: usize) -> Result<(s
     }
 }
 
+/// Finds an issuer's JWK Set URL through its discovery document: the document must name exactly
+/// this issuer, and the `jwks_uri` it gives must be https, or plain http to a loopback host (any
+/// host with `allow_plain_http`), as for a configured origin.
+pub fn discover_jwks_uri(client: &Client, issuer: &str, max_bytes: usize, allow_plain_http: bool) -> Result<(String, CacheInfo), FetchError> {
+    let url = crate::issuer::discovery_url(issuer);
+    let (doc, cache) = fetch_document(client, &url, max_bytes).map_err(|e| {
+        FetchError::Discovery(match e {
+            FetchError::NotJson(why) => format!("discovery document {url}: not a JSON document: {why}"),
+            other => format!("discovery document {url}: {other}"),
+        })
+    })?;
+    let uri = crate::issuer::jwks_uri_of(&doc, issuer).map_err(FetchError::Discovery)?;
+    let host = crate::issuer::authority_of(&uri).unwrap_or_default();
+    let host = if host.starts_with('[') { host.split_inclusive(']').next().unwrap_or("").to_owned() } else { host.split(':').next().unwrap_or("").to_owned() };
+    let plain_ok = allow_plain_http || crate::issuer::is_loopback_host(&host);
+    if !(uri.starts_with("https://") || (uri.starts_with("http://") && plain_ok)) {
+        return Err(FetchError::Discovery(format!("jwks_uri {uri:?} refused: not https (plain http only to a loopback host)")));
+    }
+    Ok((uri, cache))
+}
+
 /// Parses a JWK Set document and returns its `keys` array.
 pub fn parse_set(body: &[u8]) -> Result<Vec<Value>, FetchError> {
     let mut doc: Value = serde_json::from_slice(body).map_err(|e| FetchError::NotJson(e.to_string()))?;

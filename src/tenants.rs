@@ -11,7 +11,7 @@
 
 use crate::aggregator::Core;
 use crate::config::fmt_duration;
-use crate::fetch::{self, CacheInfo, Conditional, FetchError, Fetched};
+use crate::fetch::{self, CacheInfo, Conditional, Fetched};
 use crate::issuer::{self, IssuerPattern, Refused};
 use crate::keyset;
 use crate::log::JwkaLogLevel;
@@ -316,15 +316,12 @@ impl Tenants {
     /// Discovery 1.0 section 4.3.
     fn fetch_keys(&self, core: &Core, t: &Tenant) -> Result<(Vec<Map<String, Value>>, CacheInfo, String), String> {
         let settings = core.settings();
-        let url = issuer::discovery_url(&t.issuer);
-        let (doc, _) = fetch::fetch_document(core.client(), &url, settings.max_response_bytes)
-            .map_err(|e| format!("discovery document {url}: {}", describe(&e)))?;
-        let jwks_uri = issuer::jwks_uri_of(&doc, &t.issuer)?;
+        let (jwks_uri, _) = fetch::discover_jwks_uri(core.client(), &t.issuer, settings.max_response_bytes, false).map_err(|e| e.to_string())?;
         self.check_jwks_uri(t, &jwks_uri)?;
         let (keys, cache) = match fetch::fetch(core.client(), &jwks_uri, settings.max_response_bytes, &Conditional::default()) {
             Ok(Fetched::Keys { keys, cache, .. }) => (keys, cache),
             Ok(Fetched::NotModified { .. }) => return Err(format!("jwks_uri {jwks_uri} answered 304 to an unconditional request")),
-            Err(e) => return Err(format!("jwks_uri {jwks_uri}: {}", describe(&e))),
+            Err(e) => return Err(format!("jwks_uri {jwks_uri}: {e}")),
         };
         let clean = keyset::sanitize(&keys, settings.allow_symmetric_keys, settings.max_keys_per_origin);
         if clean.keys.is_empty() {
@@ -337,8 +334,7 @@ impl Tenants {
     /// operator lists), so that a tenant cannot point the gateway at arbitrary addresses.
     fn check_jwks_uri(&self, t: &Tenant, uri: &str) -> Result<(), String> {
         let refuse = |why: &str| Err(format!("jwks_uri {:?} refused: {why}", uri.chars().take(200).collect::<String>()));
-        let plain = uri.starts_with("http://");
-        if !(uri.starts_with("https://") || (plain && t.plain_http)) {
+        if !(uri.starts_with("https://") || (uri.starts_with("http://") && t.plain_http)) {
             return refuse("not https");
         }
         let (Some(host), Some(own)) = (issuer::authority_of(uri), issuer::authority_of(&t.issuer)) else {
@@ -454,12 +450,5 @@ impl Tenants {
         let _ = writeln!(out, "# HELP jwk_aggregator_dynamic_issuer_evictions_total Dynamic issuers evicted past max_dynamic_issuers.");
         let _ = writeln!(out, "# TYPE jwk_aggregator_dynamic_issuer_evictions_total counter");
         let _ = writeln!(out, "jwk_aggregator_dynamic_issuer_evictions_total {}", s.evictions.load(Relaxed));
-    }
-}
-
-fn describe(e: &FetchError) -> String {
-    match e {
-        FetchError::NotJson(why) => format!("answer is not a JSON document: {why}"),
-        other => other.to_string(),
     }
 }

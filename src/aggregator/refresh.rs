@@ -5,7 +5,6 @@
 use super::health::OriginStats;
 use super::Core;
 use crate::config::{fmt_duration, Settings};
-use crate::issuer;
 use crate::fetch::{self, CacheInfo, Conditional, FetchError, Fetched};
 use crate::keyset::{self, DropReason};
 use crate::log::JwkaLogLevel;
@@ -157,15 +156,7 @@ impl Core {
                 return Ok(uri.clone());
             }
         }
-        let url = issuer::discovery_url(&slot.url);
-        let (doc, cache) = fetch::fetch_document(&self.client, &url, self.settings.max_response_bytes)
-            .map_err(|e| FetchError::Discovery(format!("discovery document {url}: {e}")))?;
-        let uri = issuer::jwks_uri_of(&doc, &slot.url).map_err(FetchError::Discovery)?;
-        // The same transport rules as a configured origin: https, plain http to loopback only.
-        let loopback = issuer::authority_of(&uri).is_some_and(|a| issuer::is_loopback_host(a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h)));
-        if !(uri.starts_with("https://") || (uri.starts_with("http://") && (loopback || self.settings.disable_jwk_security))) {
-            return Err(FetchError::Discovery(format!("jwks_uri {uri:?} refused: not https (plain http only to a loopback host)")));
-        }
+        let (uri, cache) = fetch::discover_jwks_uri(&self.client, &slot.url, self.settings.max_response_bytes, self.settings.disable_jwk_security)?;
         *slot.jwks_uri.lock() = Some((uri.clone(), now + freshness(&self.settings, &cache)));
         Ok(uri)
     }
