@@ -73,7 +73,7 @@ comma      := ,
 PLUGIN_OUT := build/$(VARIANT)/jwk-aggregator.so
 # The file users take; `make check-plugin PLUGIN=...` names another.
 PLUGIN     ?= build/jwk-aggregator.so
-RUST_SRC := $(wildcard src/*.rs) Cargo.toml
+RUST_SRC := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 SHIM_SRC := $(wildcard go-shim/*.go) go-shim/go.mod
 
 # The development gateway: the official release KRAKEND_VERSION, built like the official one.
@@ -97,10 +97,11 @@ SHIM_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum $(RUST_LIB) 2
 SHIM_TEST_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum target/release/libjwk_aggregator.a 2>/dev/null | cut -c1-16)" \
 	CGO_LDFLAGS="$(CURDIR)/target/release/libjwk_aggregator.a"
 
-.PHONY: build bench fuzz load memcheck soak header plugin krakend krakend-status run test test-rust test-shim test-gateway test-build test-dist check-dist check-symbols check-release check-plugin install dist dist-one musl-toolchain tools clean
+.PHONY: build bench fuzz load memcheck soak header plugin krakend krakend-status run test test-rust test-shim test-gateway test-build test-cli test-dist check-dist check-symbols check-release check-plugin install dist dist-one musl-toolchain tools clean
 
-# The plugin for KRAKEND_VERSION and LIBC (or for KRAKEND), copied to build/jwk-aggregator.so.
-build: $(PLUGIN_OUT)
+# The plugin for KRAKEND_VERSION and LIBC (or for KRAKEND), copied to build/jwk-aggregator.so, and
+# the operator's command build/jwk-aggregator with the plugin-check it uses.
+build: $(PLUGIN_OUT) build/jwk-aggregator build/plugin-check
 	@cmp -s $(PLUGIN_OUT) $(PLUGIN) || cp $(PLUGIN_OUT) $(PLUGIN)
 	@echo "$(PLUGIN): for KrakenD $(KRAKEND_VERSION) built with Go $(GO_VERSION) and $(LIBC) (GOAMD64=$(GOAMD64), $(if $(filter 1,$(TRIMPATH)),with,without) -trimpath$(if $(GO_TAGS),$(comma) tags $(GO_TAGS)))"
 
@@ -121,8 +122,12 @@ musl-toolchain:
 	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET) || \
 		{ echo "ERROR: Rust's $(MUSL_TARGET) target is missing; install it with: rustup target add $(MUSL_TARGET)"; exit 1; }
 
-target/release/libjwk_aggregator.a: $(RUST_SRC) | tools
+target/release/libjwk_aggregator.a target/release/jwk-aggregator &: $(RUST_SRC) | tools
 	$(CARGO) build --release --locked
+
+build/jwk-aggregator: target/release/jwk-aggregator
+	@mkdir -p build
+	cp $< $@
 
 target/$(MUSL_TARGET)/release/libjwk_aggregator.a: $(RUST_SRC) | tools musl-toolchain
 	CC_$(subst -,_,$(MUSL_TARGET))=$(MUSL_CC) $(CARGO) build --release --locked --lib --target $(MUSL_TARGET)
@@ -275,6 +280,10 @@ test-shim: target/release/libjwk_aggregator.a build/plugin-check
 test-build: build/plugin-check | musl-toolchain
 	cd tests && $(GO) test -count=1 ./build/
 
+# The operator's command against real loopback providers, real keys and a real plugin file.
+test-cli: build/jwk-aggregator build/plugin-check $(PLUGIN_OUT)
+	cd tests && JWKA_CLI=$(CURDIR)/build/jwk-aggregator PLUGIN_SO=$(CURDIR)/$(PLUGIN_OUT) $(GO) test -count=1 ./cli/
+
 # No Rust or aws-lc symbol may be exported by the plugin.
 check-symbols: $(PLUGIN_OUT)
 	@n=$$(nm -D --defined-only $(PLUGIN_OUT) | awk '{print $$3}' | grep -cE '^(_ZN|_R[A-Z0-9]|aws_lc|AWS_LC|rust_|__rust|jwka_|ring_core|_Unwind|unw_)' || true); \
@@ -287,7 +296,7 @@ test-gateway: $(PLUGIN_OUT) build/plugin-check
 
 # Unit, C-API, shim and gateway tests. When KrakenD CE cannot be built here (see `make krakend`)
 # the gateway tests are reported as NOT RUN, never as passed.
-test: test-rust test-shim test-build check-symbols memcheck test-dist
+test: test-rust test-shim test-build test-cli check-symbols memcheck test-dist
 	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend || true; fi
 	@if [ -x "$(KRAKEND_BIN)" ]; then $(MAKE) --no-print-directory test-gateway; else \
 		n=$$(cat tests/integration/*_test.go | grep -c '^func Test'); \
