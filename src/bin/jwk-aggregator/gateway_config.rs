@@ -5,7 +5,6 @@
 use serde_json::{Map, Value};
 
 pub struct GatewayConfig {
-    pub path: String,
     pub root: Value,
 }
 
@@ -42,7 +41,7 @@ impl GatewayConfig {
         if !root.is_object() {
             return Err(format!("{path}: a KrakenD configuration is an object"));
         }
-        Ok(GatewayConfig { path: path.to_owned(), root })
+        Ok(GatewayConfig { root })
     }
 
     /// The `plugin/http-server` object, if any.
