@@ -67,6 +67,8 @@ type endpoint struct {
 	validator    map[string]interface{}
 	backend      string   // default: a backend answering {"backend":"ok"}
 	inputHeaders []string // headers KrakenD forwards to the backend
+	urlPattern   string   // default: /ok
+	noOp         bool     // no-op encoding: the backend's answer goes to the client as it is
 }
 
 func validator(aggPort int, alg string, cache bool) map[string]interface{} {
@@ -126,9 +128,14 @@ func startGatewayWith(t *testing.T, aggPort int, server map[string]interface{}, 
 		if host == "" {
 			host = backend()
 		}
-		ep := map[string]interface{}{
-			"endpoint": e.path,
-			"backend":  []interface{}{map[string]interface{}{"host": []string{host}, "url_pattern": "/ok"}},
+		pattern := e.urlPattern
+		if pattern == "" {
+			pattern = "/ok"
+		}
+		be := map[string]interface{}{"host": []string{host}, "url_pattern": pattern}
+		ep := map[string]interface{}{"endpoint": e.path, "backend": []interface{}{be}}
+		if e.noOp {
+			ep["output_encoding"], be["encoding"] = "no-op", "no-op"
 		}
 		if e.inputHeaders != nil {
 			ep["input_headers"] = e.inputHeaders

@@ -92,7 +92,7 @@ func TestRealmCreatedAfterStartIsTrustedOnFirstUse(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	if lines := g.logLines("discovered issuer", realms.Issuer("acme")); len(lines) == 0 {
+	if !g.waitLog("discovered issuer", realms.Issuer("acme")) {
 		t.Errorf("no log line names the discovered issuer")
 	}
 	if strings.Contains(g.out.String(), strings.Split(realms.Token("acme", acme, "alice", "", time.Hour), ".")[2][:20]) {
@@ -179,13 +179,13 @@ func TestDiscoveryDocumentMustNameTheTokensIssuer(t *testing.T) {
 	if code := g.call("/t/liar", realms.Token("liar", liar, "x", "", time.Hour)); code != 401 {
 		t.Errorf("a discovery document naming another issuer: %d, want 401", code)
 	}
-	if len(g.logLines("discovery of issuer", "names issuer")) == 0 {
+	if !g.waitLog("discovery of issuer", "names issuer") {
 		t.Errorf("the issuer mismatch is not logged")
 	}
 	if code := g.call("/t/far", realms.Token("far", far, "x", "", time.Hour)); code != 401 {
 		t.Errorf("a jwks_uri on another host: %d, want 401", code)
 	}
-	if len(g.logLines("jwks_uri", "refused")) == 0 {
+	if !g.waitLog("jwks_uri", "refused") {
 		t.Errorf("the refused jwks_uri is not logged")
 	}
 }
@@ -248,4 +248,15 @@ func getBody(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// waitLog waits up to 3 s for a log line with every word: the plugin's log reaches KrakenD's
+// logger through a queue, after the request that caused it was answered.
+func (g *gateway) waitLog(words ...string) bool {
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if len(g.logLines(words...)) > 0 {
+			return true
+		}
+	}
+	return false
 }
