@@ -261,6 +261,7 @@ impl Tenants {
         let result = self.fetch_keys(core, t);
         let now = Instant::now();
         let settings = core.settings();
+        let mut forget = false;
         let mut st = t.state.lock();
         st.in_flight = false;
         match result {
@@ -295,10 +296,7 @@ impl Tenants {
                 if first {
                     self.stats.discoveries_failed.fetch_add(1, Relaxed);
                     core.log(JwkaLogLevel::Error, format!("discovery of issuer {:?} failed: {e}", t.issuer));
-                    // Forget it and refuse its tokens without traffic for failure_ttl.
-                    let mut inner = self.inner.lock();
-                    inner.live.remove(&t.issuer);
-                    inner.failed.insert(t.issuer.clone(), now);
+                    forget = true;
                 } else {
                     self.stats.refreshes_failed.fetch_add(1, Relaxed);
                     let kept = match st.confirmed {
@@ -308,6 +306,15 @@ impl Tenants {
                     core.log(JwkaLogLevel::Error, format!("refresh of issuer {:?} failed: {e}; {kept}", t.issuer));
                 }
             }
+        }
+        drop(st);
+        if forget {
+            // Forget it and refuse its tokens without traffic for failure_ttl, before anyone
+            // waiting is woken. The state lock is released first: the sweep takes `inner`, then
+            // a state.
+            let mut inner = self.inner.lock();
+            inner.live.remove(&t.issuer);
+            inner.failed.insert(t.issuer.clone(), now);
         }
         t.done.notify_all();
     }
