@@ -119,8 +119,6 @@ pub enum Lookup {
     Refused(String),
 }
 
-const MIN_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 impl Tenants {
     pub fn new(s: TenantSettings) -> Tenants {
@@ -290,8 +288,7 @@ impl Tenants {
             }
             Err(e) => {
                 st.failures += 1;
-                let backoff = MIN_BACKOFF.saturating_mul(1 << st.failures.min(7).saturating_sub(1)).min(MAX_BACKOFF);
-                st.retry_at = Some(now + backoff);
+                st.retry_at = Some(now + crate::aggregator::backoff(st.failures));
                 st.last_error = Some(e.clone());
                 if first {
                     self.stats.discoveries_failed.fetch_add(1, Relaxed);

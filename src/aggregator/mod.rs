@@ -10,7 +10,7 @@ mod merged;
 mod refresh;
 
 pub use health::AuthStats;
-pub use refresh::{freshness, Mode};
+pub use refresh::{backoff, freshness, Mode};
 
 use crate::config::Settings;
 use crate::fetch;

@@ -19,6 +19,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// How long to wait before fetching again after `failures` failures in a row.
+pub fn backoff(failures: u32) -> Duration {
+    MIN_BACKOFF.saturating_mul(1 << failures.min(7).saturating_sub(1)).min(MAX_BACKOFF)
+}
+
 /// Share of an origin's freshness lifetime after which the refresher fetches it again.
 const REFRESH_AHEAD: f64 = 0.8;
 
@@ -243,7 +248,7 @@ impl Core {
             }
             Err(e) => {
                 st.failures += 1;
-                let backoff = MIN_BACKOFF.saturating_mul(1 << st.failures.min(7).saturating_sub(1)).min(MAX_BACKOFF);
+                let backoff = backoff(st.failures);
                 st.retry_at = Some(now + backoff);
                 st.last_error = Some(e.to_string());
                 st.last_error_unix = unix_now();

@@ -15,15 +15,7 @@ import (
 	"github.com/jwk-aggregator/jwk-aggregator/tests/idp"
 )
 
-func provider(t *testing.T, name string, algs ...string) *idp.Provider {
-	t.Helper()
-	p, err := idp.Start(name, 0, algs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
-}
+var provider = idp.StartForTest
 
 // pluginDir is a plugin folder holding the real plugin, plus the named extra files.
 func pluginDir(t *testing.T, extra map[string][]byte) string {

@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -179,6 +180,17 @@ func Start(name string, port int, algs ...string) (*Provider, error) {
 	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go p.srv.Serve(ln)
 	return p, nil
+}
+
+// StartForTest starts a provider on a free port that stops when the test ends.
+func StartForTest(t testing.TB, name string, algs ...string) *Provider {
+	t.Helper()
+	p, err := Start(name, 0, algs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }
 
 // JWKSURL is the provider's JWK Set URL.

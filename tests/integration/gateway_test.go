@@ -311,15 +311,7 @@ func kids(set map[string]interface{}) []string {
 	return out
 }
 
-func provider(t *testing.T, name string, algs ...string) *idp.Provider {
-	t.Helper()
-	p, err := idp.Start(name, 0, algs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
-}
+var provider = idp.StartForTest
 
 func block(port int, origins ...string) map[string]interface{} {
 	return map[string]interface{}{"port": port, "origins": origins}
