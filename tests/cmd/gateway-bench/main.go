@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jwk-aggregator/jwk-aggregator/tests/idp"
@@ -118,7 +119,8 @@ func main() {
 	row("jwk-aggregator-auth (RS256, cache_size 0: every request verified)", uncached)
 	fmt.Printf("\nwrk -t2 -c%d -d%s per row, one after another in one run, RS256 token with a 2048-bit key.\n", *conns, d)
 	fmt.Printf("wrk, KrakenD, the backend and the identity provider share this machine's cores, so differences\n")
-	fmt.Printf("of about 10%% between rows are noise. Gateway binary: %s (", *bin)
+	// The report describes the gateway build (KrakenD prints its version lines on stderr), never
+	// where it sits on this machine.
 	ver, _ := exec.Command(*bin, "version").CombinedOutput()
-	fmt.Printf("%s).\n", regexp.MustCompile(`\s+`).ReplaceAllString(string(ver), " "))
+	fmt.Printf("of about 10%% between rows are noise. Gateway: %s.\n", strings.TrimSpace(regexp.MustCompile(`\s+`).ReplaceAllString(string(ver), " ")))
 }
