@@ -180,7 +180,9 @@ pub fn parse_set(body: &[u8]) -> Result<Vec<Value>, FetchError> {
     }
 }
 
-fn cache_info(h: &HeaderMap) -> CacheInfo {
+/// Public for the fuzz targets (fuzz/targets.rs).
+#[doc(hidden)]
+pub fn cache_info(h: &HeaderMap) -> CacheInfo {
     let mut info = CacheInfo::default();
     for value in h.get_all(header::CACHE_CONTROL) {
         let Ok(v) = value.to_str() else { continue };
