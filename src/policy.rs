@@ -127,7 +127,7 @@ fn matcher(map: &Map<String, Value>, field: &str, ctx: &str) -> Result<Matcher, 
 fn duration(map: &Map<String, Value>, field: &str, default: Duration, ctx: &str) -> Result<Duration, ConfigError> {
     match map.get(field) {
         None => Ok(default),
-        Some(v) => v.as_str().and_then(parse_duration).ok_or_else(|| err(&format!("{ctx}{field}"), "a duration such as \"1s\"", v)),
+        Some(v) => v.as_str().and_then(parse_duration).ok_or_else(|| err(&format!("{ctx}{field}"), "a duration such as \"1s\", at most 2562047h", v)),
     }
 }
 
