@@ -443,8 +443,10 @@ fn http_date(t: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     format!(
-        "Mon, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[((days + 4) % 7) as usize], // 1970-01-01 was a Thursday
         MONTHS[month as usize - 1],
         secs / 3600,
         secs / 60 % 60,
