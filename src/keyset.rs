@@ -276,7 +276,8 @@ pub fn sanitize(keys: &[Value], allow_symmetric: bool, max_keys: usize) -> Sanit
     out
 }
 
-/// Two origins publish different keys under one kid. KrakenD keeps the last one in the set.
+/// Two origins, or one origin twice (`first_origin == second_origin`), publish different keys
+/// under one kid. KrakenD keeps the last one in the set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collision {
     pub kid: String,
