@@ -97,7 +97,7 @@ SHIM_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum $(RUST_LIB) 2
 SHIM_TEST_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum target/release/libjwk_aggregator.a 2>/dev/null | cut -c1-16)" \
 	CGO_LDFLAGS="$(CURDIR)/target/release/libjwk_aggregator.a"
 
-.PHONY: build bench fuzz load memcheck soak header plugin krakend krakend-status run test test-rust test-shim test-gateway test-build test-cli test-dist check-dist check-symbols check-release check-plugin install dist dist-one musl-toolchain tools clean
+.PHONY: build bench fuzz fuzz-tools asan load memcheck soak header plugin krakend krakend-status run test test-rust test-shim test-gateway test-build test-cli test-dist check-dist check-symbols check-release check-plugin install dist dist-one musl-toolchain tools clean
 
 # The plugin for KRAKEND_VERSION and LIBC (or for KRAKEND), copied to build/jwk-aggregator.so, and
 # the operator's command build/jwk-aggregator with the plugin-check it uses.
@@ -335,12 +335,36 @@ memcheck: target/release/libjwk_aggregator.a
 		--show-leak-kinds=definite,indirect build/harness http://127.0.0.1:$$port/fixture-jwks.json "$$(cat tests/c/fixture-token.txt)" 2>&1 | tee build/memcheck.log | tail -25; \
 	exit $${PIPESTATUS[0]}
 
-# Go native fuzzing of the Rust core through its C API (no nightly Rust toolchain is needed).
-# Each target runs FUZZTIME; findings land in tests/fuzz/testdata/fuzz and then run in make test.
+# Coverage-guided fuzzing of the Rust core with cargo-fuzz (libFuzzer, nightly Rust), each target
+# for FUZZTIME (fuzz/run.sh: a crash, a leak, an input over 1 s or 2 GB, or a corpus input over
+# 100 ms fails), then Go's native fuzzing of the C boundary. Findings go to fuzz/regressions and
+# tests/fuzz/testdata/fuzz with their fix; `make test` replays both.
 FUZZTIME ?= 60s
-fuzz: target/release/libjwk_aggregator.a
+FUZZ_TARGETS := settings auth_settings jwks token token_signed x5c cache_headers rule_paths
+fuzz-tools:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal || \
+		{ echo "ERROR: a nightly Rust toolchain is needed; install it with: rustup toolchain install nightly --profile minimal"; exit 1; }
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked || \
+		{ echo "ERROR: cargo-fuzz is needed; install it with: cargo install cargo-fuzz"; exit 1; }
+
+fuzz: target/release/libjwk_aggregator.a | fuzz-tools
+	for t in $(FUZZ_TARGETS); do fuzz/run.sh $$t $(patsubst %s,%,$(FUZZTIME)) || exit 1; done
 	cd tests && for t in FuzzSettings FuzzJWKS FuzzToken; do \
 		$(SHIM_TEST_ENV) $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./fuzz/ || exit 1; done
+
+# The Rust tests, and the C harness over every exported function, under AddressSanitizer and
+# LeakSanitizer (nightly Rust, std rebuilt with the sanitizer), beside valgrind's `make memcheck`.
+ASAN_TARGET := x86_64-unknown-linux-gnu
+asan: | fuzz-tools
+	@rustup component list --toolchain nightly --installed | grep -q rust-src || rustup component add rust-src --toolchain nightly || \
+		{ echo "ERROR: std's source is needed; install it with: rustup component add rust-src --toolchain nightly"; exit 1; }
+	RUSTFLAGS="-Zsanitizer=address" CARGO_TARGET_DIR=target/asan $(CARGO) +nightly test -Zbuild-std --target $(ASAN_TARGET) --release --lib --tests
+	@port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	python3 -m http.server $$port --bind 127.0.0.1 --directory tests/c >/dev/null 2>&1 & srv=$$!; trap 'kill $$srv' EXIT; \
+	for i in $$(seq 50); do curl -sf http://127.0.0.1:$$port/fixture-jwks.json >/dev/null && break; sleep 0.1; done; \
+	cc -std=c11 -Wall -Wextra -Werror -O1 -g -fsanitize=address -fno-omit-frame-pointer -Iinclude tests/c/harness.c \
+		target/asan/$(ASAN_TARGET)/release/libjwk_aggregator.a -lpthread -ldl -lm -o build/harness-asan && \
+	ASAN_OPTIONS=detect_leaks=1 build/harness-asan http://127.0.0.1:$$port/fixture-jwks.json "$$(cat tests/c/fixture-token.txt)"
 
 # 1,000,000 verifications and 100,000 aggregator requests in one process; fails when memory or
 # threads grow. Writes build/soak.md.

@@ -312,7 +312,7 @@ fn min_ttl<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error
 
 fn as_duration<E: de::Error>(v: &Value) -> Result<Duration, E> {
     match v {
-        Value::String(s) => parse_duration(s).ok_or_else(|| invalid(r#"a duration such as "500ms", "5s", "10m" or "1h30m""#, v)),
+        Value::String(s) => parse_duration(s).ok_or_else(|| invalid(r#"a duration such as "500ms", "5s", "10m" or "1h30m", at most 2562047h"#, v)),
         _ => Err(invalid(r#"a duration string such as "5s""#, v)),
     }
 }
@@ -635,7 +635,13 @@ pub(crate) fn integer(v: &Value) -> Option<i64> {
     }
 }
 
+/// The longest duration Go (and so KrakenD) can express, about 292 years. Every duration setting
+/// ends up added to the clock (deadlines, freshness, back-off); a longer one would overflow it and
+/// panic the thread that refreshes the keys.
+pub const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
+
 /// Parses Go-style durations as KrakenD configurations write them: "500ms", "5s", "1h30m".
+/// Anything longer than `MAX_DURATION` is refused.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let mut rest = s.trim();
     if rest.is_empty() {
@@ -665,7 +671,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         rest = &rest[unit_len..];
         total = total.checked_add(Duration::try_from_secs_f64(number * unit).ok()?)?;
     }
-    Some(total)
+    (total <= MAX_DURATION).then_some(total)
 }
 
 pub fn fmt_duration(d: Duration) -> String {
@@ -760,6 +766,9 @@ mod tests {
         assert_eq!(s.max_keys_per_origin, 3);
         let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "timeout": "5 parsecs"}"#).unwrap_err();
         assert!(e.0.contains("\"timeout\"") && e.0.contains("5 parsecs"), "{e}");
+        // Found by fuzz/targets.rs (settings): the refresher added this to the clock and panicked.
+        let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "cache_max_ttl": "5000000000000000h", "cache_min_ttl": "5000000000000000h"}"#).unwrap_err();
+        assert!(e.0.contains("_ttl\"") && e.0.contains("5000000000000000h") && e.0.contains("at most 2562047h"), "{e}");
         let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "cache": "yes"}"#).unwrap_err();
         assert!(e.0.contains("\"cache\"") && e.0.contains("yes"), "{e}");
     }
@@ -846,7 +855,8 @@ mod tests {
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("0"), Some(Duration::ZERO));
-        for bad in ["", "s", "5", "5x", "-1s", "1.2.3s"] {
+        assert_eq!(parse_duration("2562047h"), Some(Duration::from_secs(2_562_047 * 3600)));
+        for bad in ["", "s", "5", "5x", "-1s", "1.2.3s", "2562048h", "5000000000000000h"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }

@@ -229,7 +229,9 @@ pub fn parse_set(body: &[u8]) -> Result<Vec<Value>, FetchError> {
     }
 }
 
-fn cache_info(h: &HeaderMap) -> CacheInfo {
+/// Public for the fuzz targets (fuzz/targets.rs).
+#[doc(hidden)]
+pub fn cache_info(h: &HeaderMap) -> CacheInfo {
     let mut info = CacheInfo::default();
     for value in h.get_all(header::CACHE_CONTROL) {
         let Ok(v) = value.to_str() else { continue };
@@ -261,29 +263,11 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Parses an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") into Unix seconds.
+/// Parses an HTTP date into Unix seconds: IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") and the
+/// obsolete RFC 850 and asctime forms, which RFC 9110 (5.6.7) requires recipients to accept.
 pub fn parse_http_date(s: &str) -> Option<u64> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    let [_, day, mon, year, time, "GMT"] = parts.as_slice() else { return None };
-    let day: u64 = day.parse().ok()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| m == mon)? as u64
-        + 1;
-    let year: u64 = year.parse().ok()?;
-    let hms: Vec<u64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
-    let [h, m, sec] = hms.as_slice() else { return None };
-    if !(1..=31).contains(&day) || year < 1970 || *h > 23 || *m > 59 || *sec > 60 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let (y, mo) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * mo + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + m * 60 + sec)
+    let t = httpdate::parse_http_date(s).ok()?;
+    t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -295,6 +279,10 @@ mod tests {
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
         assert_eq!(parse_http_date("yesterday"), None);
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), Some(784_111_777));
+        // Found by fuzz/targets.rs (cache_headers): a huge year overflowed the day arithmetic.
+        assert_eq!(parse_http_date("Wed, 31 Dec 208888888888036 23:59:59 GMT"), None);
     }
 
     #[test]

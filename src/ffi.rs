@@ -81,7 +81,10 @@ unsafe fn put<T>(out: *mut T, value: T) {
 
 /// Puts an error message in `*error` and answers `JWKA_STATUS_INVALID_SETTINGS`.
 unsafe fn invalid(error: *mut JwkaBuf, msg: String) -> JwkaStatus {
-    put(error, JwkaBuf::from_vec(msg.into_bytes()));
+    // No buffer, no message: allocated and not handed over, it would leak.
+    if !error.is_null() {
+        error.write(JwkaBuf::from_vec(msg.into_bytes()));
+    }
     JwkaStatus::InvalidSettings
 }
 

@@ -345,7 +345,8 @@ fn check_set(keys: Vec<Map<String, Value>>, published: &[Value], dropped: &mut V
         .collect()
 }
 
-/// Two origins publish different keys under one kid. KrakenD keeps the last one in the set.
+/// Two origins, or one origin twice (`first_origin == second_origin`), publish different keys
+/// under one kid. KrakenD keeps the last one in the set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collision {
     pub kid: String,

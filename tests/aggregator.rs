@@ -286,6 +286,22 @@ fn kid_collisions_are_reported() {
     assert!(String::from_utf8(agg.metrics().body).unwrap().contains("jwk_aggregator_kid_collisions 1"));
 }
 
+/// Found by fuzz/targets.rs (jwks): the warning named the same origin twice as if two disagreed.
+#[test]
+fn one_origin_with_two_keys_under_one_kid_serves_neither() {
+    // Which of the two a token with that kid means is anyone's guess (Wycheproof json_web_key
+    // tcId 4), so neither is served; found first by the jwks fuzz target as a self-collision.
+    let mut other = rsa_jwk("same");
+    other["n"] = json!(common::real_rsa(1).0);
+    let a = Origin::start(Reply::json(jwks(&[rsa_jwk("same"), other, rsa_jwk("keep")])));
+    let agg = aggregator(&[&a], json!({}));
+    assert_eq!(kids(&agg.jwks()), ["keep"]);
+    assert_eq!(health(&agg).1["origins"][0]["kid_collisions"], json!([]));
+    let logs = logs(&agg);
+    let warning = logs.iter().find(|l| l.contains("kid=\"same\"")).expect("a warning about kid \"same\"");
+    assert!(warning.contains("ambiguous_kid") && warning.contains(&a.url), "{warning}");
+}
+
 #[test]
 fn deeply_nested_json_is_an_error_not_a_stack_overflow() {
     let deep = format!("{{\"keys\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));

@@ -66,14 +66,21 @@ impl Core {
         let mut logged = self.logged_collisions.lock();
         for c in collisions {
             if logged.insert((c.kid.clone(), c.first_origin, c.second_origin)) {
-                self.log(
-                    JwkaLogLevel::Warning,
+                let (first, second) = (&self.slots[c.first_origin].url, &self.slots[c.second_origin].url);
+                let msg = if c.first_origin == c.second_origin {
                     format!(
-                        "kid {:?} is published with different keys by {} and {}; KrakenD's validator uses the one from {} \
-                         for every token with that kid",
-                        c.kid, self.slots[c.first_origin].url, self.slots[c.second_origin].url, self.slots[c.second_origin].url
-                    ),
-                );
+                        "kid {:?} is published with two different keys by {first}; KrakenD's validator uses the later \
+                         one for every token with that kid",
+                        c.kid
+                    )
+                } else {
+                    format!(
+                        "kid {:?} is published with different keys by {first} and {second}; KrakenD's validator uses \
+                         the one from {second} for every token with that kid",
+                        c.kid
+                    )
+                };
+                self.log(JwkaLogLevel::Warning, msg);
             }
         }
     }

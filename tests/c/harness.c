@@ -73,6 +73,9 @@ int main(int argc, char **argv) {
   EXPECT(jwka_aggregator_new(NULL, 5, &none, &err) == JWKA_STATUS_NULL_ARGUMENT, "null settings");
   EXPECT(jwka_aggregator_new(u8("{}"), 2, NULL, NULL) == JWKA_STATUS_NULL_ARGUMENT, "null out");
   EXPECT(jwka_aggregator_new(NULL, 0, &none, &err) == JWKA_STATUS_INVALID_SETTINGS, "empty settings");
+  /* Without an error buffer the message must not be allocated (it leaked once: found by make asan). */
+  EXPECT(jwka_aggregator_new(u8("{}"), 2, &none, NULL) == JWKA_STATUS_INVALID_SETTINGS, "bad settings, no error buffer");
+  EXPECT(jwka_settings_validate(u8("{}"), 2, NULL) == JWKA_STATUS_INVALID_SETTINGS, "validate, no error buffer");
   jwka_buf_free(err);
   make("{\"port\": 1, \"origins\": [\"\xff\xfe\"]}", JWKA_STATUS_INVALID_SETTINGS);
   make("{\"port\": 0, \"origins\": [\"https://a.example/k\"]}", JWKA_STATUS_INVALID_SETTINGS);
@@ -109,6 +112,7 @@ int main(int argc, char **argv) {
   EXPECT(auth == NULL && err.len > 0, "auth error message");
   jwka_buf_free(err);
   EXPECT(jwka_auth_new(NULL, u8("{}"), 2, &auth, NULL) == JWKA_STATUS_NULL_ARGUMENT, "auth null aggregator");
+  EXPECT(jwka_auth_new(agg, u8(bad_auth), strlen(bad_auth), &auth, NULL) == JWKA_STATUS_INVALID_SETTINGS, "bad auth, no error buffer");
   const char *rules = "{\"rules\": [{\"paths\": [\"/api/{id}\"], \"audience\": [\"api\"], \"scopes\": [\"read\"],"
                       " \"propagate_claims\": [[\"sub\", \"X-User\"]]}], \"unknown_kid_wait\": \"200ms\"}";
   EXPECT(jwka_auth_new(agg, u8(rules), strlen(rules), &auth, &err) == JWKA_STATUS_OK, "auth");
