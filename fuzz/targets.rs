@@ -37,6 +37,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("x5c", x5c),
     ("cache_headers", cache_headers),
     ("rule_paths", rule_paths),
+    ("issuers", issuers),
 ];
 
 const FIXTURE_KEYS: &str = include_str!("../tests/fixtures/keys.json");
@@ -522,5 +523,27 @@ pub fn rule_paths(data: &[u8]) {
         if m {
             assert_eq!(policy::path_matches(&pattern, &format!("{path}/more")), has_rest, "{source:?} vs {path:?}/more");
         }
+    }
+}
+
+/// Issuer patterns and a token's `iss`: the first line is a pattern, every other line an issuer.
+/// An issuer is trusted only when it is exactly the URL rebuilt from the pattern and the parts it
+/// matched, and never when it holds anything that could make one URL read as another.
+pub fn issuers(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.split('\n');
+    let Ok(pattern) = jwk_aggregator::issuer::IssuerPattern::parse(lines.next().unwrap_or_default()) else { return };
+    let patterns = [pattern];
+    for iss in lines {
+        let Ok((_, issuer)) = jwk_aggregator::issuer::match_issuer(&patterns, iss) else { continue };
+        assert_eq!(issuer, iss, "a trusted issuer must be the issuer fetched");
+        assert!(iss.len() <= 512 && iss.bytes().all(|c| c.is_ascii_graphic()), "{iss:?}");
+        assert!(!iss.contains(['?', '#', '@', '%', '\\']), "{iss:?}");
+        let (scheme, rest) = iss.split_once("://").expect("an absolute URL");
+        assert!(scheme == "https" || scheme == "http", "{iss:?}");
+        assert!(!rest.split('/').skip(1).any(|s| s == "." || s == ".."), "{iss:?}");
+        assert!(!rest.split('/').next().unwrap_or("").bytes().any(|c| c.is_ascii_uppercase()), "{iss:?}");
+        let discovery = jwk_aggregator::issuer::discovery_url(&issuer);
+        assert!(discovery.starts_with(iss.trim_end_matches('/')) && discovery.ends_with("/.well-known/openid-configuration"));
     }
 }
