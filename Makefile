@@ -359,6 +359,8 @@ asan: | fuzz-tools
 	@rustup component list --toolchain nightly --installed | grep -q rust-src || rustup component add rust-src --toolchain nightly || \
 		{ echo "ERROR: std's source is needed; install it with: rustup component add rust-src --toolchain nightly"; exit 1; }
 	RUSTFLAGS="-Zsanitizer=address" CARGO_TARGET_DIR=target/asan $(CARGO) +nightly test -Zbuild-std --target $(ASAN_TARGET) --release --lib --tests
+	RUSTFLAGS="-Zsanitizer=address" CARGO_TARGET_DIR=target/asan $(CARGO) +nightly build -Zbuild-std --target $(ASAN_TARGET) --release --lib
+	@mkdir -p build
 	@port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
 	python3 -m http.server $$port --bind 127.0.0.1 --directory tests/c >/dev/null 2>&1 & srv=$$!; trap 'kill $$srv' EXIT; \
 	for i in $$(seq 50); do curl -sf http://127.0.0.1:$$port/fixture-jwks.json >/dev/null && break; sleep 0.1; done; \
