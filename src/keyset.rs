@@ -287,6 +287,11 @@ pub fn sanitize(keys: &[Value], allow_symmetric: bool, max_keys: usize) -> Sanit
                 out.stripped_private += 1;
             }
         }
+        // `k` is the secret of a symmetric key; on any other key it can only be a leaked secret
+        // (found by the jwks fuzz target: it was served).
+        if clean.get("kty").and_then(Value::as_str) != Some("oct") && clean.remove("k").is_some() {
+            out.stripped_private += 1;
+        }
         if kept.contains(&clean) {
             out.dropped.push(Dropped { kid: kid_of(key), reason: DropReason::Duplicate, detail: "exact duplicate".into() });
             continue;
@@ -423,12 +428,17 @@ mod tests {
         for m in PRIVATE_MEMBERS {
             k[*m] = json!("AAAA");
         }
+        // A symmetric secret on an RSA key (found by the jwks fuzz target: it was served).
+        k["k"] = json!("c2VjcmV0");
         let s = sanitize(&[k], false, 10);
         assert_eq!(s.keys.len(), 1);
-        assert_eq!(s.stripped_private, PRIVATE_MEMBERS.len());
-        for m in PRIVATE_MEMBERS {
+        assert_eq!(s.stripped_private, PRIVATE_MEMBERS.len() + 1);
+        for m in PRIVATE_MEMBERS.iter().chain(&["k"]) {
             assert!(!s.keys[0].contains_key(*m), "{m} served");
         }
+        let secret = "A".repeat(43); // 32 bytes, enough for HS256
+        let hs = json!({"kty": "oct", "kid": "hs", "alg": "HS256", "k": secret});
+        assert_eq!(sanitize(&[hs], true, 10).keys[0]["k"], json!(secret), "an allowed oct key keeps its k");
     }
 
     #[test]
