@@ -10,7 +10,7 @@
 //! a helper that keeps the value as written, so an error names the field (serde_path_to_error
 //! gives its path) and shows the value the way the user wrote it.
 
-use crate::issuer::IssuerPattern;
+use crate::issuer::{is_loopback_host, IssuerPattern};
 use crate::tenants::TenantSettings;
 use reqwest::Url;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -427,13 +427,6 @@ fn check_origins(urls: Vec<OriginUrl>, disable_jwk_security: bool, name: &str, d
     Ok(origins)
 }
 
-fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    if h.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
-}
 
 /// `"issuers": {"<origin URL>": "iss" | ["iss", ...]}` binds origins to the issuers they speak for.
 fn issuer_map<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, IssuerNames)>, D::Error> {

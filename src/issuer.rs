@@ -73,7 +73,8 @@ fn is_segment(s: &str) -> bool {
 
 /// Whether a host name (as written in a pattern or an origin URL) is loopback.
 pub fn is_loopback_host(host: &str) -> bool {
-    host == "localhost" || host == "[::1]" || host.strip_prefix("127.").is_some_and(|r| r.split('.').count() == 3 && r.split('.').all(|o| o.parse::<u8>().is_ok()))
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Splits `scheme://authority/path` of an already character-checked string.

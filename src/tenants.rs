@@ -131,10 +131,6 @@ impl Tenants {
         }
     }
 
-    pub fn settings(&self) -> &TenantSettings {
-        &self.s
-    }
-
     /// The keys for tokens of `iss`, discovering the issuer first when a pattern trusts it.
     pub fn lookup(&self, core: &Arc<Core>, iss: &str) -> Lookup {
         if self.s.patterns.is_empty() {
