@@ -17,7 +17,7 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use jwk_aggregator::verify::BASE64URL;
-use jwk_aggregator::config::Settings;
+use jwk_aggregator::settings::Settings;
 use jwk_aggregator::fetch;
 use jwk_aggregator::keyset;
 use jwk_aggregator::policy::{self, AuthSettings, Deny, Rule, Segment};

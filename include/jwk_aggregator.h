@@ -7,12 +7,6 @@
 #include <stddef.h>
 
 /*
- Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
- mismatch, which can only happen when a header and a library from different builds meet.
- */
-#define JWKA_ABI_VERSION 3
-
-/*
  At most this many keys are tried for a token without kid.
  */
 #define MAX_KIDLESS_TRIES 8
@@ -20,6 +14,12 @@
 #define DEFAULT_MAX_TOKEN_BYTES (16 * 1024)
 
 #define DEFAULT_CACHE_SIZE 10000
+
+/*
+ Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
+ mismatch, which can only happen when a header and a library from different builds meet.
+ */
+#define JWKA_ABI_VERSION 3
 
 typedef enum JwkaStatus {
   JWKA_STATUS_OK = 0,

@@ -126,7 +126,7 @@ impl Auth {
                 // Not bound to a configured origin: an issuer trusted by pattern has keys of its
                 // own, used for its tokens only; anything else falls to the unbound origins.
                 if let Some(iss) = &iss {
-                    match self.core.tenants().lookup(&self.core, iss) {
+                    match self.core.tenants().lookup(self.core.refresher(), iss) {
                         Lookup::Keys(store, gen) => return self.verify_dynamic(token, rule, parsed, iss, store, gen),
                         Lookup::Refused(why) => return Err(Invalid::DynamicIssuer(why)),
                         Lookup::NotDynamic(_) => {}
@@ -160,7 +160,7 @@ impl Auth {
         let kid = parsed.kid.clone();
         let (generation, result) = match store.verify(parsed, &|_| true) {
             Err(Invalid::UnknownKid(_)) if kid.is_some() => {
-                match self.core.tenants().refetch_unknown_kid(&self.core, iss, s.unknown_kid_cooldown, s.unknown_kid_wait) {
+                match self.core.tenants().refetch_unknown_kid(self.core.refresher(), iss, s.unknown_kid_cooldown, s.unknown_kid_wait) {
                     Some((store, generation)) => {
                         let parsed = verify::parse(token.as_bytes(), s.max_token_bytes, &rule.algs)?;
                         (generation, store.verify(parsed, &|_| true))
@@ -211,7 +211,7 @@ impl Auth {
         match dynamic {
             None => Some(verified),
             // A dynamic issuer's keys may have changed, expired or been evicted since.
-            Some(iss) => match self.core.tenants().lookup(&self.core, &iss) {
+            Some(iss) => match self.core.tenants().lookup(self.core.refresher(), &iss) {
                 Lookup::Keys(_, g) if g == entry_generation => Some(verified),
                 _ => {
                     self.cache.lock().map.remove(token);

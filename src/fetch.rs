@@ -1,28 +1,69 @@
 //! Fetching one origin's JWK Set over HTTP, with every bound the settings give.
 
-use crate::config::Settings;
+use crate::settings::Settings;
 use reqwest::blocking::Client;
 use reqwest::header::{self, HeaderMap};
 use serde_json::Value;
 use std::io::Read;
 use std::time::Duration;
 
-/// Builds the one HTTP client every origin shares (it owns a runtime thread: build once, reuse).
-pub fn build_client(settings: &Settings) -> Result<Client, String> {
+/// Redirects followed at most, for any fetch.
+const MAX_REDIRECTS: usize = 5;
+
+/// The two HTTP clients every fetch shares (each owns a runtime thread: build once, reuse).
+pub struct Clients {
+    /// For URLs the operator configured: follows redirects itself.
+    follow: Client,
+    /// For URLs a tenant's documents named: follows none, so that `get` can check every hop.
+    manual: Client,
+}
+
+/// Where a fetch may go.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// A URL the operator configured (`origins`, `discover`): redirects are followed, at most
+    /// five, never from https to plain http. The operator chose the host; identity providers and
+    /// CDNs do move documents behind redirects.
+    Configured,
+    /// A URL that a token or a tenant's documents led to (`issuer_patterns`): the URL and every
+    /// redirect must stay on these authorities (host or host:port, lower case), over https
+    /// unless `plain_http`. Nothing a tenant publishes can choose another address to fetch.
+    Within { authorities: &'a [String], plain_http: bool },
+}
+
+impl Scope<'_> {
+    fn check(&self, url: &str) -> Result<(), String> {
+        let Scope::Within { authorities, plain_http } = *self else { return Ok(()) };
+        if !(url.starts_with("https://") || (plain_http && url.starts_with("http://"))) {
+            return Err("not https".into());
+        }
+        match crate::issuer::authority_of(url) {
+            Some(a) if authorities.contains(&a) => Ok(()),
+            Some(a) => Err(format!("host {a} is neither the issuer's nor listed in jwks_uri_hosts")),
+            None => Err("not an absolute URL without user info".into()),
+        }
+    }
+}
+
+pub fn build_clients(settings: &Settings) -> Result<Clients, String> {
     let policy = reqwest::redirect::Policy::custom(|attempt| {
         let downgrade = attempt.previous().iter().any(|u| u.scheme() == "https") && attempt.url().scheme() == "http";
         if downgrade {
             attempt.error("redirect from https to plain http refused")
-        } else if attempt.previous().len() > 5 {
+        } else if attempt.previous().len() > MAX_REDIRECTS {
             attempt.error("more than 5 redirects")
         } else {
             attempt.follow()
         }
     });
+    Ok(Clients { follow: client(settings, policy)?, manual: client(settings, reqwest::redirect::Policy::none())? })
+}
+
+fn client(settings: &Settings, redirects: reqwest::redirect::Policy) -> Result<Client, String> {
     let mut builder = Client::builder()
         .connect_timeout(settings.connect_timeout)
         .timeout(settings.timeout)
-        .redirect(policy)
+        .redirect(redirects)
         .user_agent(concat!("jwk-aggregator/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &settings.ca_file {
         let pem = std::fs::read(path).map_err(|e| format!("invalid \"ca_file\": cannot read {path:?}: {e}"))?;
@@ -77,6 +118,8 @@ pub enum FetchError {
     NoKeys,
     /// An issuer's discovery document could not be had or named no usable `jwks_uri`.
     Discovery(String),
+    /// A URL or redirect outside the fetch's scope, not requested.
+    Refused(String),
 }
 
 impl FetchError {
@@ -91,6 +134,7 @@ impl FetchError {
             FetchError::NotJson(_) => "not_json",
             FetchError::NoKeys => "no_keys",
             FetchError::Discovery(_) => "discovery",
+            FetchError::Refused(_) => "refused",
         }
     }
 }
@@ -108,6 +152,7 @@ impl std::fmt::Display for FetchError {
             FetchError::NotJson(e) => write!(f, "answer is not a JWK Set: {e}"),
             FetchError::NoKeys => f.write_str("answer has no usable keys"),
             FetchError::Discovery(e) => f.write_str(e),
+            FetchError::Refused(e) => f.write_str(e),
         }
     }
 }
@@ -138,15 +183,37 @@ enum Body {
     NotModified(CacheInfo),
 }
 
-fn get(client: &Client, url: &str, accept: &str, max_bytes: usize, cond: &Conditional<'_>) -> Result<Body, FetchError> {
-    let mut req = client.get(url).header(header::ACCEPT, accept);
-    if let Some(etag) = cond.etag {
-        req = req.header(header::IF_NONE_MATCH, etag);
-    }
-    if let Some(lm) = cond.last_modified {
-        req = req.header(header::IF_MODIFIED_SINCE, lm);
-    }
-    let resp = req.send().map_err(|e| describe(&e))?;
+fn get(clients: &Clients, url: &str, accept: &str, max_bytes: usize, cond: &Conditional<'_>, scope: Scope<'_>) -> Result<Body, FetchError> {
+    let client = match scope {
+        Scope::Configured => &clients.follow,
+        Scope::Within { .. } => &clients.manual,
+    };
+    let mut url = url.to_owned();
+    let mut hops = 0;
+    let resp = loop {
+        scope.check(&url).map_err(|why| FetchError::Refused(format!("{} refused: {why}", shorten(&url))))?;
+        let mut req = client.get(&url).header(header::ACCEPT, accept);
+        if let Some(etag) = cond.etag {
+            req = req.header(header::IF_NONE_MATCH, etag);
+        }
+        if let Some(lm) = cond.last_modified {
+            req = req.header(header::IF_MODIFIED_SINCE, lm);
+        }
+        let resp = req.send().map_err(|e| describe(&e))?;
+        // Only the manual client hands redirects back: each hop is checked against the scope.
+        let location = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok());
+        match location {
+            Some(loc) if resp.status().is_redirection() && resp.status() != reqwest::StatusCode::NOT_MODIFIED => {
+                hops += 1;
+                if hops > MAX_REDIRECTS {
+                    return Err(FetchError::Transport("more than 5 redirects".into()));
+                }
+                let next = resp.url().join(loc).map_err(|e| FetchError::Transport(format!("redirect to an invalid URL: {e}")))?;
+                url = next.to_string();
+            }
+            _ => break resp,
+        }
+    };
     let status = resp.status().as_u16();
     let cache = cache_info(resp.headers());
     if status == 304 && (cond.etag.is_some() || cond.last_modified.is_some()) {
@@ -178,8 +245,8 @@ fn get(client: &Client, url: &str, accept: &str, max_bytes: usize, cond: &Condit
 }
 
 /// Fetches and parses one origin's JWK Set.
-pub fn fetch(client: &Client, url: &str, max_bytes: usize, cond: &Conditional<'_>) -> Result<Fetched, FetchError> {
-    match get(client, url, "application/jwk-set+json, application/json", max_bytes, cond)? {
+pub fn fetch(clients: &Clients, url: &str, max_bytes: usize, cond: &Conditional<'_>, scope: Scope<'_>) -> Result<Fetched, FetchError> {
+    match get(clients, url, "application/jwk-set+json, application/json", max_bytes, cond, scope)? {
         Body::NotModified(cache) => Ok(Fetched::NotModified { cache }),
         Body::Full(body, cache) => Ok(Fetched::Keys { keys: parse_set(&body)?, bytes: body.len(), cache }),
     }
@@ -187,8 +254,8 @@ pub fn fetch(client: &Client, url: &str, max_bytes: usize, cond: &Conditional<'_
 
 /// Fetches an OpenID Provider Configuration document (OIDC Discovery 1.0 section 4), with the
 /// same bounds as a JWK Set, and returns it parsed.
-pub fn fetch_document(client: &Client, url: &str, max_bytes: usize) -> Result<(serde_json::Map<String, Value>, CacheInfo), FetchError> {
-    match get(client, url, "application/json", max_bytes, &Conditional::default())? {
+pub fn fetch_document(clients: &Clients, url: &str, max_bytes: usize, scope: Scope<'_>) -> Result<(serde_json::Map<String, Value>, CacheInfo), FetchError> {
+    match get(clients, url, "application/json", max_bytes, &Conditional::default(), scope)? {
         Body::NotModified(_) => Err(FetchError::Status(304)),
         Body::Full(body, cache) => match serde_json::from_slice(&body) {
             Ok(Value::Object(doc)) => Ok((doc, cache)),
@@ -199,11 +266,12 @@ pub fn fetch_document(client: &Client, url: &str, max_bytes: usize) -> Result<(s
 }
 
 /// Finds an issuer's JWK Set URL through its discovery document: the document must name exactly
-/// this issuer, and the `jwks_uri` it gives must be https, or plain http to a loopback host (any
-/// host with `allow_plain_http`), as for a configured origin.
-pub fn discover_jwks_uri(client: &Client, issuer: &str, max_bytes: usize, allow_plain_http: bool) -> Result<(String, CacheInfo), FetchError> {
+/// this issuer. Within `Scope::Configured` the `jwks_uri` must be https, or plain http to a
+/// loopback host (any host with `allow_plain_http`), as for a configured origin; within
+/// `Scope::Within` the JWK Set fetch itself checks it.
+pub fn discover_jwks_uri(clients: &Clients, issuer: &str, max_bytes: usize, allow_plain_http: bool, scope: Scope<'_>) -> Result<(String, CacheInfo), FetchError> {
     let url = crate::issuer::discovery_url(issuer);
-    let (doc, cache) = fetch_document(client, &url, max_bytes).map_err(|e| {
+    let (doc, cache) = fetch_document(clients, &url, max_bytes, scope).map_err(|e| {
         FetchError::Discovery(match e {
             FetchError::NotJson(why) => format!("discovery document {url}: not a JSON document: {why}"),
             other => format!("discovery document {url}: {other}"),
@@ -217,6 +285,12 @@ pub fn discover_jwks_uri(client: &Client, issuer: &str, max_bytes: usize, allow_
         return Err(FetchError::Discovery(format!("jwks_uri {uri:?} refused: not https (plain http only to a loopback host)")));
     }
     Ok((uri, cache))
+}
+
+/// A URL cut short for messages: a tenant's document may name a huge one.
+fn shorten(url: &str) -> String {
+    let short: String = url.chars().take(200).collect();
+    format!("{short:?}")
 }
 
 /// Parses a JWK Set document and returns its `keys` array.

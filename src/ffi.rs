@@ -9,7 +9,7 @@
 //! - handles are safe to use from many threads at once.
 
 use crate::aggregator::{Aggregator, HttpResponse};
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::log::{JwkaLogLevel, Next};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
@@ -169,7 +169,7 @@ pub unsafe extern "C" fn jwka_settings_validate(settings: *const u8, settings_le
         };
         let checked = Settings::from_json(bytes).map_err(|e| e.0).and_then(|s| {
             // A ca_file is read here too, as start-up would.
-            s.ca_file.as_ref().map_or(Ok(()), |_| crate::fetch::build_client(&s).map(drop))
+            s.ca_file.as_ref().map_or(Ok(()), |_| crate::fetch::build_clients(&s).map(drop))
         });
         match checked {
             Ok(()) => JwkaStatus::Ok,

@@ -1,14 +1,28 @@
 //! jwk-aggregator: merges the JWK Sets of many identity providers into one set that KrakenD's
-//! JWT validator can read, and exposes it through a C API for the Go plugin shim.
+//! JWT validator can read, verifies tokens for the `jwk-aggregator-auth` handler, and exposes both
+//! through a C API for the Go plugin shim.
+//!
+//! Modules, each using only those listed before it:
+//! - `read`: reading rules shared by both settings blocks; `settings`: the `jwk-aggregator` block;
+//! - `log`, `issuer` (issuer patterns and URL rules), `verify` (keys and signatures), `keyset`
+//!   (sanitizing and merging JWK Sets), `fetch` (HTTP);
+//! - `source`: one key source and one fetch of it; `refresh`: the engine that keeps every source
+//!   fresh; `tenants`: the dynamic issuers, as sources;
+//! - `aggregator`: the origins, the merged set, health and metrics;
+//! - `policy`: the `jwk-aggregator-auth` block and its rules; `auth`: one request's decision;
+//! - `ffi`: the C API.
 
-pub mod aggregator;
-pub mod config;
-pub mod fetch;
-pub mod issuer;
-pub mod tenants;
-pub mod ffi;
-pub mod keyset;
+pub mod read;
+pub mod settings;
 pub mod log;
+pub mod issuer;
 pub mod verify;
-pub mod auth;
+pub mod keyset;
+pub mod fetch;
+pub mod source;
+pub mod refresh;
+pub mod tenants;
+pub mod aggregator;
 pub mod policy;
+pub mod auth;
+pub mod ffi;

@@ -2,7 +2,7 @@
 //! show there. Setting names follow KrakenD's auth/validator where one exists. Read like the
 //! `jwk-aggregator` block (see `config.rs`): typed blocks as written, then the checks and defaults.
 
-use crate::config::{self, expect, invalid, non_empty_list, parse_duration, read_block, unknown_key, ConfigError, Others};
+use crate::read::{self, expect, invalid, non_empty_list, parse_duration, read_block, unknown_key, ConfigError, Others};
 use crate::verify::Alg;
 use serde::de::Deserializer;
 use serde::Deserialize;
@@ -198,7 +198,7 @@ impl RuleBlock {
 }
 
 fn err(field: &str, expected: &str, got: &Value) -> ConfigError {
-    ConfigError(format!("{PREFIX}invalid \"{field}\": expected {expected}, got {}", config::show(got)))
+    ConfigError(format!("{PREFIX}invalid \"{field}\": expected {expected}, got {}", read::show(got)))
 }
 
 fn check_keys(others: &Others, known: &[&str], ctx: &str) -> Result<(), ConfigError> {
@@ -212,7 +212,7 @@ fn check_keys(others: &Others, known: &[&str], ctx: &str) -> Result<(), ConfigEr
 // got <the value as written>" that `read_block` puts the field's name in front of.
 
 fn rule_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<RuleBlock>>, D::Error> {
-    let rules: Vec<config::Object<RuleBlock>> = non_empty_list(d, "a non-empty list of rules")?;
+    let rules: Vec<read::Object<RuleBlock>> = non_empty_list(d, "a non-empty list of rules")?;
     Ok(Some(rules.into_iter().map(|r| r.0).collect()))
 }
 
@@ -226,7 +226,7 @@ fn cache_entries<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Er
 
 fn count<'de, D: Deserializer<'de>>(d: D, min: usize, max: usize) -> Result<usize, D::Error> {
     expect(d, &format!("an integer from {min} to {max}"), |v| {
-        config::integer(v).filter(|&n| n >= min as i64 && n <= max as i64).map(|n| n as usize)
+        read::integer(v).filter(|&n| n >= min as i64 && n <= max as i64).map(|n| n as usize)
     })
 }
 

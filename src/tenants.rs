@@ -1,59 +1,33 @@
-//! Tenants that come and go: issuers trusted by pattern (`issuer_patterns`), discovered the first
-//! time one of their tokens arrives, for `jwk-aggregator-auth` only.
+//! Tenants that come and go: issuers trusted by pattern (`issuer_patterns`), found the first time
+//! one of their tokens arrives, for `jwk-aggregator-auth` only.
 //!
-//! Each dynamic issuer gets its own key store, used for tokens of that exact issuer and nothing
-//! else; its keys never join the merged set KrakenD's validator reads. Everything a token can make
-//! happen is bounded: a malformed or unmatched issuer costs no network traffic, first-sight
-//! discoveries share one global rate, a failed discovery is remembered for a while, the number of
-//! live issuers is capped (least recently used evicted), idle issuers are forgotten, and a request
-//! waits for a discovery at most `discovery_wait` (others asking for the same issuer share that
-//! flight; none queues behind another).
+//! Each dynamic issuer is a key source (`source.rs`) of its own, kept fresh in the background by
+//! the refresh engine (`refresh.rs`) like any origin; its keys verify tokens of that exact issuer
+//! and nothing else, and never join the merged set KrakenD's validator reads. This file decides
+//! which issuers become sources and for how long, and bounds everything a token can make happen:
+//! - a malformed or unmatched issuer costs no network traffic;
+//! - first sights are rate-limited per pattern (`discoveries_per_minute`), so a flood of made-up
+//!   issuers on one pattern cannot starve another; issuers discovered before (live, evicted or
+//!   forgotten when idle) are found again without being charged, and refreshes never are;
+//! - a first discovery joins the live issuers only once it succeeded, so failing discoveries
+//!   evict nobody; a failed one is remembered for `discovery_failure_ttl` (no traffic meanwhile);
+//! - at most `max_dynamic_issuers` are live (the least recently used is evicted), idle ones are
+//!   forgotten, and a request waits for a discovery at most `discovery_wait`, sharing it with
+//!   every other request for the same issuer.
 
-use crate::aggregator::Core;
-use crate::config::fmt_duration;
-use crate::fetch::{self, CacheInfo, Conditional, Fetched};
 use crate::issuer::{self, IssuerPattern, Refused};
-use crate::keyset;
-use crate::log::JwkaLogLevel;
+use crate::refresh::Refresher;
+use crate::settings::{fmt_duration, TenantSettings};
+use crate::source::{self, Kind, Mode, Source, SourceStats};
 use crate::verify::KeyStore;
-use parking_lot::{Condvar, Mutex};
-use serde_json::{json, Map, Value};
-use std::collections::HashMap;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The bounds of dynamic issuers; every one is a documented setting.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TenantSettings {
-    pub patterns: Vec<IssuerPattern>,
-    /// Live dynamic issuers at most; the least recently used is evicted past it.
-    pub max_issuers: usize,
-    /// How long a failed first discovery is remembered (no new attempt meanwhile).
-    pub failure_ttl: Duration,
-    /// First-sight discoveries per minute, for all patterns together.
-    pub per_minute: u32,
-    /// How long a request waits for a discovery it triggered or joined.
-    pub wait: Duration,
-    /// An issuer no token used for this long is forgotten.
-    pub idle: Duration,
-    /// Hosts (host or host:port, lower case) other than the issuer's own a `jwks_uri` may name.
-    pub jwks_hosts: Vec<String>,
-}
-
-impl Default for TenantSettings {
-    fn default() -> Self {
-        TenantSettings {
-            patterns: Vec::new(),
-            max_issuers: 1000,
-            failure_ttl: Duration::from_secs(60),
-            per_minute: 60,
-            wait: Duration::from_secs(2),
-            idle: Duration::from_secs(24 * 3600),
-            jwks_hosts: Vec::new(),
-        }
-    }
-}
 
 /// Counters shown on /metrics and /__health.
 #[derive(Default)]
@@ -64,42 +38,53 @@ pub struct TenantStats {
     pub refused_before_fetch: AtomicU64,
     pub recently_failed: AtomicU64,
     pub evictions: AtomicU64,
-    pub refreshes_ok: AtomicU64,
-    pub refreshes_failed: AtomicU64,
+    /// Discoveries of issuers seen before, not charged to a budget.
+    pub rediscoveries: AtomicU64,
 }
 
-/// What a dynamic issuer's keys are now.
-#[derive(Default)]
-struct State {
-    store: Option<Arc<KeyStore>>,
-    /// The sanitized keys the store was built from, to tell a changed set from the same one.
-    keys: Vec<Map<String, Value>>,
-    /// Bumped whenever the keys change: cached verifications of older keys are void.
-    generation: u64,
-    jwks_uri: Option<String>,
-    confirmed: Option<Instant>,
-    fresh_until: Option<Instant>,
-    retry_at: Option<Instant>,
-    failures: u32,
-    in_flight: bool,
-    last_error: Option<String>,
-    kid_refetch_at: Option<Instant>,
+/// A token bucket of first-sight discoveries for one pattern.
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
 }
 
-struct Tenant {
-    issuer: String,
-    plain_http: bool,
-    state: Mutex<State>,
-    done: Condvar,
-    last_used: Mutex<Instant>,
+/// Issuers discovered before, remembered by a keyed hash (an attacker cannot aim collisions at
+/// it), oldest forgotten first.
+struct Known {
+    hasher: RandomState,
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+    max: usize,
+}
+
+impl Known {
+    fn hash(&self, issuer: &str) -> u64 {
+        self.hasher.hash_one(issuer)
+    }
+    fn contains(&self, issuer: &str) -> bool {
+        self.set.contains(&self.hash(issuer))
+    }
+    fn insert(&mut self, issuer: &str) {
+        let h = self.hash(issuer);
+        if self.set.insert(h) {
+            self.order.push_back(h);
+            while self.order.len() > self.max {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 struct Inner {
-    live: HashMap<String, Arc<Tenant>>,
-    /// Issuers whose first discovery failed, and when.
+    live: HashMap<String, Arc<Source>>,
+    /// First discoveries under way (or ended and not yet settled).
+    pending: HashMap<String, Arc<Source>>,
+    /// Issuers whose discovery failed, and when.
     failed: HashMap<String, Instant>,
-    tokens: f64,
-    refilled: Instant,
+    known: Known,
+    budgets: Vec<Bucket>,
     swept: Instant,
 }
 
@@ -107,253 +92,162 @@ pub struct Tenants {
     s: TenantSettings,
     inner: Mutex<Inner>,
     pub stats: TenantStats,
+    /// The fetch counters every dynamic issuer shares.
+    pub fetches: Arc<SourceStats>,
 }
 
 /// The answer for one token's issuer.
 pub enum Lookup {
     /// Not a dynamic issuer: patterns do not apply (the caller's static rules decide).
     NotDynamic(Option<Refused>),
-    /// This issuer's own keys, with a generation that changes when they do.
+    /// This issuer's own keys, with their generation.
     Keys(Arc<KeyStore>, u64),
     /// A dynamic issuer whose keys cannot be had now; the reason names the issuer, never the token.
     Refused(String),
 }
 
-
 impl Tenants {
     pub fn new(s: TenantSettings) -> Tenants {
         let now = Instant::now();
-        let tokens = s.per_minute as f64;
+        let budgets = s.patterns.iter().map(|_| Bucket { tokens: s.per_minute as f64, refilled: now }).collect();
+        let known = Known { hasher: RandomState::new(), set: HashSet::new(), order: VecDeque::new(), max: s.max_issuers.saturating_mul(4) };
         Tenants {
+            inner: Mutex::new(Inner { live: HashMap::new(), pending: HashMap::new(), failed: HashMap::new(), known, budgets, swept: now }),
             s,
-            inner: Mutex::new(Inner { live: HashMap::new(), failed: HashMap::new(), tokens, refilled: now, swept: now }),
             stats: TenantStats::default(),
+            fetches: Arc::default(),
         }
     }
 
     /// The keys for tokens of `iss`, discovering the issuer first when a pattern trusts it.
-    pub fn lookup(&self, core: &Arc<Core>, iss: &str) -> Lookup {
+    /// Never waits for the network longer than `discovery_wait`, and only for a first discovery.
+    pub fn lookup(&self, r: &Arc<Refresher>, iss: &str) -> Lookup {
         if self.s.patterns.is_empty() {
             return Lookup::NotDynamic(None);
         }
-        let issuer = match issuer::match_issuer(&self.s.patterns, iss) {
-            Ok((_, issuer)) => issuer,
-            Err(r) => {
+        let (pattern, issuer) = match issuer::match_issuer(&self.s.patterns, iss) {
+            Ok((p, issuer)) => (self.s.patterns.iter().position(|x| std::ptr::eq(x, p)).unwrap_or(0), issuer),
+            Err(why) => {
                 self.stats.refused_before_fetch.fetch_add(1, Relaxed);
-                return Lookup::NotDynamic(Some(r));
+                return Lookup::NotDynamic(Some(why));
             }
         };
         let now = Instant::now();
-        let tenant = {
+        let source = {
             let mut inner = self.inner.lock();
-            self.sweep(&mut inner, now);
-            match inner.live.get(&issuer) {
-                Some(t) => t.clone(),
-                None => {
-                    if let Some(at) = inner.failed.get(&issuer) {
-                        self.stats.recently_failed.fetch_add(1, Relaxed);
-                        let ago = fmt_duration(Duration::from_secs(now.duration_since(*at).as_secs()));
-                        return Lookup::Refused(format!("discovery of issuer {issuer:?} failed {ago} ago; not retried before failure_ttl"));
-                    }
-                    let per_sec = self.s.per_minute as f64 / 60.0;
-                    inner.tokens = (inner.tokens + now.duration_since(inner.refilled).as_secs_f64() * per_sec).min(self.s.per_minute as f64);
-                    inner.refilled = now;
-                    if inner.tokens < 1.0 {
-                        self.stats.rate_limited.fetch_add(1, Relaxed);
-                        return Lookup::Refused(format!(
-                            "issuer {issuer:?} not discovered: {} discoveries per minute reached",
-                            self.s.per_minute
-                        ));
-                    }
-                    inner.tokens -= 1.0;
-                    let plain_http = self.s.patterns.iter().any(|p| p.is_plain_http() && issuer.starts_with("http://"));
-                    let t = Arc::new(Tenant {
-                        issuer: issuer.clone(),
-                        plain_http,
-                        state: Mutex::new(State { in_flight: true, ..State::default() }),
-                        done: Condvar::new(),
-                        last_used: Mutex::new(now),
-                    });
-                    inner.live.insert(issuer.clone(), t.clone());
-                    self.evict(&mut inner, &issuer);
-                    Self::spawn(core, t.clone(), true);
-                    t
-                }
+            self.sweep(&mut inner, r, now);
+            match inner.live.get(&issuer).or_else(|| inner.pending.get(&issuer)) {
+                Some(s) => s.clone(),
+                None => match self.first_sight(&mut inner, pattern, &issuer, now) {
+                    Ok(s) => s,
+                    Err(why) => return Lookup::Refused(why),
+                },
             }
         };
-        *tenant.last_used.lock() = now;
-        self.answer(core, &tenant, now)
+        source.touch(&r.fetcher, now);
+        if source.state.lock().set.is_none() {
+            // A discovery: start it unless it runs, and wait for it (shared with everyone who asks).
+            r.start(&source, Mode::Ahead, now);
+            source.wait(now, now + self.s.wait);
+            self.settle(r, &issuer, &source);
+        }
+        self.answer(r, &source)
     }
 
     /// Refetches a dynamic issuer's keys because a token named a kid they lack: at most once per
     /// `cooldown`, waiting at most `wait`. Returns the keys afterwards.
-    pub fn refetch_unknown_kid(&self, core: &Arc<Core>, iss: &str, cooldown: Duration, wait: Duration) -> Option<(Arc<KeyStore>, u64)> {
-        let tenant = self.inner.lock().live.get(iss).cloned()?;
-        let now = Instant::now();
-        let mut st = tenant.state.lock();
-        if !st.in_flight {
-            if st.kid_refetch_at.is_some_and(|t| now.duration_since(t) < cooldown) || st.retry_at.is_some_and(|t| now < t) {
-                return None;
+    pub fn refetch_unknown_kid(&self, r: &Arc<Refresher>, iss: &str, cooldown: Duration, wait: Duration) -> Option<(Arc<KeyStore>, u64)> {
+        let source = self.inner.lock().live.get(iss).cloned()?;
+        r.refetch_unknown_kid(std::slice::from_ref(&source), cooldown, wait);
+        match self.answer(r, &source) {
+            Lookup::Keys(store, generation) => Some((store, generation)),
+            _ => None,
+        }
+    }
+
+    /// A new issuer: refused when it failed recently or its pattern's budget is spent, else a
+    /// pending source.
+    fn first_sight(&self, inner: &mut Inner, pattern: usize, issuer: &str, now: Instant) -> Result<Arc<Source>, String> {
+        if let Some(at) = inner.failed.get(issuer) {
+            self.stats.recently_failed.fetch_add(1, Relaxed);
+            let ago = fmt_duration(Duration::from_secs(now.duration_since(*at).as_secs()));
+            return Err(format!("discovery of issuer {issuer:?} failed {ago} ago; not retried before discovery_failure_ttl"));
+        }
+        if inner.known.contains(issuer) {
+            self.stats.rediscoveries.fetch_add(1, Relaxed);
+        } else {
+            let per_minute = self.s.per_minute as f64;
+            let b = &mut inner.budgets[pattern];
+            b.tokens = (b.tokens + now.duration_since(b.refilled).as_secs_f64() * per_minute / 60.0).min(per_minute);
+            b.refilled = now;
+            if b.tokens < 1.0 {
+                self.stats.rate_limited.fetch_add(1, Relaxed);
+                return Err(format!(
+                    "issuer {issuer:?} not discovered: {} first-sight discoveries per minute reached for pattern {:?}",
+                    self.s.per_minute,
+                    self.s.patterns[pattern].as_str()
+                ));
             }
-            st.kid_refetch_at = Some(now);
-            st.in_flight = true;
-            Self::spawn(core, tenant.clone(), false);
+            b.tokens -= 1.0;
         }
-        let deadline = now + wait;
-        while st.in_flight && !tenant.done.wait_until(&mut st, deadline).timed_out() {}
-        st.store.clone().map(|s| (s, st.generation))
+        let plain_http = self.s.patterns[pattern].is_plain_http() && issuer.starts_with("http://");
+        let kind = Kind::Dynamic { authorities: source::authorities(issuer, &self.s.jwks_hosts), plain_http };
+        let s = Arc::new(Source::new(issuer.to_owned(), kind, self.fetches.clone()));
+        inner.pending.insert(issuer.to_owned(), s.clone());
+        Ok(s)
     }
 
-    fn answer(&self, core: &Arc<Core>, t: &Arc<Tenant>, now: Instant) -> Lookup {
-        let max_stale = core.settings().max_stale;
-        let mut st = t.state.lock();
-        if st.store.is_none() && st.in_flight {
-            // First discovery under way: wait for it (sharing it with everyone else who asks).
-            let deadline = now + self.s.wait;
-            while st.in_flight && !t.done.wait_until(&mut st, deadline).timed_out() {}
+    /// Moves a first discovery that has ended to the live issuers or to the failure memory.
+    fn settle(&self, r: &Refresher, issuer: &str, source: &Arc<Source>) {
+        if source.state.lock().in_flight {
+            return;
         }
-        let Some(store) = st.store.clone() else {
-            return Lookup::Refused(match &st.last_error {
-                Some(e) if !st.in_flight => format!("discovery of issuer {:?} failed: {e}", t.issuer),
-                _ => format!("discovery of issuer {:?} did not finish within discovery_wait ({})", t.issuer, fmt_duration(self.s.wait)),
-            });
-        };
-        let now = Instant::now();
-        let due = st.fresh_until.is_none_or(|f| now >= f) && st.retry_at.is_none_or(|r| now >= r);
-        if due && !st.in_flight {
-            // Refresh in the background: this request is answered with the keys there are.
-            st.in_flight = true;
-            Self::spawn(core, t.clone(), false);
-        }
-        match st.confirmed {
-            Some(c) if now.duration_since(c) <= max_stale => Lookup::Keys(store, st.generation),
-            _ => Lookup::Refused(format!(
-                "keys of issuer {:?} are older than max_stale and its documents cannot be fetched: {}",
-                t.issuer,
-                st.last_error.as_deref().unwrap_or("no answer yet")
-            )),
+        let mut inner = self.inner.lock();
+        if inner.pending.get(issuer).is_some_and(|s| Arc::ptr_eq(s, source)) {
+            self.settle_locked(&mut inner, r, issuer, Instant::now());
         }
     }
 
-    fn spawn(core: &Arc<Core>, t: Arc<Tenant>, first: bool) {
-        let core = core.clone();
-        let spawned = std::thread::Builder::new().name("jwka-discover".into()).spawn({
-            let t = t.clone();
-            move || core.tenants().discover(&core, &t, first)
-        });
-        if spawned.is_err() {
-            let mut st = t.state.lock();
-            st.in_flight = false;
-            st.last_error = Some("no thread could be started".into());
-            t.done.notify_all();
+    /// A pending issuer whose discovery ended: live when it has keys (evicting the least recently
+    /// used past the cap; it is known from now on), else remembered as failed. Its failure was
+    /// logged by the fetch.
+    fn settle_locked(&self, inner: &mut Inner, r: &Refresher, issuer: &str, now: Instant) {
+        let Some(source) = inner.pending.remove(issuer) else { return };
+        if source.state.lock().set.is_some() {
+            self.stats.discoveries_ok.fetch_add(1, Relaxed);
+            inner.known.insert(issuer);
+            inner.live.insert(issuer.to_owned(), source);
+            self.evict(inner, r, issuer, now);
+        } else {
+            self.stats.discoveries_failed.fetch_add(1, Relaxed);
+            inner.failed.insert(issuer.to_owned(), now);
         }
     }
 
-    /// Fetches the discovery document and then the JWK Set of one issuer, and records the result.
-    fn discover(&self, core: &Arc<Core>, t: &Tenant, first: bool) {
-        let t0 = Instant::now();
-        let result = self.fetch_keys(core, t);
-        let now = Instant::now();
-        let settings = core.settings();
-        let mut forget = false;
-        let mut st = t.state.lock();
-        st.in_flight = false;
-        match result {
-            Ok((keys, cache, jwks_uri)) => {
-                if st.store.is_none() || st.keys != keys {
-                    let (store, _) = KeyStore::build([(0, keys.as_slice())], settings.allow_symmetric_keys);
-                    st.store = Some(Arc::new(store));
-                    st.generation += 1;
-                    st.keys = keys;
-                }
-                st.jwks_uri = Some(jwks_uri);
-                st.confirmed = Some(now);
-                st.fresh_until = Some(now + crate::aggregator::freshness(settings, &cache));
-                st.retry_at = None;
-                st.failures = 0;
-                st.last_error = None;
-                if first {
-                    self.stats.discoveries_ok.fetch_add(1, Relaxed);
-                    core.log(
-                        JwkaLogLevel::Info,
-                        format!("discovered issuer {:?}: {} key(s) in {} ms", t.issuer, st.keys.len(), now.duration_since(t0).as_millis()),
-                    );
-                } else {
-                    self.stats.refreshes_ok.fetch_add(1, Relaxed);
-                }
-            }
-            Err(e) => {
-                st.failures += 1;
-                st.retry_at = Some(now + crate::aggregator::backoff(st.failures));
-                st.last_error = Some(e.clone());
-                if first {
-                    self.stats.discoveries_failed.fetch_add(1, Relaxed);
-                    core.log(JwkaLogLevel::Error, format!("discovery of issuer {:?} failed: {e}", t.issuer));
-                    forget = true;
-                } else {
-                    self.stats.refreshes_failed.fetch_add(1, Relaxed);
-                    let kept = match st.confirmed {
-                        Some(c) if now.duration_since(c) <= settings.max_stale => "keeping its last good keys",
-                        _ => "its keys are older than max_stale: its tokens are refused",
-                    };
-                    core.log(JwkaLogLevel::Error, format!("refresh of issuer {:?} failed: {e}; {kept}", t.issuer));
-                }
+    fn answer(&self, r: &Refresher, source: &Source) -> Lookup {
+        let max_stale = r.fetcher.settings.max_stale;
+        let st = source.state.lock();
+        if let Some(set) = Source::usable(&st, Instant::now(), max_stale) {
+            if let Some(store) = &set.store {
+                return Lookup::Keys(store.clone(), set.generation);
             }
         }
-        drop(st);
-        if forget {
-            // Forget it and refuse its tokens without traffic for failure_ttl, before anyone
-            // waiting is woken. The state lock is released first: the sweep takes `inner`, then
-            // a state.
-            let mut inner = self.inner.lock();
-            inner.live.remove(&t.issuer);
-            inner.failed.insert(t.issuer.clone(), now);
-        }
-        t.done.notify_all();
+        Lookup::Refused(match (&st.set, st.in_flight, &st.last_error) {
+            (None, true, _) => format!("discovery of issuer {:?} did not finish within discovery_wait ({})", source.url, fmt_duration(self.s.wait)),
+            (None, false, Some(e)) => format!("discovery of issuer {:?} failed: {e}", source.url),
+            _ => format!("issuer {:?}: {}", source.url, Source::unusable_reason(&st, max_stale)),
+        })
     }
 
-    /// The two fetches, with every rule a configured origin has and the issuer checks of OIDC
-    /// Discovery 1.0 section 4.3.
-    fn fetch_keys(&self, core: &Core, t: &Tenant) -> Result<(Vec<Map<String, Value>>, CacheInfo, String), String> {
-        let settings = core.settings();
-        let (jwks_uri, _) = fetch::discover_jwks_uri(core.client(), &t.issuer, settings.max_response_bytes, false).map_err(|e| e.to_string())?;
-        self.check_jwks_uri(t, &jwks_uri)?;
-        let (keys, cache) = match fetch::fetch(core.client(), &jwks_uri, settings.max_response_bytes, &Conditional::default()) {
-            Ok(Fetched::Keys { keys, cache, .. }) => (keys, cache),
-            Ok(Fetched::NotModified { .. }) => return Err(format!("jwks_uri {jwks_uri} answered 304 to an unconditional request")),
-            Err(e) => return Err(format!("jwks_uri {jwks_uri}: {e}")),
-        };
-        let clean = keyset::sanitize(&keys, settings.allow_symmetric_keys, settings.max_keys_per_origin);
-        if clean.keys.is_empty() {
-            return Err(format!("jwks_uri {jwks_uri} has no usable keys"));
-        }
-        Ok((clean.keys, cache, jwks_uri))
-    }
-
-    /// A dynamic issuer's `jwks_uri` must be https on the issuer's own host (or a host the
-    /// operator lists), so that a tenant cannot point the gateway at arbitrary addresses.
-    fn check_jwks_uri(&self, t: &Tenant, uri: &str) -> Result<(), String> {
-        let refuse = |why: &str| Err(format!("jwks_uri {:?} refused: {why}", uri.chars().take(200).collect::<String>()));
-        if !(uri.starts_with("https://") || (uri.starts_with("http://") && t.plain_http)) {
-            return refuse("not https");
-        }
-        let (Some(host), Some(own)) = (issuer::authority_of(uri), issuer::authority_of(&t.issuer)) else {
-            return refuse("not an absolute URL without user info");
-        };
-        if host != own && !self.s.jwks_hosts.iter().any(|h| *h == host) {
-            return refuse(&format!("host {host} is neither the issuer's ({own}) nor listed in jwks_uri_hosts"));
-        }
-        Ok(())
-    }
-
-    /// Forgets idle issuers and expired failures, at most once a second.
-    fn sweep(&self, inner: &mut Inner, now: Instant) {
+    /// Forgets idle issuers and expired failures, and settles ended discoveries, at most once a
+    /// second.
+    fn sweep(&self, inner: &mut Inner, r: &Refresher, now: Instant) {
         if now.duration_since(inner.swept) < Duration::from_secs(1) {
             return;
         }
         inner.swept = now;
         let idle = self.s.idle;
-        inner.live.retain(|_, t| now.duration_since(*t.last_used.lock()) < idle || t.state.lock().in_flight);
+        inner.live.retain(|_, s| s.idle(&r.fetcher, now) < idle);
         let ttl = self.s.failure_ttl;
         inner.failed.retain(|_, at| now.duration_since(*at) < ttl);
         // The failure memory is bounded like the live set: the oldest go first.
@@ -364,16 +258,21 @@ impl Tenants {
                 None => break,
             };
         }
+        // Discoveries nobody waited for to the end: settled here.
+        let ended: Vec<String> = inner.pending.iter().filter(|(_, s)| !s.state.lock().in_flight).map(|(k, _)| k.clone()).collect();
+        for issuer in ended {
+            self.settle_locked(inner, r, &issuer, now);
+        }
     }
 
     /// Evicts least recently used issuers past `max_issuers`, never the one just added.
-    fn evict(&self, inner: &mut Inner, keep: &str) {
+    fn evict(&self, inner: &mut Inner, r: &Refresher, keep: &str, now: Instant) {
         while inner.live.len() > self.s.max_issuers {
             let victim = inner
                 .live
                 .iter()
                 .filter(|(k, _)| k.as_str() != keep)
-                .min_by_key(|(_, t)| *t.last_used.lock())
+                .max_by_key(|(_, s)| s.idle(&r.fetcher, now))
                 .map(|(k, _)| k.clone());
             match victim {
                 Some(k) => {
@@ -389,20 +288,25 @@ impl Tenants {
         self.inner.lock().live.len()
     }
 
+    /// The live issuer's source, for the operator's command.
+    pub fn source(&self, issuer: &str) -> Option<Arc<Source>> {
+        self.inner.lock().live.get(issuer).cloned()
+    }
+
     /// The `/__health` section: counters and each live issuer's state.
-    pub fn health(&self) -> Value {
+    pub fn health(&self, r: &Refresher) -> Value {
         let now = Instant::now();
-        let tenants: Vec<Arc<Tenant>> = self.inner.lock().live.values().cloned().collect();
-        let mut issuers: Vec<Value> = tenants
+        let sources: Vec<Arc<Source>> = self.inner.lock().live.values().cloned().collect();
+        let mut issuers: Vec<Value> = sources
             .iter()
-            .map(|t| {
-                let st = t.state.lock();
+            .map(|s| {
+                let st = s.state.lock();
                 json!({
-                    "issuer": t.issuer,
-                    "keys": st.keys.len(),
-                    "jwks_uri": st.jwks_uri,
+                    "issuer": s.url,
+                    "keys": st.set.as_ref().map_or(0, |k| k.count),
+                    "jwks_uri": st.jwks_uri.as_ref().map(|(u, _)| u),
                     "age_seconds": st.confirmed.map(|c| now.duration_since(c).as_secs()),
-                    "idle_seconds": now.duration_since(*t.last_used.lock()).as_secs(),
+                    "idle_seconds": s.idle(&r.fetcher, now).as_secs(),
                     "last_error": st.last_error,
                 })
             })
@@ -416,6 +320,7 @@ impl Tenants {
             "discoveries": {
                 "ok": s.discoveries_ok.load(Relaxed),
                 "failed": s.discoveries_failed.load(Relaxed),
+                "rediscovered": s.rediscoveries.load(Relaxed),
                 "rate_limited": s.rate_limited.load(Relaxed),
                 "refused_before_fetch": s.refused_before_fetch.load(Relaxed),
                 "recently_failed": s.recently_failed.load(Relaxed),
@@ -432,21 +337,26 @@ impl Tenants {
         let _ = writeln!(out, "# HELP jwk_aggregator_dynamic_issuers Live issuers discovered through issuer_patterns.");
         let _ = writeln!(out, "# TYPE jwk_aggregator_dynamic_issuers gauge");
         let _ = writeln!(out, "jwk_aggregator_dynamic_issuers {}", self.live());
-        let _ = writeln!(out, "# HELP jwk_aggregator_discoveries_total First-sight discoveries of dynamic issuers, by result.");
+        let _ = writeln!(out, "# HELP jwk_aggregator_discoveries_total First discoveries of dynamic issuers, by result.");
         let _ = writeln!(out, "# TYPE jwk_aggregator_discoveries_total counter");
         for (result, v) in [
             ("ok", &s.discoveries_ok),
             ("failed", &s.discoveries_failed),
+            ("rediscovered", &s.rediscoveries),
             ("rate_limited", &s.rate_limited),
             ("refused_before_fetch", &s.refused_before_fetch),
             ("recently_failed", &s.recently_failed),
         ] {
             let _ = writeln!(out, "jwk_aggregator_discoveries_total{{result=\"{result}\"}} {}", v.load(Relaxed));
         }
+        // Every fetch of a dynamic issuer after its first discovery is a refresh.
+        let f = &self.fetches;
+        let refreshed_ok = f.fetch_ok.load(Relaxed).saturating_sub(s.discoveries_ok.load(Relaxed));
+        let refreshed_failed = f.fetch_failed.load(Relaxed).saturating_sub(s.discoveries_failed.load(Relaxed));
         let _ = writeln!(out, "# HELP jwk_aggregator_dynamic_issuer_refreshes_total Refetches of dynamic issuers' documents, by result.");
         let _ = writeln!(out, "# TYPE jwk_aggregator_dynamic_issuer_refreshes_total counter");
-        let _ = writeln!(out, "jwk_aggregator_dynamic_issuer_refreshes_total{{result=\"ok\"}} {}", s.refreshes_ok.load(Relaxed));
-        let _ = writeln!(out, "jwk_aggregator_dynamic_issuer_refreshes_total{{result=\"failed\"}} {}", s.refreshes_failed.load(Relaxed));
+        let _ = writeln!(out, "jwk_aggregator_dynamic_issuer_refreshes_total{{result=\"ok\"}} {refreshed_ok}");
+        let _ = writeln!(out, "jwk_aggregator_dynamic_issuer_refreshes_total{{result=\"failed\"}} {refreshed_failed}");
         let _ = writeln!(out, "# HELP jwk_aggregator_dynamic_issuer_evictions_total Dynamic issuers evicted past max_dynamic_issuers.");
         let _ = writeln!(out, "# TYPE jwk_aggregator_dynamic_issuer_evictions_total counter");
         let _ = writeln!(out, "jwk_aggregator_dynamic_issuer_evictions_total {}", s.evictions.load(Relaxed));

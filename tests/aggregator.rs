@@ -5,7 +5,7 @@ mod common;
 
 use common::{jwks, rsa_jwk, Origin, Reply};
 use jwk_aggregator::aggregator::{Aggregator, HttpResponse};
-use jwk_aggregator::config::Settings;
+use jwk_aggregator::settings::Settings;
 use serde_json::{json, Value};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;

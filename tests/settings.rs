@@ -1,7 +1,7 @@
 //! The settings tables of README.md against the parsers: every documented setting exists, no
 //! setting is undocumented, and a documented default is the default the code applies.
 
-use jwk_aggregator::config::Settings;
+use jwk_aggregator::settings::Settings;
 use jwk_aggregator::policy::AuthSettings;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

@@ -6,7 +6,7 @@ mod common;
 use common::{b64, Key, Origin, Reply};
 use jwk_aggregator::aggregator::Aggregator;
 use jwk_aggregator::auth::{Auth, Outcome};
-use jwk_aggregator::config::Settings;
+use jwk_aggregator::settings::Settings;
 use jwk_aggregator::policy::AuthSettings;
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

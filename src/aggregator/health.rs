@@ -1,24 +1,13 @@
 //! Health and metrics: `GET /__health` (each origin's state) and `GET /metrics` (Prometheus
 //! text), with the counters they show.
 
-use super::refresh::Slot;
 use super::{Core, HttpResponse};
 use crate::keyset::DropReason;
+use crate::source::Source;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
-
-#[derive(Default)]
-pub(super) struct OriginStats {
-    pub(super) fetch_ok: AtomicU64,
-    pub(super) fetch_not_modified: AtomicU64,
-    pub(super) fetch_failed: AtomicU64,
-    pub(super) bytes: AtomicU64,
-    pub(super) latency_us: AtomicU64,
-    pub(super) dropped: [AtomicU64; DropReason::ALL.len()],
-    pub(super) private_stripped: AtomicU64,
-}
 
 /// Counters of the token verifier, shown on /metrics.
 #[derive(Default)]
@@ -39,13 +28,14 @@ impl Core {
         let now = Instant::now();
         let merged = self.merged(now);
         let mut all_fresh = true;
+        let max_stale = self.settings().max_stale;
         let origins: Vec<Value> = self
-            .slots
+            .origins
             .iter()
             .enumerate()
-            .map(|(i, slot)| {
-                let st = slot.state.lock();
-                let served = st.good.as_ref().filter(|g| now.duration_since(g.confirmed) <= self.settings.max_stale);
+            .map(|(i, o)| {
+                let st = o.state.lock();
+                let served = Source::usable(&st, now, max_stale);
                 let state = match (served, st.failures) {
                     (Some(_), 0) => "fresh",
                     (Some(_), _) => "stale",
@@ -61,11 +51,11 @@ impl Core {
                     .map(|c| c.kid.as_str())
                     .collect();
                 json!({
-                    "url": slot.url,
+                    "url": o.url,
                     "state": state,
-                    "keys": served.map_or(0, |g| g.keys.len()),
-                    "age_seconds": st.good.as_ref().map(|g| now.duration_since(g.confirmed).as_secs()),
-                    "last_success_unix": st.good.as_ref().map(|g| g.confirmed_unix),
+                    "keys": served.map_or(0, |k| k.count),
+                    "age_seconds": st.confirmed.map(|c| now.duration_since(c).as_secs()),
+                    "last_success_unix": st.confirmed.map(|_| st.confirmed_unix),
                     "last_error": st.last_error,
                     "last_error_unix": st.last_error.as_ref().map(|_| st.last_error_unix),
                     "consecutive_failures": st.failures,
@@ -75,14 +65,14 @@ impl Core {
             .collect();
         let (status, word) = match (merged.key_count, all_fresh) {
             // Only issuer patterns: no merged set is expected.
-            (0, _) if self.slots.is_empty() => (200, "ok"),
+            (0, _) if self.origins.is_empty() => (200, "ok"),
             (0, _) => (503, "no_keys"),
             (_, true) => (200, "ok"),
             (_, false) => (207, "degraded"),
         };
         let mut body = json!({"status": word, "keys": merged.key_count, "origins": origins});
-        if !self.settings.tenants.patterns.is_empty() {
-            body["dynamic_issuers"] = self.tenants.health();
+        if !self.settings().tenants.patterns.is_empty() {
+            body["dynamic_issuers"] = self.tenants.health(&self.refresher);
         }
         HttpResponse::json(status, &body)
     }
@@ -90,9 +80,9 @@ impl Core {
     /// `GET /metrics`: Prometheus text format.
     pub fn metrics(&self) -> HttpResponse {
         let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&Slot) -> u64| {
+        let counter = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&Source) -> u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for s in &self.slots {
+            for s in &self.origins {
                 let _ = writeln!(out, "{name}{{origin=\"{}\"}} {}", escape_label(&s.url), f(s));
             }
         };
@@ -110,7 +100,7 @@ impl Core {
             out,
             "# HELP jwk_aggregator_origin_fetch_seconds_total Time spent fetching per origin.\n# TYPE jwk_aggregator_origin_fetch_seconds_total counter"
         );
-        for s in &self.slots {
+        for s in &self.origins {
             let secs = s.stats.latency_us.load(Relaxed) as f64 / 1e6;
             let _ = writeln!(out, "jwk_aggregator_origin_fetch_seconds_total{{origin=\"{}\"}} {secs:.6}", escape_label(&s.url));
         }
@@ -121,7 +111,7 @@ impl Core {
             out,
             "# HELP jwk_aggregator_keys_dropped_total Keys left out of the merged set.\n# TYPE jwk_aggregator_keys_dropped_total counter"
         );
-        for s in &self.slots {
+        for s in &self.origins {
             for r in DropReason::ALL {
                 let _ = writeln!(
                     out,
@@ -135,9 +125,9 @@ impl Core {
         let now = Instant::now();
         let _ = writeln!(out, "# HELP jwk_aggregator_origin_keys Keys each origin contributes now.\n# TYPE jwk_aggregator_origin_keys gauge");
         let usable = self.usable(now);
-        for (i, slot) in self.slots.iter().enumerate() {
-            let n = usable.sets.iter().find(|(o, _)| *o == i).map_or(0, |(_, g)| g.keys.len());
-            let _ = writeln!(out, "jwk_aggregator_origin_keys{{origin=\"{}\"}} {n}", escape_label(&slot.url));
+        for (i, o) in self.origins.iter().enumerate() {
+            let n = usable.sets.iter().find(|(x, _)| *x == i).map_or(0, |(_, k)| k.count);
+            let _ = writeln!(out, "jwk_aggregator_origin_keys{{origin=\"{}\"}} {n}", escape_label(&o.url));
         }
         let merged = self.merged(now);
         let _ = writeln!(
@@ -167,7 +157,7 @@ impl Core {
         for (outcome, v) in [("allowed", &a.allowed), ("missing", &a.missing), ("invalid", &a.invalid), ("forbidden", &a.forbidden)] {
             let _ = writeln!(out, "jwk_aggregator_auth_requests_total{{outcome=\"{outcome}\"}} {}", v.load(Relaxed));
         }
-        if !self.settings.tenants.patterns.is_empty() {
+        if !self.settings().tenants.patterns.is_empty() {
             self.tenants.metrics(&mut out);
         }
         HttpResponse { status: 200, content_type: "text/plain; version=0.0.4", body: out.into_bytes() }

@@ -1,21 +1,22 @@
 //! The merged view: the keys each origin contributes now, the merged JWK Set and the key store
-//! built from them (each rebuilt only when those keys change), and `GET /`, which serves the set.
+//! built from them (each rebuilt only when those keys change), `GET /`, which serves the set, and
+//! the refetch of origins that a token with an unknown kid causes.
 
-use super::refresh::{GoodSet, Mode};
 use super::{Core, HttpResponse};
+use crate::source::{KeySet, Mode, Source};
 use crate::keyset::{self, Collision, Merged};
 use crate::log::JwkaLogLevel;
 use crate::verify::KeyStore;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The sets the origins contribute at one moment, with versions that identify them: the merged
 /// set and the key store are rebuilt only when the versions change.
 pub(super) struct Usable {
     versions: Vec<Option<u64>>,
-    pub(super) sets: Vec<(usize, Arc<GoodSet>)>,
+    pub(super) sets: Vec<(usize, Arc<KeySet>)>,
 }
 
 impl Usable {
@@ -36,15 +37,16 @@ pub(super) struct StoreCache {
 }
 
 impl Core {
-    /// The keys each origin contributes now: its last good set, unless older than `max_stale`.
+    /// The keys each origin contributes now (`Source::usable`).
     pub(super) fn usable(&self, now: Instant) -> Usable {
-        let mut u = Usable { versions: Vec::with_capacity(self.slots.len()), sets: Vec::new() };
-        for (i, slot) in self.slots.iter().enumerate() {
-            let st = slot.state.lock();
-            let g = st.good.as_ref().filter(|g| now.duration_since(g.confirmed) <= self.settings.max_stale);
-            u.versions.push(g.map(|_| st.version));
-            if let Some(g) = g {
-                u.sets.push((i, g.clone()));
+        let max_stale = self.settings().max_stale;
+        let mut u = Usable { versions: Vec::with_capacity(self.origins.len()), sets: Vec::new() };
+        for (i, o) in self.origins.iter().enumerate() {
+            let st = o.state.lock();
+            let set = Source::usable(&st, now, max_stale);
+            u.versions.push(set.map(|s| s.generation));
+            if let Some(set) = set {
+                u.sets.push((i, set.clone()));
             }
         }
         u
@@ -66,7 +68,7 @@ impl Core {
         let mut logged = self.logged_collisions.lock();
         for c in collisions {
             if logged.insert((c.kid.clone(), c.first_origin, c.second_origin)) {
-                let (first, second) = (&self.slots[c.first_origin].url, &self.slots[c.second_origin].url);
+                let (first, second) = (&self.origins[c.first_origin].url, &self.origins[c.second_origin].url);
                 let msg = if c.first_origin == c.second_origin {
                     format!(
                         "kid {:?} is published with two different keys by {first}; KrakenD's validator uses the later \
@@ -93,11 +95,13 @@ impl Core {
         if let Some(c) = cache.as_ref().filter(|c| c.versions == usable.versions) {
             return (c.generation, c.store.clone());
         }
-        let (store, skipped) = KeyStore::build(usable.keys(), self.settings.allow_symmetric_keys);
+        let (store, skipped) = KeyStore::build(usable.keys(), self.settings().allow_symmetric_keys);
         for (origin, kid, why) in skipped {
-            self.log(JwkaLogLevel::Warning, format!("origin {}: key kid={kid:?} not usable for verification: {why}", self.slots[origin].url));
+            self.log(JwkaLogLevel::Warning, format!("origin {}: key kid={kid:?} not usable for verification: {why}", self.origins[origin].url));
         }
-        let generation = cache.as_ref().map_or(1, |c| c.generation + 1);
+        // From the same counter as every key set's: a remembered verification can match only
+        // the very keys that made it.
+        let generation = self.refresher.fetcher.next_generation();
         let store = Arc::new(store);
         *cache = Some(StoreCache { versions: usable.versions, generation, store: store.clone() });
         (generation, store)
@@ -107,18 +111,30 @@ impl Core {
     pub fn jwks(&self) -> HttpResponse {
         self.requests.fetch_add(1, Relaxed);
         let start = Instant::now();
-        self.refresh_all(start, Mode::Request);
+        // Two fetches at most per origin (a discovery document, then its keys), each bounded.
+        let deadline = start + self.settings().timeout * 2 + Duration::from_secs(1);
+        self.refresher.fetch_and_wait(&self.origins, Mode::Request, start, deadline);
         let merged = self.merged(Instant::now());
         if merged.key_count == 0 {
             self.responses_503.fetch_add(1, Relaxed);
             return HttpResponse::json(
                 503,
-                &json!({"error": "no origin has usable keys", "origins": self.slots.iter().map(|s| {
+                &json!({"error": "no origin has usable keys", "origins": self.origins.iter().map(|s| {
                     let st = s.state.lock();
                     json!({"url": s.url, "last_error": st.last_error})
                 }).collect::<Vec<_>>()}),
             );
         }
         HttpResponse { status: 200, content_type: "application/json", body: merged.json.clone() }
+    }
+
+    /// A token carried a kid no key has: refetch the given origins, each at most once per
+    /// `cooldown`, waiting at most `wait` (`Refresher::refetch_unknown_kid`). Returns whether a
+    /// refetch ended in time.
+    pub fn refetch_unknown_kid(&self, origins: &[usize], cooldown: Duration, wait: Duration) -> bool {
+        let sources: Vec<Arc<Source>> = origins.iter().filter_map(|&i| self.origins.get(i).cloned()).collect();
+        let (done, started) = self.refresher.refetch_unknown_kid(&sources, cooldown, wait);
+        self.auth_stats.unknown_kid_refetches.fetch_add(started as u64, Relaxed);
+        done
     }
 }

@@ -1,29 +1,29 @@
-//! The aggregator: the handle the C API holds, the core it shares with its background refresher,
-//! and their lifecycle. What the core does is in one file per concept:
-//! - `refresh`: each origin's fetch state (last good keys, freshness, back-off, staleness),
-//!   single-flight refreshes, the background refresher, the unknown-kid refetch;
-//! - `merged`: the keys usable now, the merged JWK Set and the key store built from them, `GET /`;
+//! The aggregator: the handle the C API holds, the core it shares with the refresh engine, and
+//! their lifecycle. What the core does is in one file per concept:
+//! - `merged`: the keys usable now, the merged JWK Set and the key store built from them, `GET /`,
+//!   and the refetch a token with an unknown kid causes;
 //! - `health`: `GET /__health`, `GET /metrics` and the counters they show.
+//!
+//! Keeping keys fresh is the refresh engine's job (`refresh.rs`, `source.rs`), the same for the
+//! origins here and for the dynamic issuers of `tenants.rs`.
 
 mod health;
 mod merged;
-mod refresh;
 
 pub use health::AuthStats;
-pub use refresh::{backoff, freshness, Mode};
 
-use crate::config::Settings;
-use crate::fetch;
 use crate::log::{JwkaLogLevel, LogQueue};
+use crate::refresh::Refresher;
+use crate::settings::Settings;
+use crate::source::{Fetcher, Kind, Source};
 use crate::tenants::Tenants;
 use merged::{MergedCache, StoreCache};
-use parking_lot::{Condvar, Mutex};
-use refresh::{Flight, Slot};
-use reqwest::blocking::Client;
+use parking_lot::Mutex;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// One answer for the loopback HTTP server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,22 +39,16 @@ impl HttpResponse {
     }
 }
 
-/// The shared state behind an `Aggregator`, also held by its background refresher.
+/// The shared state behind an `Aggregator`.
 pub struct Core {
-    settings: Settings,
-    log: LogQueue,
-    // Refresh (refresh.rs): one slot per origin, in the order of `origins`.
-    client: Client,
-    slots: Vec<Slot>,
-    kid_flight: Mutex<Option<Arc<Flight>>>,
-    /// Set when the aggregator is dropped; wakes the refresher.
-    stopping: Mutex<bool>,
-    wake: Condvar,
+    refresher: Arc<Refresher>,
+    /// One source per origin, in the order of `origins` then `discover`.
+    origins: Vec<Arc<Source>>,
     // The merged view (merged.rs).
     merged: Mutex<Option<MergedCache>>,
     store: Mutex<Option<StoreCache>>,
     logged_collisions: Mutex<HashSet<(String, usize, usize)>>,
-    // Issuers trusted by pattern, each with its own keys (tenants.rs).
+    // Issuers trusted by pattern, each a source of its own (tenants.rs).
     tenants: Tenants,
     // Counters shown on /metrics (health.rs).
     pub auth_stats: AuthStats,
@@ -62,12 +56,12 @@ pub struct Core {
     responses_503: AtomicU64,
 }
 
-/// The aggregator: the shared core plus a background thread that fetches every origin at start
-/// and, with `cache: true`, refreshes each one before it expires, so that the validator's
-/// requests find fresh keys without waiting for the network.
+/// The aggregator: the shared core plus the refresh engine's timer thread, which has every origin
+/// fetched at start and then before its keys expire, so that the validator's requests find fresh
+/// keys without waiting for the network.
 pub struct Aggregator {
     core: Arc<Core>,
-    refresher: Option<std::thread::JoinHandle<()>>,
+    timers: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::ops::Deref for Aggregator {
@@ -79,13 +73,15 @@ impl std::ops::Deref for Aggregator {
 
 impl Drop for Aggregator {
     fn drop(&mut self) {
-        *self.core.stopping.lock() = true;
-        self.core.wake.notify_all();
-        if let Some(t) = self.refresher.take() {
+        self.core.refresher.stop();
+        if let Some(t) = self.timers.take() {
             let _ = t.join();
         }
     }
 }
+
+/// Workers the refresh engine may run beside one per origin (up to its own bound).
+const SPARE_WORKERS: usize = 8;
 
 impl Aggregator {
     /// The shared core, for the token verifier.
@@ -95,29 +91,32 @@ impl Aggregator {
 
     pub fn new(settings: Settings) -> Result<Aggregator, String> {
         let core = Arc::new(Core::new(settings)?);
-        let bg = core.clone();
-        let refresher = std::thread::Builder::new()
+        let now = Instant::now();
+        for o in &core.origins {
+            core.refresher.schedule(o, now);
+        }
+        let r = core.refresher.clone();
+        let timers = std::thread::Builder::new()
             .name("jwka-refresh".into())
-            .spawn(move || bg.refresh_loop())
+            .spawn(move || r.run_timers())
             .map_err(|e| format!("cannot start the refresher thread: {e}"))?;
-        Ok(Aggregator { core, refresher: Some(refresher) })
+        Ok(Aggregator { core, timers: Some(timers) })
     }
 }
 
 impl Core {
     fn new(settings: Settings) -> Result<Core, String> {
-        let client = fetch::build_client(&settings)?;
-        let slots = settings.origins.iter().map(|o| Slot::new(o.url.clone(), o.discover)).collect();
+        let origins: Vec<Arc<Source>> = settings
+            .origins
+            .iter()
+            .map(|o| Arc::new(Source::new(o.url.clone(), if o.discover { Kind::Discover } else { Kind::Jwks }, Arc::default())))
+            .collect();
         let tenants = Tenants::new(settings.tenants.clone());
+        let refresher = Arc::new(Refresher::new(Fetcher::new(settings)?, origins.len() + SPARE_WORKERS));
         let agg = Core {
+            refresher,
+            origins,
             tenants,
-            settings,
-            log: LogQueue::default(),
-            client,
-            slots,
-            kid_flight: Mutex::new(None),
-            stopping: Mutex::new(false),
-            wake: Condvar::new(),
             merged: Mutex::new(None),
             store: Mutex::new(None),
             logged_collisions: Mutex::new(HashSet::new()),
@@ -125,14 +124,15 @@ impl Core {
             requests: AtomicU64::new(0),
             responses_503: AtomicU64::new(0),
         };
+        let s = agg.settings();
         agg.log(
             JwkaLogLevel::Info,
             format!(
                 "aggregating {} origin(s) on 127.0.0.1:{}, cache {}{}",
-                agg.slots.len(),
-                agg.settings.port,
-                if agg.settings.cache { "on" } else { "off" },
-                match agg.settings.tenants.patterns.len() {
+                agg.origins.len(),
+                s.port,
+                if s.cache { "on" } else { "off" },
+                match s.tenants.patterns.len() {
                     0 => String::new(),
                     n => format!(", {n} issuer pattern(s)"),
                 }
@@ -142,20 +142,25 @@ impl Core {
     }
 
     pub fn settings(&self) -> &Settings {
-        &self.settings
+        &self.refresher.fetcher.settings
     }
 
     pub fn logs(&self) -> &LogQueue {
-        &self.log
+        &self.refresher.fetcher.log
     }
 
     pub(crate) fn log(&self, level: JwkaLogLevel, msg: String) {
-        self.log.push(level, msg);
+        self.refresher.fetcher.log(level, msg);
     }
 
-    /// The HTTP client every origin and discovery shares.
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
+    /// The refresh engine every source shares.
+    pub fn refresher(&self) -> &Arc<Refresher> {
+        &self.refresher
+    }
+
+    /// The origins' sources, in the order of `origins` then `discover`.
+    pub fn origins(&self) -> &[Arc<Source>] {
+        &self.origins
     }
 
     /// Issuers trusted by pattern.

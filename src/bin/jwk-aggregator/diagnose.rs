@@ -5,8 +5,8 @@
 
 use jwk_aggregator::aggregator::Aggregator;
 use jwk_aggregator::auth::{Auth, Outcome};
-use jwk_aggregator::config::Settings;
-use jwk_aggregator::fetch::{self, Conditional, Fetched};
+use jwk_aggregator::settings::Settings;
+use jwk_aggregator::fetch::{self, Conditional, Fetched, Scope};
 use crate::gateway_config::{Endpoint, GatewayConfig, SERVER};
 use jwk_aggregator::keyset;
 use jwk_aggregator::policy::{self, AuthSettings};
@@ -110,7 +110,7 @@ pub struct KeysReport {
 
 /// Fetches every origin now, with the plugin's rules (transport, size, sanitizing, merging).
 pub fn keys(settings: &Settings) -> Result<KeysReport, String> {
-    let client = fetch::build_client(settings)?;
+    let clients = fetch::build_clients(settings)?;
     let mut origins = Vec::new();
     for (i, o) in settings.origins.iter().enumerate() {
         let mut r = OriginKeys {
@@ -123,7 +123,7 @@ pub fn keys(settings: &Settings) -> Result<KeysReport, String> {
             keys: vec![],
         };
         let url = if o.discover {
-            match fetch::discover_jwks_uri(&client, &o.url, settings.max_response_bytes, settings.disable_jwk_security) {
+            match fetch::discover_jwks_uri(&clients, &o.url, settings.max_response_bytes, settings.disable_jwk_security, Scope::Configured) {
                 Ok((u, _)) => Some(u),
                 Err(e) => {
                     r.error = Some(e.to_string());
@@ -135,7 +135,7 @@ pub fn keys(settings: &Settings) -> Result<KeysReport, String> {
         };
         if let Some(url) = url {
             r.jwks_uri = o.discover.then(|| url.clone());
-            match fetch::fetch(&client, &url, settings.max_response_bytes, &Conditional::default()) {
+            match fetch::fetch(&clients, &url, settings.max_response_bytes, &Conditional::default(), Scope::Configured) {
                 Ok(Fetched::Keys { keys, .. }) => {
                     let clean = keyset::sanitize(&keys, settings.allow_symmetric_keys, settings.max_keys_per_origin);
                     r.kept = clean

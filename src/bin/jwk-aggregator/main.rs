@@ -7,7 +7,7 @@ mod gateway_config;
 
 use clap::{Parser, Subcommand};
 use diagnose::{CheckOptions, Verdict};
-use jwk_aggregator::config::Settings;
+use jwk_aggregator::settings::Settings;
 use gateway_config::GatewayConfig;
 use std::io::Read;
 use std::process::ExitCode;

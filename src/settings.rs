@@ -1,26 +1,23 @@
-//! Settings of the `jwk-aggregator` block, parsed from the JSON the shim hands over, and the
-//! reading rules that the `jwk-aggregator-auth` block (`policy.rs`) shares.
+//! Settings of the `jwk-aggregator` block, parsed from the JSON the shim hands over.
 //!
 //! The Enterprise plugin's contract is `origins`, `port` and `cache`; every other key is optional.
 //! Unknown keys are errors (a typo such as `origin` must not pass silently), except keys that
 //! KrakenD configurations use as comments (`@`, `$`, `_`, `#` prefixes).
 //!
-//! `Block` is the JSON as written, read by serde; `Settings` is what it means once the checks that
-//! span fields (plain http, issuers naming origins, TTL bounds) have passed. Each field is read by
-//! a helper that keeps the value as written, so an error names the field (serde_path_to_error
-//! gives its path) and shows the value the way the user wrote it.
+//! `Block` is the JSON as written, read by serde with the rules of `read.rs`; `Settings` is what
+//! it means once the checks that span fields (plain http, issuers naming origins, TTL bounds) have
+//! passed.
 
 use crate::issuer::{is_loopback_host, IssuerPattern};
-use crate::tenants::TenantSettings;
+use crate::read::{err, expect, integer, invalid, non_empty_list, read_block, shaped, show, unknown_key, Others, Shape};
+pub use crate::read::{fmt_duration, parse_duration, ConfigError, MAX_DURATION};
 use reqwest::Url;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_json::Value;
-use serde_path_to_error::Segment;
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
-use std::marker::PhantomData;
 use std::time::Duration;
+
 
 /// One configured JWK Set URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +62,38 @@ pub struct Settings {
     pub tenants: TenantSettings,
 }
 
+/// The bounds of dynamic issuers; every one is a documented setting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantSettings {
+    pub patterns: Vec<IssuerPattern>,
+    /// Live dynamic issuers at most; the least recently used is evicted past it.
+    pub max_issuers: usize,
+    /// How long a failed first discovery is remembered (no new attempt meanwhile).
+    pub failure_ttl: Duration,
+    /// First-sight discoveries per minute, for all patterns together.
+    pub per_minute: u32,
+    /// How long a request waits for a discovery it triggered or joined.
+    pub wait: Duration,
+    /// An issuer no token used for this long is forgotten.
+    pub idle: Duration,
+    /// Hosts (host or host:port, lower case) other than the issuer's own a `jwks_uri` may name.
+    pub jwks_hosts: Vec<String>,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        TenantSettings {
+            patterns: Vec::new(),
+            max_issuers: 1000,
+            failure_ttl: Duration::from_secs(60),
+            per_minute: 60,
+            wait: Duration::from_secs(2),
+            idle: Duration::from_secs(24 * 3600),
+            jwks_hosts: Vec::new(),
+        }
+    }
+}
+
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -77,18 +106,6 @@ pub const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const MAX_KEYS_PER_ORIGIN: usize = 10_000;
-
-/// A configuration error. The message names the field and the offending value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// The fields of `Block`, for the unknown-key message (tests/settings.rs holds it to README.md).
 const KNOWN_KEYS: &[&str] = &[
@@ -463,218 +480,6 @@ fn bind_issuers(map: Vec<(String, IssuerNames)>, origins: &[Origin]) -> Result<V
     Ok(out)
 }
 
-// Reading rules shared with the `jwk-aggregator-auth` block.
-
-/// Keys of a block that are none of its fields.
-pub(crate) type Others = BTreeMap<String, IgnoredAny>;
-
-/// The first key that is neither a field nor a comment (`@`, `$`, `_`, `#` prefixes, as KrakenD
-/// configurations use them).
-pub(crate) fn unknown_key(others: &Others) -> Option<&str> {
-    others.keys().map(String::as_str).find(|k| !k.starts_with(['@', '$', '_', '#']))
-}
-
-/// Reads a settings object into its typed block. Errors become `{prefix}invalid "<field>": ...`,
-/// the field written as the user would look for it: `port`, `origins[1]`, `issuers["<url>"]`,
-/// `rules[0].alg`.
-pub(crate) fn read_block<T: de::DeserializeOwned>(value: &Value, prefix: &str) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let mut field = String::new();
-        let mut after_key = false;
-        for segment in e.path() {
-            let _ = match segment {
-                Segment::Seq { index } => write!(field, "[{index}]"),
-                Segment::Map { key } if field.is_empty() => write!(field, "{key}"),
-                Segment::Map { key } if after_key => write!(field, "[{key:?}]"),
-                Segment::Map { key } => write!(field, ".{key}"),
-                Segment::Enum { variant } => write!(field, ".{variant}"),
-                Segment::Unknown => write!(field, "?"),
-            };
-            after_key = matches!(segment, Segment::Map { .. });
-        }
-        ConfigError(format!("{prefix}invalid \"{field}\": {}", e.inner()))
-    })
-}
-
-/// Reads a value as written and converts it with `read`; `None` is an error showing the value.
-pub(crate) fn expect<'de, D: Deserializer<'de>, T>(
-    d: D,
-    expected: &str,
-    read: impl FnOnce(&Value) -> Option<T>,
-) -> Result<T, D::Error> {
-    let v = Value::deserialize(d)?;
-    read(&v).ok_or_else(|| invalid(expected, &v))
-}
-
-/// The error of a field reader: what was expected and the value as written.
-pub(crate) fn invalid<E: de::Error>(expected: &str, got: &Value) -> E {
-    E::custom(format_args!("expected {expected}, got {}", show(got)))
-}
-
-/// A non-empty list whose entries are read as `T`, each at its own path (`origins[1]`).
-pub(crate) fn non_empty_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-    expected: &'static str,
-) -> Result<Vec<T>, D::Error> {
-    let list: Vec<T> = shaped(d, Shape::List, expected)?;
-    if list.is_empty() {
-        return Err(invalid(expected, &Value::Array(vec![])));
-    }
-    Ok(list)
-}
-
-/// A `T` read from a JSON object; anything else is an error showing the value (serde's own
-/// message would describe it instead: "invalid type: string ...").
-pub(crate) struct Object<T>(pub T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        shaped(d, Shape::Object, "an object").map(Object)
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Shape {
-    List,
-    Object,
-}
-
-/// Reads a list or an object into `T` (a `Vec`, a map, a struct) without losing the paths of its
-/// entries; any other JSON value is an error showing it, instead of serde's "invalid type".
-pub(crate) fn shaped<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-    shape: Shape,
-    expected: &'static str,
-) -> Result<T, D::Error> {
-    struct Shaped<T> {
-        shape: Shape,
-        expected: &'static str,
-        read: PhantomData<T>,
-    }
-    impl<T> Shaped<T> {
-        fn other<E: de::Error>(&self, v: Value) -> Result<T, E> {
-            Err(invalid(self.expected, &v))
-        }
-    }
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for Shaped<T> {
-        type Value = T;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str(self.expected)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
-            let d = de::value::SeqAccessDeserializer::new(seq);
-            match self.shape {
-                Shape::List => T::deserialize(d),
-                Shape::Object => self.other(Value::deserialize(d)?),
-            }
-        }
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-            let d = de::value::MapAccessDeserializer::new(map);
-            match self.shape {
-                Shape::Object => T::deserialize(d),
-                Shape::List => self.other(Value::deserialize(d)?),
-            }
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
-            self.other(Value::from(v))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
-            self.other(Value::from(v))
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
-            self.other(Value::from(v))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
-            self.other(Value::from(v))
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-            self.other(Value::from(v))
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<T, E> {
-            self.other(Value::Null)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<T, E> {
-            self.other(Value::Null)
-        }
-    }
-    d.deserialize_any(Shaped { shape, expected, read: PhantomData })
-}
-
-/// Shows a value the way the user wrote it, cut short so a huge value cannot flood the log.
-pub(crate) fn show(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() > 120 {
-        let mut end = 117;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}...", &s[..end])
-    } else {
-        s
-    }
-}
-
-fn err(field: &str, expected: &str, got: &Value) -> ConfigError {
-    ConfigError(format!("invalid \"{field}\": expected {expected}, got {}", show(got)))
-}
-
-/// An integral JSON number (Go hands integers over as float64, so `9876.0` counts).
-pub(crate) fn integer(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64)),
-        _ => None,
-    }
-}
-
-/// The longest duration Go (and so KrakenD) can express, about 292 years. Every duration setting
-/// ends up added to the clock (deadlines, freshness, back-off); a longer one would overflow it and
-/// panic the thread that refreshes the keys.
-pub const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
-
-/// Parses Go-style durations as KrakenD configurations write them: "500ms", "5s", "1h30m".
-/// Anything longer than `MAX_DURATION` is refused.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    if rest == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total = total.checked_add(Duration::try_from_secs_f64(number * unit).ok()?)?;
-    }
-    (total <= MAX_DURATION).then_some(total)
-}
-
-pub fn fmt_duration(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -840,17 +645,5 @@ mod tests {
         let e = parse(&format!(r#"{{"port": 1, "origins": ["https://a.example/k"], "timeout": "{}"}}"#, "é".repeat(500))).unwrap_err();
         assert!(e.0.starts_with(r#"invalid "timeout": expected a duration"#) && e.0.ends_with("..."), "{e}");
         assert!(e.0.len() < 250, "{} bytes", e.0.len());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
-        assert_eq!(parse_duration("2562047h"), Some(Duration::from_secs(2_562_047 * 3600)));
-        for bad in ["", "s", "5", "5x", "-1s", "1.2.3s", "2562048h", "5000000000000000h"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
     }
 }
