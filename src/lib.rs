@@ -2,10 +2,10 @@
 //! JWT validator can read, verifies tokens for the `jwk-aggregator-auth` handler, and exposes both
 //! through a C API for the Go plugin shim.
 //!
-//! Modules, each using only those listed before it:
-//! - `read`: reading rules shared by both settings blocks; `settings`: the `jwk-aggregator` block;
-//! - `log`, `issuer` (issuer patterns and URL rules), `verify` (keys and signatures), `keyset`
-//!   (sanitizing and merging JWK Sets), `fetch` (HTTP);
+//! Modules, each using only those listed before it (tests/layers.rs holds the code to it):
+//! - `read`: reading rules shared by both settings blocks; `log`; `issuer` (issuer patterns and
+//!   URL rules); `settings`: the `jwk-aggregator` block;
+//! - `verify` (keys and signatures), `keyset` (sanitizing and merging JWK Sets), `fetch` (HTTP);
 //! - `source`: one key source and one fetch of it; `refresh`: the engine that keeps every source
 //!   fresh; `tenants`: the dynamic issuers, as sources;
 //! - `aggregator`: the origins, the merged set, health and metrics;
@@ -13,9 +13,9 @@
 //! - `ffi`: the C API.
 
 pub mod read;
-pub mod settings;
 pub mod log;
 pub mod issuer;
+pub mod settings;
 pub mod verify;
 pub mod keyset;
 pub mod fetch;
