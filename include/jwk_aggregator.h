@@ -15,6 +15,8 @@
 
 #define DEFAULT_CACHE_SIZE 10000
 
+#define DEFAULT_CACHE_MAX_BYTES ((32 * 1024) * 1024)
+
 /*
  Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
  mismatch, which can only happen when a header and a library from different builds meet.

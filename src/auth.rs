@@ -35,12 +35,47 @@ struct Entry {
     dynamic: Option<Arc<str>>,
     verified: Verified,
     exp: f64,
+    /// What the entry holds in memory, as `entry_bytes` counts it.
+    bytes: usize,
 }
 
+/// Verified tokens, bounded by count (`cache_size`) and by memory (`cache_max_bytes`), oldest
+/// first out.
 #[derive(Default)]
 struct TokenCache {
-    map: HashMap<Box<str>, Entry>,
-    order: VecDeque<Box<str>>,
+    map: HashMap<Arc<str>, Entry>,
+    order: VecDeque<Arc<str>>,
+    bytes: usize,
+}
+
+impl TokenCache {
+    fn remove(&mut self, token: &str) {
+        if let Some(e) = self.map.remove(token) {
+            self.bytes -= e.bytes;
+        }
+    }
+}
+
+/// Memory of one cache entry: the token, its claims as parsed, and the bookkeeping around them.
+/// What a token's claims cost depends on their shape, not their length (a 16 KB array of zeros
+/// parses into about 250 KB), so the claims are counted node by node.
+fn entry_bytes(token: &str, claims: &Map<String, Value>) -> usize {
+    const NODE: usize = std::mem::size_of::<Value>();
+    // A map entry: its key's String, its Value, and the tree's share of node overhead.
+    const MAP_ENTRY: usize = std::mem::size_of::<String>() + NODE + 64;
+    fn value(v: &Value) -> usize {
+        match v {
+            Value::String(s) => s.capacity(),
+            Value::Array(a) => a.capacity() * NODE + a.iter().map(value).sum::<usize>(),
+            Value::Object(m) => object(m),
+            _ => 0,
+        }
+    }
+    fn object(m: &Map<String, Value>) -> usize {
+        m.iter().map(|(k, v)| MAP_ENTRY + k.capacity() + value(v)).sum()
+    }
+    // The token once (map key and queue share it), the Entry, two hash-table slots, the Arc.
+    token.len() + std::mem::size_of::<Entry>() + 2 * std::mem::size_of::<Arc<str>>() + 64 + object(claims)
 }
 
 pub struct Auth {
@@ -202,7 +237,7 @@ impl Auth {
                     (e.dynamic.clone(), e.generation, e.verified.clone())
                 }
                 Some(_) => {
-                    c.map.remove(token); // stale: keys changed or token expired
+                    c.remove(token); // stale: keys changed or token expired
                     return None;
                 }
                 None => return None,
@@ -214,7 +249,7 @@ impl Auth {
             Some(iss) => match self.core.tenants().lookup(self.core.refresher(), &iss) {
                 Lookup::Keys(_, g) if g == entry_generation => Some(verified),
                 _ => {
-                    self.cache.lock().map.remove(token);
+                    self.cache.lock().remove(token);
                     None
                 }
             },
@@ -222,32 +257,38 @@ impl Auth {
     }
 
     fn remember(&self, token: &str, generation: u64, dynamic: Option<&str>, v: &Verified) {
-        let max = self.settings.cache_size;
+        let (max, max_bytes) = (self.settings.cache_size, self.settings.cache_max_bytes);
         // Tokens without exp are never cached: nothing would bound their stay.
         let Some(exp) = v.claims.get("exp").and_then(Value::as_f64) else { return };
-        if max == 0 {
+        let bytes = entry_bytes(token, &v.claims);
+        // One entry may take a small share of the memory at most: a token whose claims are huge
+        // is verified every time instead of crowding out everything else.
+        if max == 0 || bytes > max_bytes / 16 {
             return;
         }
         let mut c = self.cache.lock();
-        if c.map.len() >= max {
-            // Drop the oldest entries (some may already be gone) until there is room.
-            while c.map.len() >= max {
-                match c.order.pop_front() {
-                    Some(old) => {
-                        c.map.remove(&old);
-                    }
-                    None => break,
-                }
+        c.remove(token);
+        // Drop the oldest entries (some may already be gone) until there is room.
+        while c.map.len() >= max || c.bytes + bytes > max_bytes {
+            match c.order.pop_front() {
+                Some(old) => c.remove(&old),
+                None => break,
             }
         }
-        let key: Box<str> = token.into();
-        if c.map.insert(key.clone(), Entry { generation, dynamic: dynamic.map(Arc::from), verified: v.clone(), exp }).is_none() {
-            c.order.push_back(key);
-        }
+        let key: Arc<str> = token.into();
+        c.bytes += bytes;
+        c.map.insert(key.clone(), Entry { generation, dynamic: dynamic.map(Arc::from), verified: v.clone(), exp, bytes });
+        c.order.push_back(key);
         // `order` can hold names of entries removed as stale; keep it from growing past twice the cap.
         if c.order.len() > 2 * max {
-            let TokenCache { map, order } = &mut *c;
+            let TokenCache { map, order, .. } = &mut *c;
             order.retain(|k| map.contains_key(k));
         }
+    }
+
+    /// Memory the verified-token cache holds now, as it counts it, and its entries.
+    pub fn cache_usage(&self) -> (usize, usize) {
+        let c = self.cache.lock();
+        (c.bytes, c.map.len())
     }
 }

@@ -49,12 +49,14 @@ pub struct AuthSettings {
     pub rules: Vec<Rule>,
     pub max_token_bytes: usize,
     pub cache_size: usize,
+    pub cache_max_bytes: usize,
     pub unknown_kid_cooldown: Duration,
     pub unknown_kid_wait: Duration,
 }
 
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
+pub const DEFAULT_CACHE_MAX_BYTES: usize = 32 * 1024 * 1024;
 pub const DEFAULT_UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(30);
 pub const DEFAULT_UNKNOWN_KID_WAIT: Duration = Duration::from_secs(2);
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(1);
@@ -66,7 +68,7 @@ const DEFAULT_ALGS: [Alg; 10] =
 const PREFIX: &str = "jwk-aggregator-auth: ";
 
 /// The fields of `AuthBlock` and `RuleBlock`, for the unknown-key messages.
-const SETTINGS: &[&str] = &["rules", "max_token_bytes", "cache_size", "unknown_kid_cooldown", "unknown_kid_wait"];
+const SETTINGS: &[&str] = &["rules", "max_token_bytes", "cache_size", "cache_max_bytes", "unknown_kid_cooldown", "unknown_kid_wait"];
 const RULE_SETTINGS: &[&str] = &[
     "paths",
     "alg",
@@ -94,6 +96,8 @@ struct AuthBlock {
     max_token_bytes: Option<usize>,
     #[serde(default, deserialize_with = "cache_entries")]
     cache_size: Option<usize>,
+    #[serde(default, deserialize_with = "cache_bytes")]
+    cache_max_bytes: Option<usize>,
     #[serde(default, deserialize_with = "duration")]
     unknown_kid_cooldown: Option<Duration>,
     #[serde(default, deserialize_with = "duration")]
@@ -159,6 +163,7 @@ impl AuthSettings {
             rules: rules.into_iter().enumerate().map(|(i, r)| r.rule(i)).collect::<Result<_, _>>()?,
             max_token_bytes: b.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES),
             cache_size: b.cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
+            cache_max_bytes: b.cache_max_bytes.unwrap_or(DEFAULT_CACHE_MAX_BYTES),
             unknown_kid_cooldown: b.unknown_kid_cooldown.unwrap_or(DEFAULT_UNKNOWN_KID_COOLDOWN),
             unknown_kid_wait: b.unknown_kid_wait.unwrap_or(DEFAULT_UNKNOWN_KID_WAIT),
         })
@@ -222,6 +227,10 @@ fn token_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Erro
 
 fn cache_entries<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
     count(d, 0, 10_000_000).map(Some)
+}
+
+fn cache_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    count(d, 64 * 1024, 1 << 34).map(Some)
 }
 
 fn count<'de, D: Deserializer<'de>>(d: D, min: usize, max: usize) -> Result<usize, D::Error> {
