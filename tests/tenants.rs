@@ -145,3 +145,134 @@ fn the_least_recently_used_issuer_is_evicted_past_the_cap() {
     let health = tenants.health(core.refresher()).to_string();
     assert!(!health.contains(&realms.issuer("a")) && health.contains(&realms.issuer("c")), "{health}");
 }
+
+fn setup_patterns(patterns: &[String], extra: Value) -> (Aggregator, Auth) {
+    let mut s = json!({"port": 9876, "issuer_patterns": patterns});
+    for (k, v) in extra.as_object().unwrap() {
+        s[k] = v.clone();
+    }
+    let agg = Aggregator::new(Settings::from_json(s.to_string().as_bytes()).unwrap()).unwrap();
+    let auth = Auth::new(AuthSettings::from_value(&json!({"rules": [{"paths": ["/t/*"]}]})).unwrap(), agg.core());
+    (agg, auth)
+}
+
+fn accepted(o: &Outcome) -> bool {
+    matches!(o, Outcome::Allow(_))
+}
+
+// max_stale is how long keys are used while fetches fail; a tenant whose provider is up is
+// refreshed in the background and accepted after any idle time.
+#[test]
+fn a_healthy_tenant_idle_for_longer_than_max_stale_is_accepted() {
+    let realms = Realms::start();
+    let (_agg, auth) = setup(&realms, json!({"max_stale": "1s", "cache_default_ttl": "1s", "cache_min_ttl": "1s"}));
+    let key = Key::ed("k");
+    realms.create("idle", key.jwk());
+    let tok = token(&key, &realms.issuer("idle"));
+    assert!(accepted(&check(&auth, &tok)));
+    std::thread::sleep(Duration::from_millis(3500));
+    let hits = realms.hits();
+    let o = check(&auth, &tok);
+    assert!(accepted(&o), "a healthy tenant idle for 3.5 s (max_stale 1s) was refused: {o:?}");
+    assert_eq!(realms.hits(), hits, "the request itself fetched nothing");
+    // Idle keys too long for their freshness: still served while a refresh runs.
+    let (_agg, auth) = setup(&realms, json!({"max_stale": "1s"}));
+    assert!(accepted(&check(&auth, &tok)));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(accepted(&check(&auth, &tok)), "keys within their 30 s freshness refused after 2.5 s (max_stale 1s)");
+}
+
+// A tenant's JWK Set URL on its own host that redirects elsewhere must not make the gateway
+// fetch (and trust) the other address.
+#[test]
+fn a_jwks_uri_redirect_to_another_host_is_not_followed() {
+    let realms = Realms::start();
+    let mallory = Key::ed("m");
+    let elsewhere = common::Origin::start(common::Reply::json(json!({"keys": [mallory.jwk()]}).to_string()));
+    realms.create("open", Key::ed("k").jwk());
+    realms.redirect("open", &elsewhere.url);
+    let (agg, auth) = setup(&realms, json!({}));
+    match check(&auth, &token(&mallory, &realms.issuer("open"))) {
+        Outcome::Invalid(why) => assert!(why.contains("refused") && why.contains(elsewhere.url.trim_end_matches("/jwks.json").trim_start_matches("http://")), "{why}"),
+        other => panic!("a key from another host was trusted through a redirect: {other:?}"),
+    }
+    assert_eq!(elsewhere.hits(), 0, "the other host was fetched");
+    // A redirect on the issuer's own host is followed.
+    let own = Key::ed("own");
+    realms.create("moved", own.jwk());
+    realms.redirect("moved", &format!("{}?moved", realms.certs("moved")));
+    assert!(accepted(&check(&auth, &token(&own, &realms.issuer("moved")))));
+    drop(agg);
+}
+
+// A key the tenant withdrew is refused, even after its issuer was evicted and discovered again.
+#[test]
+fn a_withdrawn_key_stays_withdrawn_after_eviction_and_rediscovery() {
+    let realms = Realms::start();
+    let (_agg, auth) = setup(&realms, json!({"max_dynamic_issuers": 1}));
+    let (old, new, other) = (Key::ed("k1"), Key::ed("k2"), Key::ed("k3"));
+    realms.create("a", old.jwk());
+    realms.create("b", other.jwk());
+    let old_token = token(&old, &realms.issuer("a"));
+    assert!(accepted(&check(&auth, &old_token)));
+    realms.create("a", new.jwk()); // rotated: k1 withdrawn
+    assert!(accepted(&check(&auth, &token(&other, &realms.issuer("b")))), "b evicts a");
+    let o = check(&auth, &old_token);
+    assert!(!accepted(&o), "a token of a withdrawn key was accepted after rediscovery: {o:?}");
+    assert!(accepted(&check(&auth, &token(&new, &realms.issuer("a")))));
+}
+
+// A flood of made-up issuers on one pattern spends that pattern's first-sight budget only:
+// known tenants (live or found again after idleness) and new tenants of other patterns go on.
+#[test]
+fn a_flood_on_one_pattern_starves_neither_known_tenants_nor_another_pattern() {
+    let (a, b) = (Realms::start(), Realms::start());
+    let (_agg, auth) = setup_patterns(&[a.pattern(), b.pattern()], json!({"discoveries_per_minute": 3, "dynamic_issuer_idle": "1s"}));
+    let key = Key::ed("k");
+    for r in ["known", "napping"] {
+        a.create(r, key.jwk());
+        assert!(accepted(&check(&auth, &token(&key, &a.issuer(r)))));
+    }
+    let (known, napping) = (token(&key, &a.issuer("known")), token(&key, &a.issuer("napping")));
+    let start = Instant::now();
+    let mut refused_known = 0;
+    let mut i = 0;
+    while start.elapsed() < Duration::from_millis(2500) {
+        // Unsigned tokens naming made-up realms.
+        let _ = check(&auth, &token(&Key::ed("x"), &a.issuer(&format!("fake{i}"))));
+        i += 1;
+        if i % 20 == 0 && !accepted(&check(&auth, &known)) {
+            refused_known += 1;
+        }
+    }
+    assert_eq!(refused_known, 0, "a known tenant was refused during the flood");
+    // Idle past dynamic_issuer_idle: forgotten, then found again without being charged.
+    let o = check(&auth, &napping);
+    assert!(accepted(&o), "a tenant seen before was refused after idling during the flood: {o:?}");
+    b.create("newco", key.jwk());
+    let o = check(&auth, &token(&key, &b.issuer("newco")));
+    assert!(accepted(&o), "a new tenant of another pattern was refused during the flood: {o:?}");
+}
+
+// When no thread can be started (the system is out of them), a discovery fails at once with
+// the reason; no request hangs, and the next one is answered too.
+#[test]
+fn a_fetch_whose_thread_cannot_start_fails_at_once_instead_of_hanging() {
+    let realms = Realms::start();
+    let (agg, auth) = setup(&realms, json!({"discovery_wait": "5s"}));
+    agg.core().refresher().fail_thread_starts.store(true, std::sync::atomic::Ordering::SeqCst);
+    let key = Key::ed("k");
+    realms.create("acme", key.jwk());
+    for _ in 0..2 {
+        let t0 = Instant::now();
+        match check(&auth, &token(&key, &realms.issuer("acme"))) {
+            Outcome::Invalid(why) => assert!(why.contains("thread") || why.contains("failure_ttl"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(t0.elapsed() < Duration::from_secs(1), "a request waited {:?} for a thread that never started", t0.elapsed());
+    }
+    assert_eq!(realms.hits(), 0);
+    agg.core().refresher().fail_thread_starts.store(false, std::sync::atomic::Ordering::SeqCst);
+    realms.create("other", key.jwk());
+    assert!(accepted(&check(&auth, &token(&key, &realms.issuer("other")))));
+}

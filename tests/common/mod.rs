@@ -217,6 +217,7 @@ pub struct Realms {
     pub base: String,
     keys: Arc<Mutex<std::collections::HashMap<String, Value>>>,
     doc_issuer: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    redirects: Arc<Mutex<std::collections::HashMap<String, String>>>,
     pub hits: Arc<AtomicUsize>,
 }
 
@@ -227,14 +228,15 @@ impl Realms {
             base: format!("http://{}", listener.local_addr().unwrap()),
             keys: Arc::default(),
             doc_issuer: Arc::default(),
+            redirects: Arc::default(),
             hits: Arc::default(),
         };
-        let (base, keys, lie, hits) = (r.base.clone(), r.keys.clone(), r.doc_issuer.clone(), r.hits.clone());
+        let (base, keys, lie, redirects, hits) = (r.base.clone(), r.keys.clone(), r.doc_issuer.clone(), r.redirects.clone(), r.hits.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (base, keys, lie, hits) = (base.clone(), keys.clone(), lie.clone(), hits.clone());
+                let (base, keys, lie, redirects, hits) = (base.clone(), keys.clone(), lie.clone(), redirects.clone(), hits.clone());
                 std::thread::spawn(move || {
-                    let _ = serve_realm(stream, &base, &keys, &lie, &hits);
+                    let _ = serve_realm(stream, &base, &keys, &lie, &redirects, &hits);
                 });
             }
         });
@@ -262,6 +264,17 @@ impl Realms {
         self.doc_issuer.lock().unwrap().insert(realm.into(), issuer.into());
     }
 
+    /// Makes a realm's JWK Set URL answer `302 Location: <location>` (a request carrying a query
+    /// string is served as usual, so that a redirect to `<its own URL>?moved` works).
+    pub fn redirect(&self, realm: &str, location: &str) {
+        self.redirects.lock().unwrap().insert(realm.into(), location.into());
+    }
+
+    /// The realm's JWK Set URL.
+    pub fn certs(&self, realm: &str) -> String {
+        format!("{}/protocol/openid-connect/certs", self.issuer(realm))
+    }
+
     pub fn hits(&self) -> usize {
         self.hits.load(SeqCst)
     }
@@ -272,6 +285,7 @@ fn serve_realm(
     base: &str,
     keys: &Mutex<std::collections::HashMap<String, Value>>,
     lie: &Mutex<std::collections::HashMap<String, String>>,
+    redirects: &Mutex<std::collections::HashMap<String, String>>,
     hits: &AtomicUsize,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -284,8 +298,15 @@ fn serve_realm(
         }
     }
     hits.fetch_add(1, SeqCst);
-    let path = request.split_whitespace().nth(1).unwrap_or("");
+    let target = request.split_whitespace().nth(1).unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let (realm, rest) = path.strip_prefix("/realms/").and_then(|p| p.split_once('/')).unwrap_or(("", ""));
+    if rest == "protocol/openid-connect/certs" && query.is_empty() {
+        if let Some(location) = redirects.lock().unwrap().get(realm) {
+            let mut stream = stream;
+            return write!(stream, "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    }
     let issuer = format!("{base}/realms/{realm}");
     let jwk = keys.lock().unwrap().get(realm).cloned();
     let (status, body) = match (jwk, rest) {
