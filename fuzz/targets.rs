@@ -114,7 +114,7 @@ pub fn auth_settings(data: &[u8]) {
         let _ = policy::claim_headers(r, &Map::new());
     }
     for path in ["/", "/orders/42", "/admin/a/b", "//x//", ""] {
-        let _ = s.rule_for(path);
+        let _ = s.rules_for(path);
     }
 }
 
@@ -515,7 +515,9 @@ pub fn rule_paths(data: &[u8]) {
 
     for path in lines {
         let m = policy::path_matches(&pattern, path);
-        assert_eq!(settings.rule_for(path).is_some(), m, "rule_for disagrees on {path:?}");
+        // The path as it came, or as the router cleans its dot segments.
+        let clean = policy::resolve_dots(path).is_some_and(|c| policy::path_matches(&pattern, &c));
+        assert_eq!(!settings.rules_for(path).is_empty(), m || clean, "rules_for disagrees on {path:?}");
         // Empty segments and trailing slashes never change the answer.
         assert_eq!(policy::path_matches(&pattern, &path.replace('/', "//")), m, "{source:?} vs {path:?} with // ");
         assert_eq!(policy::path_matches(&pattern, &format!("{path}/")), m, "{source:?} vs {path:?}/");

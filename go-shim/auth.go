@@ -82,7 +82,8 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.next.ServeHTTP(w, r)
 		return
 	}
-	path, authz := r.URL.Path, r.Header.Get("Authorization")
+	// Every Authorization header: a request carrying two is refused whole, never half verified.
+	path, authz := r.URL.Path, strings.Join(r.Header.Values("Authorization"), "\n")
 	cookies := strings.Join(r.Header.Values("Cookie"), "; ")
 	pp, pl := cbytes(path)
 	ap, al := cbytes(authz)
@@ -112,7 +113,7 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			name, value, set := strings.Cut(line, "\t")
-			r.Header.Del(name) // a client-sent header of this name never reaches the backend
+			dropClientCopies(r.Header, name)
 			if set {
 				r.Header.Set(name, value)
 			}
@@ -130,4 +131,19 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope"`)
 		w.WriteHeader(http.StatusForbidden)
 	}
+}
+
+// dropClientCopies removes every header a backend could read as the claim header name: any
+// case, '-' or '_' (CGI-style backends read X-User and X_User both as HTTP_X_USER), repeated.
+func dropClientCopies(h http.Header, name string) {
+	want := headerFold(name)
+	for k := range h {
+		if headerFold(k) == want {
+			delete(h, k)
+		}
+	}
+}
+
+func headerFold(name string) string {
+	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
 }

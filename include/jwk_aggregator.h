@@ -118,8 +118,11 @@ typedef struct JwkaAuthResult {
    */
   struct JwkaBuf reason;
   /*
-   For `Allow`: one line per claim header, `Name\n` (remove the client's header of that name)
-   or `Name\tvalue\n` (remove it, then set it to value). Values hold no control characters.
+   For `Allow`: one line per claim header, `Name\n` (remove the client's headers of that name)
+   or `Name\tvalue\n` (remove them, then set it to value). "Of that name" means every header
+   whose name equals `Name` ignoring case and the difference between `-` and `_`: backends
+   that read headers CGI-style (`HTTP_X_USER`) see `X-User` and `X_User` as one. Values hold
+   no control characters.
    */
   struct JwkaBuf headers;
 } JwkaAuthResult;
@@ -245,8 +248,9 @@ enum JwkaStatus jwka_auth_new(const struct JwkaAggregator *agg,
                               struct JwkaBuf *error);
 
 /*
- Decides one request from its path and its raw `Authorization` and `Cookie` header values
- (null or empty when absent). If `claims` is not null and the token verified, it receives the
+ Decides one request from its path (as the router routes it: decoded, not cleaned), its raw
+ `Authorization` header values (every one of them, one per line: a request carrying two is
+ refused) and its `Cookie` header values (null or empty when absent). If `claims` is not null and the token verified, it receives the
  claims as JSON (free with `jwka_buf_free`). Never does network I/O, except that a token with an
  unknown kid may wait (bounded by `unknown_kid_wait`) for one refetch of its origins.
 

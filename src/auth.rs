@@ -98,7 +98,9 @@ impl Auth {
         self.check_with_claims(path, authorization, cookies, false).0
     }
 
-    /// Like `check`, also returning the claims of a verified token when `want_claims`.
+    /// Like `check`, also returning the claims of a verified token when `want_claims`. When
+    /// several rules cover the path (`AuthSettings::rules_for`), each must allow the request;
+    /// the first that does not decides the answer.
     pub fn check_with_claims(
         &self,
         path: &str,
@@ -106,13 +108,36 @@ impl Auth {
         cookies: &str,
         want_claims: bool,
     ) -> (Outcome, Option<Arc<Map<String, Value>>>) {
-        let Some(rule) = self.settings.rule_for(path) else {
+        let rules = self.settings.rules_for(path);
+        if rules.is_empty() {
             return (Outcome::Unprotected, None);
-        };
+        }
+        let mut headers = Vec::new();
+        let mut claims = None;
+        for rule in rules {
+            match self.check_rule(rule, authorization, cookies, want_claims) {
+                (Outcome::Allow(h), c) => {
+                    headers.extend(h);
+                    claims = claims.or(c);
+                }
+                denied => return denied,
+            }
+        }
+        (Outcome::Allow(headers), claims)
+    }
+
+    fn check_rule(&self, rule: &Rule, authorization: &str, cookies: &str, want_claims: bool) -> (Outcome, Option<Arc<Map<String, Value>>>) {
         let stats = &self.core.auth_stats;
-        let Some(token) = policy::extract(authorization, cookies, &rule.cookie_key) else {
-            stats.missing.fetch_add(1, Relaxed);
-            return (Outcome::Missing, None);
+        let token = match policy::extract(authorization, cookies, &rule.cookie_key) {
+            Ok(Some(token)) => token,
+            Ok(None) => {
+                stats.missing.fetch_add(1, Relaxed);
+                return (Outcome::Missing, None);
+            }
+            Err(why) => {
+                stats.invalid.fetch_add(1, Relaxed);
+                return (Outcome::Invalid(why.into()), None);
+            }
         };
         let now = now();
         let verified = match self.verified(token, rule, now) {

@@ -314,8 +314,11 @@ pub struct JwkaAuthResult {
     pub outcome: JwkaAuthOutcome,
     /// Why the token was refused, for the log (never contains the token). Empty on success.
     pub reason: JwkaBuf,
-    /// For `Allow`: one line per claim header, `Name\n` (remove the client's header of that name)
-    /// or `Name\tvalue\n` (remove it, then set it to value). Values hold no control characters.
+    /// For `Allow`: one line per claim header, `Name\n` (remove the client's headers of that name)
+    /// or `Name\tvalue\n` (remove them, then set it to value). "Of that name" means every header
+    /// whose name equals `Name` ignoring case and the difference between `-` and `_`: backends
+    /// that read headers CGI-style (`HTTP_X_USER`) see `X-User` and `X_User` as one. Values hold
+    /// no control characters.
     pub headers: JwkaBuf,
 }
 
@@ -370,8 +373,9 @@ unsafe fn text<'a>(ptr: *const u8, len: usize) -> std::borrow::Cow<'a, str> {
     String::from_utf8_lossy(std::slice::from_raw_parts(ptr, len))
 }
 
-/// Decides one request from its path and its raw `Authorization` and `Cookie` header values
-/// (null or empty when absent). If `claims` is not null and the token verified, it receives the
+/// Decides one request from its path (as the router routes it: decoded, not cleaned), its raw
+/// `Authorization` header values (every one of them, one per line: a request carrying two is
+/// refused) and its `Cookie` header values (null or empty when absent). If `claims` is not null and the token verified, it receives the
 /// claims as JSON (free with `jwka_buf_free`). Never does network I/O, except that a token with an
 /// unknown kid may wait (bounded by `unknown_kid_wait`) for one refetch of its origins.
 ///

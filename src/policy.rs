@@ -169,8 +169,20 @@ impl AuthSettings {
         })
     }
 
-    pub fn rule_for(&self, path: &str) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.paths.iter().any(|p| path_matches(p, path)))
+    /// The rules that protect a request path: the first rule matching the path as it came, and
+    /// the first matching it as KrakenD's router may clean it before routing (dot segments
+    /// resolved, as gin does with `remove_extra_slash`), when that is another one. The router
+    /// serves the endpoint of either spelling depending on its settings, so a request is allowed
+    /// only when every rule returned allows it. Empty when no rule covers the path.
+    pub fn rules_for(&self, path: &str) -> Vec<&Rule> {
+        let first = |p: &str| self.rules.iter().find(|r| r.paths.iter().any(|pat| path_matches(pat, p)));
+        let mut out: Vec<&Rule> = first(path).into_iter().collect();
+        if let Some(clean) = resolve_dots(path) {
+            if let Some(r) = first(&clean).filter(|r| !out.iter().any(|o| std::ptr::eq(*o, *r))) {
+                out.push(r);
+            }
+        }
+        out
     }
 }
 
@@ -348,19 +360,59 @@ pub fn path_matches(pattern: &[Segment], path: &str) -> bool {
     parts.next().is_none()
 }
 
-/// The token from `Authorization: Bearer ...`, else from the cookie `cookie_key`.
-pub fn extract<'a>(authorization: &'a str, cookies: &'a str, cookie_key: &str) -> Option<&'a str> {
-    let auth = authorization.trim();
-    if let Some((scheme, rest)) = auth.split_once(' ') {
-        if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() {
-            return Some(rest.trim());
+/// A path with its dot segments resolved the way gin's `cleanPath` does (`.` dropped, `..` takes
+/// the segment before it away, never past the root), when it has any; `None` when the path has
+/// none and so cleans to itself (empty segments are already ignored by `path_matches`).
+pub fn resolve_dots(path: &str) -> Option<String> {
+    if !path.split('/').any(|s| s == "." || s == "..") {
+        return None;
+    }
+    let mut out: Vec<&str> = Vec::new();
+    for s in path.split('/') {
+        match s {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
         }
     }
-    cookies
-        .split(';')
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, value)| *name == cookie_key && !value.is_empty())
-        .map(|(_, value)| value.trim_matches('"'))
+    Some(format!("/{}", out.join("/")))
+}
+
+/// Why a request's credentials are refused before any token is read.
+pub const AMBIGUOUS_AUTHORIZATION: &str = "more than one Authorization header";
+pub const AMBIGUOUS_COOKIE: &str = "the token cookie is sent more than once with different values";
+pub const AMBIGUOUS_HEADER_AND_COOKIE: &str = "the Authorization header and the token cookie carry different tokens";
+
+/// The token from `Authorization: Bearer ...`, else from the cookie `cookie_key`.
+/// `authorization` holds every Authorization header of the request, one per line. A request whose
+/// credentials say two things (two Authorization headers, the cookie twice with different values,
+/// a bearer header and the cookie with different tokens) is refused as a whole: the backend might
+/// read the one that was not verified.
+pub fn extract<'a>(authorization: &'a str, cookies: &'a str, cookie_key: &str) -> Result<Option<&'a str>, &'static str> {
+    if authorization.contains('\n') {
+        return Err(AMBIGUOUS_AUTHORIZATION);
+    }
+    let bearer = authorization.trim().split_once(' ').and_then(|(scheme, rest)| {
+        (scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty()).then(|| rest.trim())
+    });
+    let mut cookie: Option<&str> = None;
+    for (name, value) in cookies.split(';').filter_map(|c| c.trim().split_once('=')) {
+        let value = value.trim_matches('"');
+        if name != cookie_key || value.is_empty() {
+            continue;
+        }
+        match cookie {
+            Some(seen) if seen != value => return Err(AMBIGUOUS_COOKIE),
+            _ => cookie = Some(value),
+        }
+    }
+    match (bearer, cookie) {
+        (Some(b), Some(c)) if b != c => Err(AMBIGUOUS_HEADER_AND_COOKIE),
+        (Some(b), _) => Ok(Some(b)),
+        (None, c) => Ok(c),
+    }
 }
 
 /// Looks a claim up by its name, or, when absent and the name has dots, as a nested path.
@@ -487,7 +539,7 @@ mod tests {
             {"paths": ["/"]}
         ]}))
         .unwrap();
-        let hit = |p: &str| s.rule_for(p).map(|r| r.paths.len());
+        let hit = |p: &str| s.rules_for(p).first().map(|r| r.paths.len());
         assert_eq!(hit("/orders/42"), Some(2));
         assert_eq!(hit("/orders/42/"), Some(2));
         assert_eq!(hit("/orders"), None);
@@ -540,11 +592,37 @@ mod tests {
 
     #[test]
     fn extraction_prefers_the_bearer_header_then_the_cookie() {
-        assert_eq!(extract("Bearer abc", "access_token=def", "access_token"), Some("abc"));
-        assert_eq!(extract("bearer  abc ", "", "access_token"), Some("abc"));
-        assert_eq!(extract("Basic abc", "a=1; access_token=def", "access_token"), Some("def"));
-        assert_eq!(extract("", "session=def", "access_token"), None);
-        assert_eq!(extract("Bearer ", "", "access_token"), None);
+        assert_eq!(extract("Bearer abc", "access_token=abc", "access_token"), Ok(Some("abc")));
+        assert_eq!(extract("bearer  abc ", "", "access_token"), Ok(Some("abc")));
+        assert_eq!(extract("Basic abc", "a=1; access_token=def", "access_token"), Ok(Some("def")));
+        assert_eq!(extract("", "session=def", "access_token"), Ok(None));
+        assert_eq!(extract("Bearer ", "", "access_token"), Ok(None));
+        assert_eq!(extract("", "access_token=a; x=1; access_token=a", "access_token"), Ok(Some("a")));
+    }
+
+    #[test]
+    fn credentials_that_say_two_things_are_refused_whole() {
+        assert_eq!(extract("Bearer a\nBearer b", "", "access_token"), Err(AMBIGUOUS_AUTHORIZATION));
+        assert_eq!(extract("Bearer a\nBearer a", "", "access_token"), Err(AMBIGUOUS_AUTHORIZATION));
+        assert_eq!(extract("Basic x\nBearer a", "", "access_token"), Err(AMBIGUOUS_AUTHORIZATION));
+        assert_eq!(extract("", "access_token=a; access_token=b", "access_token"), Err(AMBIGUOUS_COOKIE));
+        assert_eq!(extract("Bearer a", "access_token=b", "access_token"), Err(AMBIGUOUS_HEADER_AND_COOKIE));
+    }
+
+    #[test]
+    fn dot_segments_resolve_as_gin_cleans_them() {
+        assert_eq!(resolve_dots("/orders/42"), None);
+        assert_eq!(resolve_dots("/x/../orders/1").as_deref(), Some("/orders/1"));
+        assert_eq!(resolve_dots("/orders/./1").as_deref(), Some("/orders/1"));
+        assert_eq!(resolve_dots("/../../orders/1").as_deref(), Some("/orders/1"));
+        assert_eq!(resolve_dots("/orders/1/..").as_deref(), Some("/orders"));
+        let s = AuthSettings::from_value(&json!({"rules": [{"paths": ["/orders/{id}"]}, {"paths": ["/public/*"], "roles": ["x"]}]})).unwrap();
+        let n = |p: &str| s.rules_for(p).len();
+        assert_eq!((n("/x/../orders/1"), n("/orders/./1"), n("/orders/1"), n("/x/1")), (1, 1, 1, 0));
+        // Both spellings' rules apply: the router may serve either.
+        assert_eq!(n("/public/../orders/1"), 2);
+        // A parameter may hold "..": the raw spelling is protected as it stands.
+        assert_eq!(n("/orders/.."), 1);
     }
 
     #[test]
