@@ -518,9 +518,12 @@ pub fn rule_paths(data: &[u8]) {
         // The path as it came, or as the router cleans its dot segments.
         let clean = policy::resolve_dots(path).is_some_and(|c| policy::path_matches(&pattern, &c));
         assert_eq!(!settings.rules_for(path).is_empty(), m || clean, "rules_for disagrees on {path:?}");
-        // Empty segments and trailing slashes never change the answer.
-        assert_eq!(policy::path_matches(&pattern, &path.replace('/', "//")), m, "{source:?} vs {path:?} with // ");
-        assert_eq!(policy::path_matches(&pattern, &format!("{path}/")), m, "{source:?} vs {path:?}/");
+        // Extra slashes and a trailing slash never take protection away (they may add it: gin
+        // gives a parameter an empty segment).
+        if m {
+            assert!(policy::path_matches(&pattern, &path.replace('/', "//")), "{source:?} vs {path:?} with // ");
+            assert!(policy::path_matches(&pattern, &format!("{path}/")), "{source:?} vs {path:?}/");
+        }
         // One more segment: still covered by a final *, never by anything else.
         if m {
             assert_eq!(policy::path_matches(&pattern, &format!("{path}/more")), has_rest, "{source:?} vs {path:?}/more");

@@ -343,17 +343,26 @@ pub fn parse_path(p: &str) -> Option<Vec<Segment>> {
         .collect()
 }
 
-/// Whether a request path matches a pattern. Empty segments are ignored ("/a//b/" is "/a/b"):
-/// a path the router would not send to the endpoint may be protected too, but a path it would
-/// send there is never missed.
+/// Whether a request path matches a pattern, as the router may route it: segment by segment as
+/// it came (gin gives a parameter an empty segment: `/users//orders/1` reaches
+/// `/users/{id}/orders/{oid}`), or with empty segments ignored ("/a//b/" is "/a/b", as gin routes
+/// with `remove_extra_slash` or redirects to). A path the router would not send to the endpoint
+/// may be protected too, but a path it would send there is never missed.
 pub fn path_matches(pattern: &[Segment], path: &str) -> bool {
-    let mut parts = path.split('/').filter(|p| !p.is_empty());
+    let exact = path.strip_prefix('/').is_some_and(|rest| segments_match(pattern, rest.split('/')));
+    exact || segments_match(pattern, path.split('/').filter(|p| !p.is_empty()))
+}
+
+fn segments_match<'a>(pattern: &[Segment], mut parts: impl Iterator<Item = &'a str>) -> bool {
+    if pattern.is_empty() {
+        // The root: "/" itself (as it came, its only segment is empty).
+        return parts.all(str::is_empty);
+    }
     for seg in pattern {
-        if *seg == Segment::Rest {
-            return true;
-        }
-        match parts.next() {
-            Some(p) if *seg == Segment::Param || matches!(seg, Segment::Literal(l) if l == p) => {}
+        match (seg, parts.next()) {
+            (Segment::Rest, _) => return true,
+            (Segment::Param, Some(_)) => {}
+            (Segment::Literal(l), Some(p)) if l == p => {}
             _ => return false,
         }
     }

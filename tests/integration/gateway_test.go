@@ -64,6 +64,7 @@ type gateway struct {
 // endpoint is one KrakenD endpoint; validator nil means no auth/validator.
 type endpoint struct {
 	path         string
+	method       string // default: GET
 	validator    map[string]interface{}
 	backend      string   // default: a backend answering {"backend":"ok"}
 	inputHeaders []string // headers KrakenD forwards to the backend
@@ -108,6 +109,12 @@ func startGateway(t *testing.T, aggPort int, block map[string]interface{}, endpo
 // startGatewayWith takes the whole plugin/http-server block (nil: none).
 func startGatewayWith(t *testing.T, aggPort int, server map[string]interface{}, endpoints []endpoint) *gateway {
 	t.Helper()
+	return startGatewayService(t, aggPort, server, endpoints, nil)
+}
+
+// startGatewayService also takes extra service-level extra_config entries (such as "router").
+func startGatewayService(t *testing.T, aggPort int, server map[string]interface{}, endpoints []endpoint, service map[string]interface{}) *gateway {
+	t.Helper()
 	bin, so := os.Getenv("KRAKEND_BIN"), os.Getenv("PLUGIN_SO")
 	if bin == "" || so == "" {
 		t.Fatal("KRAKEND_BIN and PLUGIN_SO must name the gateway and the plugin (run through `make test`)")
@@ -134,6 +141,9 @@ func startGatewayWith(t *testing.T, aggPort int, server map[string]interface{}, 
 		}
 		be := map[string]interface{}{"host": []string{host}, "url_pattern": pattern}
 		ep := map[string]interface{}{"endpoint": e.path, "backend": []interface{}{be}}
+		if e.method != "" {
+			ep["method"] = e.method
+		}
 		if e.noOp {
 			ep["output_encoding"], be["encoding"] = "no-op", "no-op"
 		}
@@ -158,6 +168,9 @@ func startGatewayWith(t *testing.T, aggPort int, server map[string]interface{}, 
 	if server != nil {
 		cfg["extra_config"].(map[string]interface{})["plugin/http-server"] = server
 	}
+	for k, v := range service {
+		cfg["extra_config"].(map[string]interface{})[k] = v
+	}
 	raw, _ := json.MarshalIndent(cfg, "", "  ")
 	cfgPath := filepath.Join(dir, "krakend.json")
 	if err := os.WriteFile(cfgPath, raw, 0o644); err != nil {
@@ -165,6 +178,8 @@ func startGatewayWith(t *testing.T, aggPort int, server map[string]interface{}, 
 	}
 	g := &gateway{t: t, port: port, aggPort: aggPort, out: &syncBuf{}, done: make(chan struct{})}
 	g.cmd = exec.Command(bin, "run", "-c", cfgPath)
+	// A test gateway never sends KrakenD's usage report out of the machine.
+	g.cmd.Env = append(os.Environ(), "USAGE_DISABLE=1")
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
