@@ -349,7 +349,7 @@ fuzz-tools:
 
 fuzz: target/release/libjwk_aggregator.a | fuzz-tools
 	for t in $(FUZZ_TARGETS); do fuzz/run.sh $$t $(patsubst %s,%,$(FUZZTIME)) || exit 1; done
-	cd tests && for t in FuzzSettings FuzzJWKS FuzzToken; do \
+	cd tests && for t in FuzzSettings FuzzJWKS FuzzToken FuzzRouterPaths; do \
 		$(SHIM_TEST_ENV) $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./fuzz/ || exit 1; done
 
 # The Rust tests, and the C harness over every exported function, under AddressSanitizer and

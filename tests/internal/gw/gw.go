@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -78,6 +80,23 @@ func Start(bin string, cfg map[string]interface{}, dir string, log io.Writer) *G
 	cmd.Process.Kill()
 	Die("krakend did not start with %s", path)
 	return nil
+}
+
+// Status reads one field of the gateway process's /proc status ("RssAnon", "Threads") as a
+// number (kB for sizes).
+func (g *Gateway) Status(field string) int {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+	if err != nil {
+		Die("%v", err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, _ := strconv.Atoi(strings.Fields(v)[0])
+			return n
+		}
+	}
+	Die("no %s in /proc status", field)
+	return 0
 }
 
 // URL is the gateway's address for path.

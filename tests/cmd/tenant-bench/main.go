@@ -1,0 +1,189 @@
+// Command tenant-bench measures dynamic issuers (issuer_patterns) at scale through real KrakenD
+// and jwk-aggregator-auth, against a multi-tenant loopback provider of N realms:
+//   - first-sight discoveries per second, for N new tenants sent by 16 clients;
+//   - the gateway's anonymous resident memory per idle issuer and its thread count, before and after;
+//   - a known tenant's latency (p50, p99) with no tenants arriving, then while new tenants arrive;
+//   - the refresh load on the provider, in requests per hour per tenant, at a 10 s freshness.
+//
+//	tenant-bench -krakend bin/krakend -plugin build/jwk-aggregator.so -tenants 10000
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jwk-aggregator/jwk-aggregator/tests/idp"
+	"github.com/jwk-aggregator/jwk-aggregator/tests/internal/gw"
+)
+
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
+
+func get(url, token string) int {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// gateway starts KrakenD protecting /t/{realm} with the realms' pattern and the given settings.
+func gateway(bin, plugin, dir string, realms *idp.Realms, extra map[string]interface{}) *gw.Gateway {
+	block := map[string]interface{}{
+		"port": gw.FreePort(), "issuer_patterns": []string{realms.Pattern()},
+		"max_dynamic_issuers": 100000, "discoveries_per_minute": 10000,
+	}
+	for k, v := range extra {
+		block[k] = v
+	}
+	cfg := map[string]interface{}{
+		"plugin": map[string]interface{}{"pattern": ".so", "folder": gw.PluginDir(dir, plugin)},
+		"extra_config": map[string]interface{}{
+			"telemetry/logging": map[string]interface{}{"level": "ERROR", "stdout": true},
+			"plugin/http-server": map[string]interface{}{
+				"name":                []string{"jwk-aggregator", "jwk-aggregator-auth"},
+				"jwk-aggregator":      block,
+				"jwk-aggregator-auth": map[string]interface{}{"rules": []interface{}{map[string]interface{}{"paths": []string{"/t/{realm}"}}}},
+			},
+		},
+		"endpoints": []interface{}{gw.Endpoint("/t/{realm}", gw.Backend(), nil)},
+	}
+	return gw.Start(bin, cfg, dir, nil)
+}
+
+// discover sends one token per realm with 16 clients and returns the time it took.
+func discover(g *gw.Gateway, realms []string, tokens map[string]string) time.Duration {
+	start := time.Now()
+	var next, failed atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(realms) {
+					return
+				}
+				if get(g.URL("/t/"+realms[i]), tokens[realms[i]]) != 200 {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		gw.Die("%d of %d first sights were not answered 200", n, len(realms))
+	}
+	return time.Since(start)
+}
+
+// latency sends n requests of one tenant one after another and returns p50 and p99.
+func latency(url, token string, n int) (time.Duration, time.Duration) {
+	d := make([]time.Duration, n)
+	for i := range d {
+		t0 := time.Now()
+		if c := get(url, token); c != 200 {
+			gw.Die("known tenant answered %d", c)
+		}
+		d[i] = time.Since(t0)
+	}
+	sort.Slice(d, func(a, b int) bool { return d[a] < d[b] })
+	return d[n/2], d[n*99/100]
+}
+
+func main() {
+	bin := flag.String("krakend", "bin/krakend", "KrakenD binary")
+	plugin := flag.String("plugin", "build/jwk-aggregator.so", "plugin")
+	n := flag.Int("tenants", 10000, "tenants discovered")
+	flag.Parse()
+
+	realms, err := idp.StartRealms(0, false)
+	if err != nil {
+		gw.Die("%v", err)
+	}
+	arrivals := 3000
+	names := make([]string, *n+arrivals+1)
+	tokens := map[string]string{}
+	for i := range names {
+		names[i] = fmt.Sprintf("t%05d", i)
+		key := realms.Create(names[i], "EdDSA")
+		tokens[names[i]] = realms.Token(names[i], key, "u", "", 24*time.Hour)
+	}
+	known, tenants, newcomers := names[0], names[1:*n+1], names[*n+1:]
+	dir, _ := os.MkdirTemp("", "tenant-bench")
+	defer os.RemoveAll(dir)
+
+	g := gateway(*bin, *plugin, dir, realms, nil)
+	knownURL := g.URL("/t/" + known)
+	latency(knownURL, tokens[known], 500) // warm up: the known tenant discovered, connections open
+	time.Sleep(time.Second)
+	anonBefore, threadsBefore := g.Status("RssAnon"), g.Status("Threads")
+	took := discover(g, tenants, tokens)
+	time.Sleep(2 * time.Second)
+	anonAfter, threadsAfter := g.Status("RssAnon"), g.Status("Threads")
+	p50, p99 := latency(knownURL, tokens[known], 3000)
+
+	// The same while new tenants arrive, 100 a second, from 4 clients.
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var arrived atomic.Int64
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(newcomers) && !stop.Load(); i += 4 {
+				t0 := time.Now()
+				if get(g.URL("/t/"+newcomers[i]), tokens[newcomers[i]]) == 200 {
+					arrived.Add(1)
+				}
+				time.Sleep(40*time.Millisecond - time.Since(t0))
+			}
+		}(w)
+	}
+	t0 := time.Now()
+	p50a, p99a := latency(knownURL, tokens[known], 3000)
+	during := time.Since(t0)
+	stop.Store(true)
+	wg.Wait()
+	g.Stop()
+
+	// Refresh load: 1,000 tenants at a 10 s freshness, provider requests counted over 40 s.
+	const m, fresh, window = 1000, 10 * time.Second, 40 * time.Second
+	g = gateway(*bin, *plugin, dir, realms, map[string]interface{}{"cache_default_ttl": "10s", "cache_min_ttl": "10s", "cache_max_ttl": "10s"})
+	discover(g, names[:m], tokens)
+	time.Sleep(fresh) // past the first refresh of every tenant: a steady state
+	r0 := realms.Requests()
+	time.Sleep(window)
+	refreshes := realms.Requests() - r0
+	g.Stop()
+	perTenantHour := float64(refreshes) / m * float64(time.Hour) / float64(window)
+
+	kb := func(k int) string { return fmt.Sprintf("%.1f MB", float64(k)/1024) }
+	fmt.Printf("| dynamic issuers, %d tenants | figure |\n| --- | --- |\n", *n)
+	fmt.Printf("| first sights, 16 clients | %d in %.1f s: %.0f discoveries/s |\n", *n, took.Seconds(), float64(*n)/took.Seconds())
+	fmt.Printf("| gateway anonymous memory, before / after | %s / %s: %.1f KB per idle issuer |\n", kb(anonBefore), kb(anonAfter), float64(anonAfter-anonBefore)/float64(*n))
+	fmt.Printf("| gateway threads, before / after | %d / %d |\n", threadsBefore, threadsAfter)
+	fmt.Printf("| known tenant, no arrivals: p50 / p99 | %.0f µs / %.0f µs |\n", us(p50), us(p99))
+	fmt.Printf("| known tenant, %.0f new tenants/s arriving: p50 / p99 | %.0f µs / %.0f µs (p99 ratio %.2f) |\n",
+		float64(arrived.Load())/during.Seconds(), us(p50a), us(p99a), float64(p99a)/float64(p99))
+	fmt.Printf("| refresh load at a %s freshness (%d tenants, %s counted) | %.0f provider requests per tenant per hour |\n", fresh, m, window, perTenantHour)
+	ver, _ := exec.Command(*bin, "version").CombinedOutput()
+	fmt.Printf("\nProvider: the project's multi-tenant loopback provider (tests/idp/realms.go), one EdDSA key a realm,\n")
+	fmt.Printf("on the same machine. Gateway: %s.\n", strings.TrimSpace(regexp.MustCompile(`\s+`).ReplaceAllString(string(ver), " ")))
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
