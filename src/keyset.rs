@@ -63,6 +63,12 @@ impl DropReason {
         }
     }
 
+    /// Whether the drop points at a fault of the provider's set. A key that is not a signing key
+    /// (Keycloak publishes an RSA-OAEP `use: enc` key in every realm) is information, not a fault.
+    pub fn is_fault(self) -> bool {
+        self != DropReason::EncryptionKey
+    }
+
     pub fn index(self) -> usize {
         DropReason::ALL.iter().position(|r| *r == self).unwrap_or(0)
     }

@@ -498,7 +498,7 @@ impl Source {
             if st.logged.insert((d.kid.clone(), d.reason)) {
                 let kid = d.kid.as_deref().map_or("(none)".to_owned(), |k| format!("{k:?}"));
                 // A key that is not a signing key is information, not a fault of the provider.
-                let level = if d.reason == DropReason::EncryptionKey { JwkaLogLevel::Info } else { JwkaLogLevel::Warning };
+                let level = if d.reason.is_fault() { JwkaLogLevel::Warning } else { JwkaLogLevel::Info };
                 f.log(level, format!("{}: key kid={kid} dropped ({}): {}", self.label(), d.reason.as_str(), d.detail));
             }
         }

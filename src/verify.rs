@@ -243,6 +243,20 @@ pub fn check_jwk(jwk: &Map<String, Value>, allow_symmetric: bool) -> Result<(), 
 }
 
 impl KeyStore {
+    /// Whether a key with this kid is in the store.
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.by_kid.contains_key(kid)
+    }
+
+    /// Keys in the store.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     /// Parses every key once. Keys that cannot be parsed are skipped and reported.
     pub fn build<'a>(
         per_origin: impl IntoIterator<Item = (usize, &'a [Map<String, Value>])>,

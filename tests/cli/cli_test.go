@@ -197,27 +197,43 @@ func TestCheckComparesThePluginsWithTheGateway(t *testing.T) {
 
 func TestKeysShowsKeptAndDroppedKeys(t *testing.T) {
 	a, b := provider(t, "a", "RS256"), provider(t, "b", "ES256")
+	// A key that is not a signing key (Keycloak publishes one in every realm) is information.
 	b.PublishExtra(map[string]interface{}{"kty": "EC", "kid": "enc-1", "use": "enc", "crv": "P-256",
 		"x": b.Key(0).PublicJWK()["x"], "y": b.Key(0).PublicJWK()["y"]})
 	path := write(t, goodConfig(t, a, b, pluginDir(t, nil)))
 	out, code := run(t, "", "keys", path)
-	for _, w := range []string{"kept     kid=a-RS256-1", "kept     kid=b-ES256-1", "EC P-256", "DROPPED  kid=enc-1", "merged set: 2 key(s)", "issuers: " + a.Issuer} {
+	for _, w := range []string{"kept     kid=a-RS256-1", "kept     kid=b-ES256-1", "EC P-256", "skipped  kid=enc-1", "merged set: 2 key(s)", "issuers: " + a.Issuer} {
 		if !strings.Contains(out, w) {
 			t.Errorf("keys output lacks %q:\n%s", w, out)
 		}
 	}
-	if code != 1 {
-		t.Errorf("a dropped key is a finding: exit %d, want 1", code)
+	if code != 0 {
+		t.Errorf("an encryption key is no finding: exit %d, want 0\n%s", code, out)
+	}
+	if out, code := run(t, "", "check", path); code != 0 {
+		t.Errorf("check with an encryption key published: exit %d, want 0\n%s", code, out)
+	}
+	// A signing key KrakenD cannot use is one.
+	b.PublishExtra(map[string]interface{}{"kty": "EC", "kid": "k1-1", "crv": "secp256k1", "x": b.Key(0).PublicJWK()["x"], "y": b.Key(0).PublicJWK()["y"]})
+	out, code = run(t, "", "keys", path)
+	if code != 1 || !strings.Contains(out, "DROPPED  kid=k1-1") {
+		t.Errorf("a dropped signing key is a finding: exit %d, want 1\n%s", code, out)
 	}
 	out, _ = run(t, "", "keys", "--json", path)
 	var doc struct {
 		Origins []struct {
-			Dropped []struct{ Kid, Reason string }
+			Dropped []struct {
+				Kid, Reason string
+				Fault       bool
+			}
 		}
 		MergedKeys int `json:"merged_keys"`
 	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.MergedKeys != 2 || len(doc.Origins) != 2 || len(doc.Origins[1].Dropped) != 1 {
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.MergedKeys != 2 || len(doc.Origins) != 2 || len(doc.Origins[1].Dropped) != 2 {
 		t.Fatalf("keys --json: %v\n%s", err, out)
+	}
+	if d := doc.Origins[1].Dropped; d[0].Fault == d[1].Fault {
+		t.Errorf("keys --json: the encryption key and the unusable signing key are told apart by \"fault\": %+v", d)
 	}
 }
 
@@ -286,5 +302,41 @@ func TestExplainGivesTheHandlersReason(t *testing.T) {
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &doc) != nil || doc.Handler.Verdict != "accepted" || doc.Claims["sub"] != "alice" {
 		t.Errorf("explain --json: exit %d\n%s", code, out)
+	}
+}
+
+// A token accepted through issuer_patterns is explained by the path it took: the pattern that
+// matched, the jwks_uri its discovery found, the key that verified it.
+func TestExplainShowsTheDynamicIssuersPath(t *testing.T) {
+	realms, err := idp.StartRealms(0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(realms.Close)
+	key := realms.Create("acme", "ES256")
+	cfg := config{
+		"version": 3,
+		"plugin":  map[string]interface{}{"pattern": ".so", "folder": pluginDir(t, nil) + "/"},
+		"extra_config": map[string]interface{}{"plugin/http-server": map[string]interface{}{
+			"name":                []string{"jwk-aggregator", "jwk-aggregator-auth"},
+			"jwk-aggregator":      map[string]interface{}{"port": 9876, "issuer_patterns": []string{realms.Pattern()}},
+			"jwk-aggregator-auth": map[string]interface{}{"rules": []interface{}{map[string]interface{}{"paths": []string{"/t/{realm}"}}}},
+		}},
+		"endpoints": []interface{}{map[string]interface{}{"endpoint": "/t/{realm}"}},
+	}
+	path := write(t, cfg)
+	out, code := run(t, "", "explain", "--path", "/t/acme", path, realms.Token("acme", key, "alice", "", time.Hour))
+	for _, w := range []string{"verdict: accepted", "+ " + realms.Issuer("acme") + "/protocol/openid-connect/certs",
+		`issuer_patterns[0] "` + realms.Pattern() + `" matched "` + realms.Issuer("acme") + `"`, `the key with kid "` + key.Kid + `" is used`} {
+		if !strings.Contains(out, w) {
+			t.Errorf("explain lacks %q:\n%s", w, out)
+		}
+	}
+	if code != 0 {
+		t.Errorf("exit %d, want 0", code)
+	}
+	out, code = run(t, "", "explain", "--path", "/t/acme", path, realms.Token("acme", idp.NewKey("other", "ES256"), "alice", "", time.Hour))
+	if code != 1 || !strings.Contains(out, `no key with kid "other"`) || !strings.Contains(out, "issuer_patterns[0]") {
+		t.Errorf("a key the issuer does not publish: exit %d\n%s", code, out)
 	}
 }

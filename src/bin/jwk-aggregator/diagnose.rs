@@ -98,6 +98,8 @@ pub struct KeptKey {
 pub struct DroppedKey {
     pub kid: Option<String>,
     pub reason: &'static str,
+    /// A fault of the provider's set; false for a key that is simply not a signing key.
+    pub fault: bool,
     pub detail: String,
 }
 
@@ -143,7 +145,7 @@ pub fn keys(settings: &Settings) -> Result<KeysReport, String> {
                         .iter()
                         .map(|k| KeptKey { kid: k.get("kid").and_then(Value::as_str).map(str::to_owned), key: describe_key(k) })
                         .collect();
-                    r.dropped = clean.dropped.iter().map(|d| DroppedKey { kid: d.kid.clone(), reason: d.reason.as_str(), detail: d.detail.clone() }).collect();
+                    r.dropped = clean.dropped.iter().map(|d| DroppedKey { kid: d.kid.clone(), reason: d.reason.as_str(), fault: d.reason.is_fault(), detail: d.detail.clone() }).collect();
                     r.keys = clean.keys;
                 }
                 Ok(Fetched::NotModified { .. }) => r.error = Some("answered 304 to an unconditional request".into()),
@@ -221,7 +223,7 @@ pub fn check(cfg: &GatewayConfig, opts: &CheckOptions) -> Vec<Finding> {
             if let Some(e) = &o.error {
                 out.push(finding("warning", &agg_place, format!("origin {} cannot be fetched now: {e}", o.origin), "check the URL and that this machine reaches it; the gateway serves the other origins' keys"));
             }
-            for d in &o.dropped {
+            for d in o.dropped.iter().filter(|d| d.fault) {
                 out.push(finding("warning", &agg_place, format!("origin {}: key kid={} is dropped ({}): {}", o.origin, d.kid.as_deref().unwrap_or("(none)"), d.reason, d.detail), "ask the identity provider to publish a key KrakenD can use, or ignore it if it is not a signing key"));
             }
         }
@@ -402,7 +404,8 @@ pub fn explain(cfg: &GatewayConfig, path: Option<&str>, token: &str) -> Result<E
     let settings = Settings::from_json(agg_block.to_string().as_bytes()).map_err(|e| format!("{SERVER}.\"{AGG}\": {e}"))?;
     let report = keys(&settings)?;
     let iss = claims.get("iss").and_then(Value::as_str);
-    let kid = header.get("kid").and_then(Value::as_str);
+    let kid_owned = header.get("kid").and_then(Value::as_str).map(str::to_owned);
+    let kid = kid_owned.as_deref();
     let candidates: Vec<Candidate> = report
         .origins
         .iter()
@@ -435,7 +438,13 @@ pub fn explain(cfg: &GatewayConfig, path: Option<&str>, token: &str) -> Result<E
             Outcome::Forbidden(why) => (403, format!("forbidden (403): {why}")),
         };
         if let Some(i) = rule {
-            ex.handler = Some(Verdict { by: format!("jwk-aggregator-auth rules[{i}]"), candidates: candidates.clone(), status, verdict });
+            // A token of an issuer trusted by pattern is verified with that issuer's own keys only:
+            // show that path instead of the origins.
+            let candidates = match dynamic_path(&settings, &agg, iss, kid) {
+                Some(c) => vec![c],
+                None => candidates.clone(),
+            };
+            ex.handler = Some(Verdict { by: format!("jwk-aggregator-auth rules[{i}]"), candidates, status, verdict });
         }
     }
     let endpoint = cfg.endpoints().into_iter().find(|e| e.validator.is_some() && policy::parse_path(&e.path).is_some_and(|p| policy::path_matches(&p, path)));
@@ -443,6 +452,33 @@ pub fn explain(cfg: &GatewayConfig, path: Option<&str>, token: &str) -> Result<E
         ex.validator = Some(explain_validator(&e, &report, &ex.header, &claims, token));
     }
     Ok(ex)
+}
+
+/// The path a token of an issuer trusted by `issuer_patterns` took: the pattern it matched, the
+/// `jwks_uri` its discovery found, and whether its keys hold the token's kid. `None` when no
+/// pattern covers the token's issuer.
+fn dynamic_path(settings: &Settings, agg: &Aggregator, iss: Option<&str>, kid: Option<&str>) -> Option<Candidate> {
+    let patterns = &settings.tenants.patterns;
+    let (pattern, issuer) = jwk_aggregator::issuer::match_issuer(patterns, iss?).ok()?;
+    let i = patterns.iter().position(|p| std::ptr::eq(p, pattern)).unwrap_or(0);
+    let matched = format!("issuer_patterns[{i}] {:?} matched {issuer:?}", pattern.as_str());
+    let Some(source) = agg.core().tenants().source(&issuer) else {
+        return Some(Candidate { origin: issuer, used: false, why: format!("{matched}; not discovered (see the verdict)") });
+    };
+    let st = source.state.lock();
+    let jwks_uri = st.jwks_uri.as_ref().map_or("(unknown)", |(u, _)| u.as_str()).to_owned();
+    let store = st.set.as_ref().and_then(|s| s.store.clone());
+    let n = store.as_ref().map_or(0, |s| s.len());
+    let has = kid.is_some_and(|k| store.as_ref().is_some_and(|s| s.has_kid(k)));
+    let why = format!(
+        "{matched}; discovered jwks_uri {jwks_uri}: {n} key(s), {}",
+        match kid {
+            Some(k) if has => format!("the key with kid {k:?} is used (this issuer's keys only)"),
+            Some(k) => format!("no key with kid {k:?}"),
+            None => "the token has no kid".into(),
+        }
+    );
+    Some(Candidate { origin: jwks_uri, used: has, why })
 }
 
 /// What KrakenD's auth/validator does with the merged set: the last key with the token's kid,

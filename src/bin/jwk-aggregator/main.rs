@@ -108,7 +108,8 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                 eprintln!("jwk-aggregator: {e}");
                 ExitCode::from(1)
             })?;
-            let problems = report.origins.iter().any(|o| o.error.is_some() || !o.dropped.is_empty()) || !report.collisions.is_empty();
+            // A key that is not a signing key (every Keycloak realm publishes one) is no problem.
+            let problems = report.origins.iter().any(|o| o.error.is_some() || o.dropped.iter().any(|d| d.fault)) || !report.collisions.is_empty();
             if json {
                 print_json(&report);
             } else {
@@ -125,7 +126,8 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                         println!("  kept     kid={:<24} {}", k.kid.as_deref().unwrap_or("(none)"), k.key);
                     }
                     for d in &o.dropped {
-                        println!("  DROPPED  kid={:<24} {}: {}", d.kid.as_deref().unwrap_or("(none)"), d.reason, d.detail);
+                        let what = if d.fault { "DROPPED " } else { "skipped " };
+                        println!("  {what} kid={:<24} {}: {}", d.kid.as_deref().unwrap_or("(none)"), d.reason, d.detail);
                     }
                     println!();
                 }
