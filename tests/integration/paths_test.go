@@ -67,7 +67,7 @@ var routerSettings = map[string]map[string]interface{}{
 	},
 }
 
-// Spellings of the protected /orders/1: dot segments, repeated slashes, percent-encoded dots and
+// Spellings of the protected /orders/1 and /users/1/orders/2: dot segments, repeated slashes, percent-encoded dots and
 // slashes, trailing slashes, case, `;` parameters, backslashes, encoded letters, and routes
 // through the unprotected endpoint.
 var pathShapes = []string{
@@ -79,6 +79,8 @@ var pathShapes = []string{
 	"/public/../orders/1", "/public/x/../../orders/1", "/public/%2e%2e/orders/1", "/public/..%2f..%2forders/1",
 	"/orders\\1", "/x/..\\orders/1", "/%6frders/1", "/orders/%31", "/orders/..", "/orders/.%2e",
 	"/orders/1?x=1", "/orders/1?../../public/x", "http://127.0.0.1/x/../orders/1",
+	// A parameter given an empty segment (found by FuzzRouterPaths).
+	"/users//orders/1", "/users/1/orders/", "/users//orders/", "/users/x/../1/orders/2",
 }
 
 // Fail closed whatever the router settings: no spelling of a protected endpoint's path reaches
@@ -94,10 +96,11 @@ func TestNoPathSpellingReachesAProtectedBackendWithoutAToken(t *testing.T) {
 			server := map[string]interface{}{
 				"name":                []string{"jwk-aggregator", "jwk-aggregator-auth"},
 				"jwk-aggregator":      map[string]interface{}{"port": aggPort, "origins": []string{p.JWKSURL()}},
-				"jwk-aggregator-auth": map[string]interface{}{"rules": []interface{}{map[string]interface{}{"paths": []string{"/orders/{id}"}}}},
+				"jwk-aggregator-auth": map[string]interface{}{"rules": []interface{}{map[string]interface{}{"paths": []string{"/orders/{id}", "/users/{id}/orders/{oid}"}}}},
 			}
 			g := startGatewayService(t, aggPort, server, []endpoint{
 				{path: "/orders/{id}", backend: orders},
+				{path: "/users/{id}/orders/{oid}", backend: orders},
 				{path: "/orders/{id}", method: "POST", backend: orders},
 				{path: "/public/{x}"},
 			}, map[string]interface{}{"router": router})
