@@ -169,9 +169,13 @@ impl Refresher {
         self.tick.notify_all();
         let mut p = self.pool.lock();
         p.stopping = true;
-        p.jobs.clear();
+        let queued = std::mem::take(&mut p.jobs);
         drop(p);
         self.work.notify_all();
+        // Nobody waits for a fetch that will not run.
+        for (source, _) in queued {
+            source.abandon(&self.fetcher, "the aggregator is stopping");
+        }
     }
 
     /// Starts a fetch of `source` if a caller that arrived at `start` needs one and none is in
@@ -212,20 +216,23 @@ impl Refresher {
         let mut waiting = Vec::new();
         let mut started = 0;
         for s in sources {
-            let claimed = {
+            let mode = {
                 let mut st = s.state.lock();
                 if st.in_flight {
                     waiting.push(s);
                     continue;
                 }
-                if st.kid_refetch_at.is_some_and(|t| now.duration_since(t) < cooldown) {
-                    false
+                if st.set.is_none() {
+                    // No keys yet (start-up): its first fetch, which spends no cooldown.
+                    Some(Mode::Ahead)
+                } else if st.kid_refetch_at.is_some_and(|t| now.duration_since(t) < cooldown) {
+                    None
                 } else {
                     st.kid_refetch_at = Some(now);
-                    true
+                    Some(Mode::Force)
                 }
             };
-            if claimed && self.start(s, Mode::Force, now) {
+            if mode.is_some_and(|m| self.start(s, m, now)) {
                 started += 1;
                 waiting.push(s);
             }
