@@ -9,10 +9,11 @@
 //! passed.
 
 use crate::issuer::{is_loopback_host, IssuerPattern};
-use crate::read::{err, expect, integer, invalid, non_empty_list, read_block, shaped, show, unknown_key, Others, Shape};
+use crate::read::{err, expect, integer, invalid, non_empty_list, read_block, show, unknown_key, Object, Others};
 pub use crate::read::{fmt_duration, parse_duration, ConfigError, MAX_DURATION};
 use reqwest::Url;
-use serde::de::{self, Deserializer};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -445,10 +446,60 @@ fn check_origins(urls: Vec<OriginUrl>, disable_jwk_security: bool, name: &str, d
 }
 
 
-/// `"issuers": {"<origin URL>": "iss" | ["iss", ...]}` binds origins to the issuers they speak for.
+/// `"issuers"` binds origins to the issuers they speak for, in either form:
+/// `{"<origin URL>": "iss" | ["iss", ...]}`, or `[{"origin": "<origin URL>", "issuer": "iss" | [...]}]`.
+/// The list form survives every KrakenD release's configuration reader: up to 2.11, KrakenD reads
+/// its configuration with viper, which splits map keys at `.` and lower-cases them, so an origin
+/// URL cannot be a key there.
 fn issuer_map<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, IssuerNames)>, D::Error> {
-    shaped::<D, BTreeMap<String, IssuerNames>>(d, Shape::Object, "an object mapping origin URLs to issuers")
-        .map(|m| m.into_iter().collect())
+    const EXPECTED: &str = "an object mapping origin URLs to issuers, or a list of {\"origin\": ..., \"issuer\": ...}";
+    struct Either;
+    impl<'de> Visitor<'de> for Either {
+        type Value = Vec<(String, IssuerNames)>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(EXPECTED)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            let m = BTreeMap::<String, IssuerNames>::deserialize(de::value::MapAccessDeserializer::new(map))?;
+            Ok(m.into_iter().collect())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            let list = Vec::<Object<Binding>>::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+            Ok(list.into_iter().map(|Object(b)| (b.origin, b.issuer)).collect())
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Err(invalid(EXPECTED, &Value::from(v)))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Err(invalid(EXPECTED, &Value::from(v)))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Err(invalid(EXPECTED, &Value::from(v)))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Err(invalid(EXPECTED, &Value::from(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Err(invalid(EXPECTED, &Value::from(v)))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Err(invalid(EXPECTED, &Value::Null))
+        }
+    }
+    d.deserialize_any(Either)
+}
+
+/// One entry of the list form of `issuers`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Binding {
+    #[serde(deserialize_with = "url_string")]
+    origin: String,
+    issuer: IssuerNames,
+}
+
+fn url_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    expect(d, "an origin URL", |v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned))
 }
 
 /// The issuers one origin speaks for: a string or a non-empty list of strings, none empty.
@@ -462,6 +513,13 @@ impl<'de> Deserialize<'de> for IssuerNames {
             Value::Array(list) if !list.is_empty() => {
                 list.iter().map(name).collect::<Option<_>>().ok_or_else(|| invalid("issuer strings", &v))
             }
+            // What an origin URL as a map key becomes after viper split it at its dots.
+            Value::Object(_) => Err(de::Error::custom(format_args!(
+                "expected an issuer string, got an object ({}): this KrakenD read its configuration with viper \
+                 (releases up to 2.11 do), which splits map keys at \".\", so an origin URL cannot be a key here; \
+                 write \"issuers\" as a list instead: [{{\"origin\": \"<JWK Set URL>\", \"issuer\": \"<iss>\"}}]",
+                show(&v)
+            ))),
             _ => name(&v).map(|s| vec![s]).ok_or_else(|| invalid("an issuer string or a non-empty list of them", &v)),
         }
         .map(IssuerNames)
@@ -629,15 +687,37 @@ mod tests {
     }
 
     #[test]
-    fn issuers_are_an_object_of_issuer_names() {
+    fn issuers_are_an_object_or_a_list_of_issuer_names() {
+        let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "issuers": "x"}"#).unwrap_err();
+        assert_eq!(e.0, r#"invalid "issuers": expected an object mapping origin URLs to issuers, or a list of {"origin": ..., "issuer": ...}, got "x""#);
         let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "issuers": ["x"]}"#).unwrap_err();
-        assert_eq!(e.0, r#"invalid "issuers": expected an object mapping origin URLs to issuers, got ["x"]"#);
+        assert_eq!(e.0, r#"invalid "issuers[0]": expected an object, got "x""#);
         let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "issuers": {"https://a.example/k": ["x", ""]}}"#)
             .unwrap_err();
         assert_eq!(e.0, r#"invalid "issuers["https://a.example/k"]": expected issuer strings, got ["x",""]"#);
         // Origins compare as URLs: the host's case does not matter.
         let s = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "issuers": {"https://A.EXAMPLE/k": "x"}}"#).unwrap();
         assert_eq!(s.issuers, vec![vec!["x".to_string()]]);
+        // The list form binds the same way.
+        let s = parse(r#"{"port": 1, "origins": ["https://a.example/k", "https://b.example/k"],
+            "issuers": [{"origin": "https://b.example/k", "issuer": ["p", "q"]}, {"origin": "https://a.example/k", "issuer": "x"}]}"#)
+        .unwrap();
+        assert_eq!(s.issuers, vec![vec!["x".to_string()], vec!["p".to_string(), "q".to_string()]]);
+        let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "issuers": [{"origin": "https://a.example/k", "issuers": "x"}]}"#).unwrap_err();
+        assert!(e.0.starts_with(r#"invalid "issuers[0].issuers": unknown field `issuers`, expected `origin` or `issuer`"#), "{e}");
+        let e = parse(r#"{"port": 1, "origins": ["https://a.example/k"], "issuers": [{"origin": "https://c.example/k", "issuer": "x"}]}"#).unwrap_err();
+        assert_eq!(e.0, r#"invalid "issuers": "https://c.example/k" is not one of "origins""#);
+    }
+
+    // KrakenD up to 2.11 reads its configuration with viper, which splits map keys at ".": an
+    // origin URL as a key arrives as nested objects. The message names the cause and the fix.
+    #[test]
+    fn a_viper_mangled_issuers_object_names_the_cause() {
+        let e = parse(r#"{"port": 1, "origins": ["http://127.0.0.1:32921/jwks.json"],
+            "issuers": {"http://127": {"0": {"0": {"1:32921/jwks": {"json": "http://127.0.0.1:32921"}}}}}}"#)
+        .unwrap_err();
+        assert!(e.0.starts_with(r#"invalid "issuers["http://127"]": expected an issuer string, got an object"#), "{e}");
+        assert!(e.0.contains("viper") && e.0.contains(r#"[{"origin": "<JWK Set URL>", "issuer": "<iss>"}]"#), "{e}");
     }
 
     #[test]
