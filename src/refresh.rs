@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 const MAX_WORKERS: usize = 16;
 /// A worker with nothing to do for this long leaves.
 const WORKER_IDLE: Duration = Duration::from_secs(30);
+/// How much lower the fetch workers' scheduling priority is than the gateway's (nice levels).
+const WORKER_NICE: libc::c_int = 10;
 /// The timer thread wakes at least this often.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
@@ -284,6 +286,12 @@ impl Refresher {
 /// One worker: takes queued fetches until it has been idle for `WORKER_IDLE` or the refresher
 /// stops. It holds the refresher only while it works, so a dropped aggregator is not kept alive.
 fn worker(me: Weak<Refresher>) {
+    // Fetching, parsing and discovering are background work: on a busy machine they yield the CPU
+    // to the gateway's requests (a lower priority for this thread only; best effort).
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, WORKER_NICE);
+    }
     loop {
         let Some(r) = me.upgrade() else { return };
         let job = {
