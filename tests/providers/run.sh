@@ -182,11 +182,22 @@ OP_SECRET=$(secret)
 HYDRA_SECRET=$(secret)$(secret)
 
 # start NAME COMMAND...: runs a server in its own process group, its output in build/providers/NAME.log.
+declare -A STARTED
 start() {
 	local name=$1
 	shift
+	STARTED[$name]=$(now)
 	setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
 	echo $! >"$RUN/$name.pid"
+}
+
+# memory: the resident memory of each server (all processes of its session), in MB.
+memory() {
+	local name out=""
+	for name in keycloak hydra oidc-provider; do
+		out="$out $name $(ps -o rss= --sid "$(cat "$RUN/$name.pid")" | awk '{ s += $1 } END { printf "%d", s / 1024 }') MB,"
+	done
+	log "memory:${out%,}"
 }
 
 # Keycloak's class data sharing archive, written when the first Keycloak stops (some 20 s more),
@@ -226,6 +237,7 @@ wait_ready() {
 		[ $SECONDS -lt $deadline ] || die "$name was not ready after $3 s (build/providers/$name.log)"
 		sleep 0.2
 	done
+	log "$name ready in $(since "${STARTED[$name]}") after its start"
 }
 
 # Keycloak takes longest (about 20 s to start): prepared and started first; Hydra's build (minutes,
@@ -234,11 +246,12 @@ T0=$(now)
 job() { # job NAME: runs prepare_NAME in the background, its output in build/providers/prepare-NAME.log
 	start "prepare-$1" "$HERE/run.sh" --prepare "$1"
 }
-[ -x "$KC_HOME/bin/kc.sh" ] || log "downloading Keycloak $KEYCLOAK_VERSION into $KC_HOME (once)"
+declare -A PREPARING
+[ -x "$KC_HOME/bin/kc.sh" ] || { PREPARING[keycloak]=1; log "downloading Keycloak $KEYCLOAK_VERSION into $KC_HOME (once)"; }
 job keycloak
-[ -x "$HYDRA_BIN" ] || log "building Hydra $HYDRA_VERSION into $HYDRA_BIN (once; a few minutes)"
+[ -x "$HYDRA_BIN" ] || { PREPARING[hydra]=1; log "building Hydra $HYDRA_VERSION into $HYDRA_BIN (once; a few minutes)"; }
 job hydra
-[ -f "$OP_DIR/node_modules/oidc-provider/package.json" ] || log "installing oidc-provider into $OP_DIR (once)"
+[ -f "$OP_DIR/node_modules/oidc-provider/package.json" ] || { PREPARING[oidc-provider]=1; log "installing oidc-provider into $OP_DIR (once)"; }
 job oidc-provider
 
 # await NAME: waits for a preparing job; fails with its log when it failed.
@@ -252,19 +265,18 @@ await() {
 	prepare-hydra) [ -x "$HYDRA_BIN" ] ;;
 	prepare-oidc-provider) [ -f "$OP_DIR/node_modules/oidc-provider/package.json" ] ;;
 	esac || die "$1 failed (build/providers/$1.log)"
-	log "$1 done after $(since "$T0")"
+	[ -z "${PREPARING[${1#prepare-}]:-}" ] || log "$1 done after $(since "$T0")"
 }
 await prepare-keycloak
 start_keycloak
-KC_STARTED=$(now)
 await prepare-oidc-provider
 start_oidc_provider
+wait_ready oidc-provider "http://127.0.0.1:$OP_PORT/.well-known/openid-configuration" 60
+wait_ready keycloak "http://127.0.0.1:$KC_PORT/realms/master/.well-known/openid-configuration" 300
 await prepare-hydra
 start_hydra
 wait_ready hydra "http://127.0.0.1:$HYDRA_ADMIN_PORT/health/ready" 60
-wait_ready oidc-provider "http://127.0.0.1:$OP_PORT/.well-known/openid-configuration" 60
-wait_ready keycloak "http://127.0.0.1:$KC_PORT/realms/master/.well-known/openid-configuration" 300
-log "ready after $(since "$T0") (Keycloak started in $(since "$KC_STARTED"))"
+log "all ready after $(since "$T0")"
 
 cat >"$ENV_FILE.tmp" <<EOF
 KEYCLOAK_URL=http://127.0.0.1:$KC_PORT
@@ -283,6 +295,8 @@ set -a
 set +a
 
 if [ $SERVE = 1 ]; then
+	trap 'exit 0' INT TERM # stopping them is how --serve ends
+	memory
 	log "running; their variables are in $ENV_FILE (set -a; . $ENV_FILE; set +a). Ctrl-C stops them."
 	echo "$ENV_FILE"
 	while sleep 2; do
@@ -296,4 +310,5 @@ set +e
 "$@"
 status=$?
 set -e
+memory
 exit $status
