@@ -54,8 +54,9 @@ prepare_hydra() {
 	chmod -R u+w "$src"
 	# Hydra's go.mod replaces its API client with ./internal/httpclient, a nested module that the
 	# module's zip leaves out: the client's published module (the version go.mod requires) is used.
+	# SQLite's C at -O1 without debug information: a fifth less build time, fast enough here.
 	(cd "$src" && "$GO" mod edit -dropreplace github.com/ory/hydra-client-go/v2 &&
-		CGO_ENABLED=1 nice "$GO" build -mod=mod -trimpath -tags sqlite,sqlite_omit_load_extension \
+		CGO_ENABLED=1 CGO_CFLAGS="-O1 -g0" nice "$GO" build -mod=mod -trimpath -tags sqlite,sqlite_omit_load_extension \
 			-ldflags "-s -w -X github.com/ory/hydra/v2/driver/config.Version=$HYDRA_VERSION" -o "$HYDRA_BIN.tmp" .)
 	mv "$HYDRA_BIN.tmp" "$HYDRA_BIN"
 	rm -rf "$src"
@@ -150,7 +151,7 @@ need() {
 	command -v "$1" >/dev/null || die "$1 is still missing after apt-get install -y $2"
 }
 
-command -v "$GO" >/dev/null || die "Go is missing (it builds Hydra); install it from https://go.dev/dl/"
+command -v "$GO" >/dev/null || die "Go is missing (it builds Hydra); install Go 1.22 or later"
 need curl curl
 need python3 python3
 need unzip unzip
