@@ -284,6 +284,12 @@ test-build: build/plugin-check | musl-toolchain
 test-cli: build/jwk-aggregator build/plugin-check $(PLUGIN_OUT)
 	cd tests && JWKA_CLI=$(CURDIR)/build/jwk-aggregator PLUGIN_SO=$(CURDIR)/$(PLUGIN_OUT) $(GO) test -count=1 ./cli/
 
+# Real identity providers on loopback (Keycloak, ORY Hydra, oidc-provider), fetched or built once
+# into .cache/providers/ by tests/providers/run.sh, and the tests of their Go clients.
+.PHONY: test-providers
+test-providers:
+	tests/providers/run.sh bash -c 'cd tests && $(GO) test -count=1 ./providers/'
+
 # No Rust or aws-lc symbol may be exported by the plugin.
 check-symbols: $(PLUGIN_OUT)
 	@n=$$(nm -D --defined-only $(PLUGIN_OUT) | awk '{print $$3}' | grep -cE '^(_ZN|_R[A-Z0-9]|aws_lc|AWS_LC|rust_|__rust|jwka_|ring_core|_Unwind|unw_)' || true); \
