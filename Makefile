@@ -97,7 +97,7 @@ SHIM_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum $(RUST_LIB) 2
 SHIM_TEST_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum target/release/libjwk_aggregator.a 2>/dev/null | cut -c1-16)" \
 	CGO_LDFLAGS="$(CURDIR)/target/release/libjwk_aggregator.a"
 
-.PHONY: build bench fuzz fuzz-tools asan load memcheck soak header plugin krakend krakend-status run test test-rust test-shim test-gateway test-build test-cli test-dist check-dist check-symbols check-release check-plugin install dist dist-one musl-toolchain tools clean
+.PHONY: build bench fuzz fuzz-tools asan load memcheck soak header plugin krakend krakend-status run test test-rust test-shim test-gateway test-build test-cli test-dist check-dist check-symbols check-release check-plugin install dist dist-one musl-toolchain tools clean test-all test-realidp
 
 # The plugin for KRAKEND_VERSION and LIBC (or for KRAKEND), copied to build/jwk-aggregator.so, and
 # the operator's command build/jwk-aggregator with the plugin-check it uses.
@@ -286,9 +286,14 @@ test-cli: build/jwk-aggregator build/plugin-check $(PLUGIN_OUT)
 
 # Real identity providers on loopback (Keycloak, ORY Hydra, oidc-provider), fetched or built once
 # into .cache/providers/ by tests/providers/run.sh, and the tests of their Go clients.
-.PHONY: test-providers
-test-providers:
-	tests/providers/run.sh bash -c 'cd tests && $(GO) test -count=1 ./providers/'
+# Real identity providers (Keycloak, ORY Hydra, oidc-provider), started once by
+# tests/providers/run.sh around the whole of `make test`, or around a target run alone.
+WITH_PROVIDERS = $(if $(KEYCLOAK_URL),,tests/providers/run.sh)
+
+# The providers' own clients (tests/providers) and the Rust core, through its C API as the plugin
+# calls it, against each real provider (tests/realidp).
+test-realidp: target/release/libjwk_aggregator.a
+	$(WITH_PROVIDERS) bash -c 'cd tests && $(SHIM_TEST_ENV) $(GO) test -count=1 ./providers/ ./realidp/'
 
 # No Rust or aws-lc symbol may be exported by the plugin.
 check-symbols: $(PLUGIN_OUT)
@@ -297,12 +302,15 @@ check-symbols: $(PLUGIN_OUT)
 
 test-gateway: $(PLUGIN_OUT) build/plugin-check
 	build/plugin-check compare -min-go $(SHIM_GO_MIN) $(KRAKEND_BIN) $(PLUGIN_OUT)
-	out=$$($(KRAKEND_BIN) test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; grep -q '\[OK\] SERVER' <<<"$$out"
-	cd tests && KRAKEND_BIN=$(KRAKEND_BIN) PLUGIN_SO=$(CURDIR)/$(PLUGIN_OUT) $(GO) test -count=1 -v ./integration/ 2>&1 | tee ../build/gateway-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
+	out=$$(USAGE_DISABLE=1 $(KRAKEND_BIN) test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; grep -q '\[OK\] SERVER' <<<"$$out"
+	cd tests && KRAKEND_BIN=$(KRAKEND_BIN) PLUGIN_SO=$(CURDIR)/$(PLUGIN_OUT) $(WITH_PROVIDERS:tests/%=../tests/%) $(GO) test -count=1 -v ./integration/ 2>&1 | tee ../build/gateway-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
 
 # Unit, C-API, shim and gateway tests. When KrakenD CE cannot be built here (see `make krakend`)
 # the gateway tests are reported as NOT RUN, never as passed.
-test: test-rust test-shim test-build test-cli check-symbols memcheck test-dist
+test:
+	$(WITH_PROVIDERS) $(MAKE) --no-print-directory test-all
+
+test-all: test-rust test-shim test-build test-cli test-realidp check-symbols memcheck test-dist
 	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend || true; fi
 	@if [ -x "$(KRAKEND_BIN)" ]; then $(MAKE) --no-print-directory test-gateway; else \
 		n=$$(cat tests/integration/*_test.go | grep -c '^func Test'); \

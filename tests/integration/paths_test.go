@@ -186,9 +186,9 @@ func TestAmbiguousCredentialsAreRefused(t *testing.T) {
 		}
 	}
 	for name, headers := range map[string][]string{
-		"one header":                     {"Authorization: Bearer " + alice},
-		"the cookie":                     {"Cookie: access_token=" + alice},
-		"header and cookie, same token":  {"Authorization: Bearer " + alice, "Cookie: access_token=" + alice},
+		"one header":                    {"Authorization: Bearer " + alice},
+		"the cookie":                    {"Cookie: access_token=" + alice},
+		"header and cookie, same token": {"Authorization: Bearer " + alice, "Cookie: access_token=" + alice},
 	} {
 		if code := raw(t, g.port, "GET", "/me", headers...); code != 200 {
 			t.Errorf("%s: %d, want 200", name, code)

@@ -155,7 +155,8 @@ func (k *Keycloak) DeleteRealm(realm string) error {
 type RealmKey struct {
 	Kid        string `json:"kid"`
 	Alg        string `json:"algorithm"`
-	Use        string `json:"use"` // SIG or ENC
+	Type       string `json:"type"` // RSA, EC, OKP or OCT
+	Use        string `json:"use"`  // SIG or ENC
 	Status     string `json:"status"`
 	ProviderID string `json:"providerId"` // the key provider (component) that holds it
 	Priority   int    `json:"providerPriority"`
@@ -278,6 +279,7 @@ type Realm struct {
 
 	mu      sync.Mutex
 	secrets map[string]string // alg -> client secret
+	deleted bool
 }
 
 // NewRealm creates a realm with a unique name and keys for algs (see CreateRealm), deleted when
@@ -290,11 +292,25 @@ func (k *Keycloak) NewRealm(t testing.TB, algs ...string) *Realm {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		r.mu.Lock()
+		deleted := r.deleted
+		r.mu.Unlock()
+		if deleted {
+			return
+		}
 		if err := k.DeleteRealm(r.Name); err != nil {
 			t.Errorf("deleting realm %s: %v", r.Name, err)
 		}
 	})
 	return r
+}
+
+// Delete deletes the realm now (a test of what follows a tenant's deletion).
+func (r *Realm) Delete() error {
+	r.mu.Lock()
+	r.deleted = true
+	r.mu.Unlock()
+	return r.KC.DeleteRealm(r.Name)
 }
 
 // Issuer is the realm's issuer.

@@ -26,6 +26,7 @@ const (
 	EnvHydraAdminURL         = "HYDRA_ADMIN_URL"
 	EnvOIDCProviderURL       = "OIDC_PROVIDER_URL"
 	EnvOIDCProviderSecret    = "OIDC_PROVIDER_CLIENT_SECRET"
+	EnvOIDCProviderServer    = "OIDC_PROVIDER_SERVER" // its server script, to start a private instance
 )
 
 // Env is the three running providers.
@@ -204,4 +205,16 @@ func clientCredentials(tokenURL, clientID, secret string, form url.Values) (stri
 		return "", fmt.Errorf("%s: no access_token in the answer", tokenURL)
 	}
 	return tok.AccessToken, nil
+}
+
+// Must turns a provider call's (value, error) into the value, failing the test on an error:
+// must := providers.Must(t); tok := must(realm.Token("RS256")).
+func Must(t testing.TB) func(string, error) string {
+	return func(s string, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
 }

@@ -127,3 +127,33 @@ func (c *Core) Body(path string) (int, []byte) {
 	C.jwka_buf_free(resp.body)
 	return int(resp.status), body
 }
+
+// Decide runs one request through the auth handler's decision and returns the outcome, the
+// reason of a refusal (never the token) and the claim headers of an accepted request.
+func (c *Core) Decide(path, authorization, cookies string) (outcome int, reason, headers string) {
+	var res C.JwkaAuthResult
+	str := func(s string) (*C.uint8_t, C.size_t) {
+		if s == "" {
+			return nil, 0
+		}
+		return (*C.uint8_t)(unsafe.Pointer(unsafe.StringData(s))), C.size_t(len(s))
+	}
+	pp, pl := str(path)
+	ap, al := str(authorization)
+	cp, cl := str(cookies)
+	C.jwka_auth_check(c.auth, pp, pl, ap, al, cp, cl, &res, nil)
+	take := func(b C.JwkaBuf) string {
+		defer C.jwka_buf_free(b)
+		if b.data == nil {
+			return ""
+		}
+		return C.GoStringN((*C.char)(unsafe.Pointer(b.data)), C.int(b.len))
+	}
+	return int(res.outcome), take(res.reason), take(res.headers)
+}
+
+// Outcomes of Decide besides Check's.
+const (
+	Missing   = int(C.JWKA_AUTH_OUTCOME_MISSING)
+	Forbidden = int(C.JWKA_AUTH_OUTCOME_FORBIDDEN)
+)
