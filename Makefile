@@ -280,9 +280,10 @@ test-shim: target/release/libjwk_aggregator.a build/plugin-check
 test-build: build/plugin-check | musl-toolchain
 	cd tests && $(GO) test -count=1 ./build/
 
-# The operator's command against real loopback providers, real keys and a real plugin file.
+# The operator's command against loopback and real identity providers, real keys and a real
+# plugin file.
 test-cli: build/jwk-aggregator build/plugin-check $(PLUGIN_OUT)
-	cd tests && JWKA_CLI=$(CURDIR)/build/jwk-aggregator PLUGIN_SO=$(CURDIR)/$(PLUGIN_OUT) $(GO) test -count=1 ./cli/
+	cd tests && JWKA_CLI=$(CURDIR)/build/jwk-aggregator PLUGIN_SO=$(CURDIR)/$(PLUGIN_OUT) $(WITH_PROVIDERS:tests/%=../tests/%) $(GO) test -count=1 ./cli/
 
 # Real identity providers on loopback (Keycloak, ORY Hydra, oidc-provider), fetched or built once
 # into .cache/providers/ by tests/providers/run.sh, and the tests of their Go clients.

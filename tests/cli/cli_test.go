@@ -5,6 +5,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jwk-aggregator/jwk-aggregator/tests/idp"
+	"github.com/jwk-aggregator/jwk-aggregator/tests/providers"
 )
 
 var provider = idp.StartForTest
@@ -338,5 +340,60 @@ func TestExplainShowsTheDynamicIssuersPath(t *testing.T) {
 	out, code = run(t, "", "explain", "--path", "/t/acme", path, realms.Token("acme", idp.NewKey("other", "ES256"), "alice", "", time.Hour))
 	if code != 1 || !strings.Contains(out, `no key with kid "other"`) || !strings.Contains(out, "issuer_patterns[0]") {
 		t.Errorf("a key the issuer does not publish: exit %d\n%s", code, out)
+	}
+}
+
+// The operator's command against real Keycloak, Hydra and oidc-provider: a correct configuration
+// checks clean (every Keycloak realm publishes an encryption key: information, not a finding),
+// keys lists each provider's keys, and explain accepts a token of each, showing the path it took.
+func TestCommandAgainstRealProviders(t *testing.T) {
+	env := providers.Require(t)
+	must := providers.Must(t)
+	realm := env.Keycloak.NewRealm(t, "RS256")
+	tenant := env.Keycloak.NewRealm(t, "ES256")
+	id, secret := fmt.Sprintf("cli-%d", time.Now().UnixNano()), "cli-secret-0123456789"
+	if err := env.Hydra.CreateClient(providers.Client{ID: id, Secret: secret, Audience: "api"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config{
+		"version": 3,
+		"plugin":  map[string]interface{}{"pattern": ".so", "folder": pluginDir(t, nil) + "/"},
+		"extra_config": map[string]interface{}{"plugin/http-server": map[string]interface{}{
+			"name": []string{"jwk-aggregator", "jwk-aggregator-auth"},
+			"jwk-aggregator": map[string]interface{}{
+				"port":            9876,
+				"origins":         []string{realm.JWKSURL(), env.Hydra.JWKSURL(), env.OIDCProvider.JWKSURL()},
+				"issuer_patterns": []string{env.Keycloak.URL + "/realms/*"},
+			},
+			"jwk-aggregator-auth": map[string]interface{}{"rules": []interface{}{map[string]interface{}{"paths": []string{"/multi"}}}},
+		}},
+		"endpoints": []interface{}{
+			map[string]interface{}{"endpoint": "/v", "extra_config": map[string]interface{}{"auth/validator": map[string]interface{}{
+				"alg": "RS256", "jwk_url": "http://localhost:9876", "disable_jwk_security": true, "cache": true}}},
+			map[string]interface{}{"endpoint": "/multi"},
+		},
+	}
+	path := write(t, cfg)
+	if out, code := run(t, "", "check", path); code != 0 || !strings.Contains(out, "no findings") {
+		t.Errorf("check of a correct configuration over real providers: exit %d\n%s", code, out)
+	}
+	out, code := run(t, "", "keys", path)
+	if code != 0 || !strings.Contains(out, "skipped ") || !strings.Contains(out, "encryption_key") {
+		t.Errorf("keys: exit %d, want 0 with Keycloak's encryption key skipped\n%s", code, out)
+	}
+	for name, tok := range map[string]string{
+		"Keycloak":      must(realm.Token("RS256")),
+		"Hydra":         must(env.Hydra.Token(id, secret, "api")),
+		"oidc-provider": must(env.OIDCProvider.Token("RS256", "")),
+	} {
+		for _, p := range []string{"/v", "/multi"} {
+			if out, code := run(t, "", "explain", "--path", p, path, tok); code != 0 || !strings.Contains(out, "verdict: accepted") {
+				t.Errorf("explain of a %s token on %s: exit %d\n%s", name, p, code, out)
+			}
+		}
+	}
+	out, code = run(t, "", "explain", "--path", "/multi", path, must(tenant.Token("ES256")))
+	if code != 0 || !strings.Contains(out, "+ "+tenant.JWKSURL()) || !strings.Contains(out, `issuer_patterns[0]`) {
+		t.Errorf("explain of a realm's token through issuer_patterns: exit %d\n%s", code, out)
 	}
 }
