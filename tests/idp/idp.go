@@ -1,5 +1,12 @@
-// Package idp is a real identity provider for tests and the demo: it holds real RSA, EC and
-// Ed25519 keys, serves their public JWK Set over HTTP and signs JWTs with them.
+// Package idp holds the project's own identity providers: real RSA, EC and Ed25519 keys, their
+// public JWK Sets served over HTTP, JWTs signed with them, and a Keycloak-like multi-tenant
+// provider (realms.go).
+//
+// They stay only where a provider must misbehave on purpose: keys the test holds (forged,
+// expired, tampered or unsigned tokens, tokens with chosen claims), garbage, hangs, huge answers,
+// private keys published, redirects, documents naming another issuer, floods of made-up tenants;
+// and `make run`'s demo. Everything an identity provider does when it behaves is tested against
+// real ones: Keycloak, ORY Hydra and panva's oidc-provider (tests/providers, tests/realidp).
 package idp
 
 import (

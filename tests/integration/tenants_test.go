@@ -43,63 +43,6 @@ func startRealms(t *testing.T) *idp.Realms {
 	return r
 }
 
-func TestRealmCreatedAfterStartIsTrustedOnFirstUse(t *testing.T) {
-	realms := startRealms(t)
-	g := tenantGateway(t, realms, nil)
-
-	// Created while the gateway runs: nothing about it is configured.
-	acme := realms.Create("acme", "ES256")
-	globex := realms.Create("globex", "RS256")
-	start := time.Now()
-	if code := g.call("/t/acme", realms.Token("acme", acme, "alice", "", time.Hour)); code != 200 {
-		t.Fatalf("first token of a new realm: %d, want 200", code)
-	}
-	t.Logf("first token of a new realm answered in %v (discovery included)", time.Since(start))
-	if code := g.call("/t/globex", realms.Token("globex", globex, "bob", "", time.Hour)); code != 200 {
-		t.Fatalf("second realm: %d, want 200", code)
-	}
-	before := realms.Requests()
-	for i := 0; i < 20; i++ {
-		if code := g.call("/t/acme", realms.Token("acme", acme, fmt.Sprint("u", i), "", time.Hour)); code != 200 {
-			t.Fatalf("known realm: %d, want 200", code)
-		}
-	}
-	if n := realms.Requests() - before; n != 0 {
-		t.Errorf("a discovered realm's tokens caused %d requests to the provider; want 0", n)
-	}
-
-	// A realm's keys never verify another realm's token: acme's key signing globex's issuer.
-	forged := acme.Sign(map[string]interface{}{"iss": realms.Issuer("globex"), "sub": "mallory",
-		"exp": time.Now().Add(time.Hour).Unix()}, map[string]interface{}{"kid": globex.Kid})
-	if code := g.call("/t/globex", forged); code != 401 {
-		t.Errorf("globex token signed by acme's key (globex's kid): %d, want 401", code)
-	}
-	forged = acme.Sign(map[string]interface{}{"iss": realms.Issuer("globex"), "sub": "mallory",
-		"exp": time.Now().Add(time.Hour).Unix()}, nil)
-	if code := g.call("/t/globex", forged); code != 401 {
-		t.Errorf("globex token signed by acme's key (acme's kid): %d, want 401", code)
-	}
-
-	health := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/__health", g.aggPort))
-	for _, want := range []string{`"live":2`, realms.Issuer("acme"), realms.Issuer("globex")} {
-		if !strings.Contains(health, want) {
-			t.Errorf("/__health lacks %s:\n%s", want, health)
-		}
-	}
-	metrics := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", g.aggPort))
-	for _, want := range []string{"jwk_aggregator_dynamic_issuers 2", `jwk_aggregator_discoveries_total{result="ok"} 2`} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("/metrics lacks %q", want)
-		}
-	}
-	if !g.waitLog("discovered issuer", realms.Issuer("acme")) {
-		t.Errorf("no log line names the discovered issuer")
-	}
-	if strings.Contains(g.out.String(), strings.Split(realms.Token("acme", acme, "alice", "", time.Hour), ".")[2][:20]) {
-		t.Errorf("a token signature appears in the gateway's log")
-	}
-}
-
 func TestIssuersOutsideThePatternCostNoTraffic(t *testing.T) {
 	realms := startRealms(t)
 	key := realms.Create("acme", "ES256")
@@ -187,55 +130,6 @@ func TestDiscoveryDocumentMustNameTheTokensIssuer(t *testing.T) {
 	}
 	if !g.waitLog("jwks_uri", "refused") {
 		t.Errorf("the refused jwks_uri is not logged")
-	}
-}
-
-func TestDeletedRealmIsRefusedAfterMaxStale(t *testing.T) {
-	realms := startRealms(t)
-	key := realms.Create("gone", "RS256")
-	g := tenantGateway(t, realms, map[string]interface{}{
-		"max_stale": "3s", "cache_default_ttl": "1s", "cache_min_ttl": "1s",
-	})
-	tok := realms.Token("gone", key, "x", "", time.Hour)
-	if code := g.call("/t/gone", tok); code != 200 {
-		t.Fatalf("before deletion: %d, want 200", code)
-	}
-	realms.Delete("gone")
-	deleted := time.Now()
-	if code := g.call("/t/gone", tok); code != 200 {
-		t.Errorf("right after deletion, within max_stale: %d, want 200 (last good keys)", code)
-	}
-	var refusedAfter time.Duration
-	for time.Since(deleted) < 10*time.Second {
-		if g.call("/t/gone", tok) == 401 {
-			refusedAfter = time.Since(deleted)
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if refusedAfter == 0 {
-		t.Fatalf("a deleted realm's token is still accepted 10 s after deletion (max_stale 3s)")
-	}
-	t.Logf("deleted realm refused %v after deletion (max_stale 3s)", refusedAfter)
-	if refusedAfter < 1500*time.Millisecond {
-		t.Errorf("refused after %v: the last good keys must be kept up to max_stale", refusedAfter)
-	}
-}
-
-func TestConfiguredIssuerIsDiscoveredForTheValidator(t *testing.T) {
-	realms := startRealms(t)
-	key := realms.Create("main", "RS256")
-	aggPort := freePort(t)
-	g := startGateway(t, aggPort, map[string]interface{}{
-		"port":     aggPort,
-		"discover": []string{realms.Issuer("main")},
-	}, []endpoint{{path: "/v", validator: validator(aggPort, "RS256", true)}})
-	if code := g.call("/v", realms.Token("main", key, "x", "", time.Hour)); code != 200 {
-		t.Fatalf("auth/validator with a discovered issuer's keys: %d, want 200", code)
-	}
-	_, _, set := g.aggregated()
-	if keys, _ := set["keys"].([]interface{}); len(keys) != 1 {
-		t.Errorf("merged set: %v; want the discovered issuer's one key", set)
 	}
 }
 
