@@ -7,7 +7,8 @@
 //! which issuers become sources and for how long, and bounds everything a token can make happen:
 //! - a malformed or unmatched issuer costs no network traffic;
 //! - first sights are rate-limited per pattern (`discoveries_per_minute`), so a flood of made-up
-//!   issuers on one pattern cannot starve another; issuers discovered before (live, evicted or
+//!   issuers on one pattern cannot starve another; a discovery that succeeds gives its charge
+//!   back (the budget bounds what failures cost), issuers discovered before (live, evicted or
 //!   forgotten when idle) are found again without being charged, and refreshes never are;
 //! - a first discovery joins the live issuers only once it succeeded, so failing discoveries
 //!   evict nobody; a failed one is remembered for `discovery_failure_ttl` (no traffic meanwhile);
@@ -77,10 +78,17 @@ impl Known {
     }
 }
 
+/// A first discovery, and the pattern whose budget it was charged to (none for an issuer seen
+/// before).
+struct Pending {
+    source: Arc<Source>,
+    charged: Option<usize>,
+}
+
 struct Inner {
     live: HashMap<String, Arc<Source>>,
     /// First discoveries under way (or ended and not yet settled).
-    pending: HashMap<String, Arc<Source>>,
+    pending: HashMap<String, Pending>,
     /// Issuers whose discovery failed, and when.
     failed: HashMap<String, Instant>,
     known: Known,
@@ -136,7 +144,7 @@ impl Tenants {
         let source = {
             let mut inner = self.inner.lock();
             self.sweep(&mut inner, r, now);
-            match inner.live.get(&issuer).or_else(|| inner.pending.get(&issuer)) {
+            match inner.live.get(&issuer).or_else(|| inner.pending.get(&issuer).map(|p| &p.source)) {
                 Some(s) => s.clone(),
                 None => match self.first_sight(&mut inner, pattern, &issuer, now) {
                     Ok(s) => s,
@@ -173,8 +181,9 @@ impl Tenants {
             let ago = fmt_duration(Duration::from_secs(now.duration_since(*at).as_secs()));
             return Err(format!("discovery of issuer {issuer:?} failed {ago} ago; not retried before discovery_failure_ttl"));
         }
-        if inner.known.contains(issuer) {
+        let charged = if inner.known.contains(issuer) {
             self.stats.rediscoveries.fetch_add(1, Relaxed);
+            None
         } else {
             let per_minute = self.s.per_minute as f64;
             let b = &mut inner.budgets[pattern];
@@ -189,11 +198,12 @@ impl Tenants {
                 ));
             }
             b.tokens -= 1.0;
-        }
+            Some(pattern)
+        };
         let plain_http = self.s.patterns[pattern].is_plain_http() && issuer.starts_with("http://");
         let kind = Kind::Dynamic { authorities: source::authorities(issuer, &self.s.jwks_hosts), plain_http };
         let s = Arc::new(Source::new(issuer.to_owned(), kind, self.fetches.clone()));
-        inner.pending.insert(issuer.to_owned(), s.clone());
+        inner.pending.insert(issuer.to_owned(), Pending { source: s.clone(), charged });
         Ok(s)
     }
 
@@ -203,17 +213,22 @@ impl Tenants {
             return;
         }
         let mut inner = self.inner.lock();
-        if inner.pending.get(issuer).is_some_and(|s| Arc::ptr_eq(s, source)) {
+        if inner.pending.get(issuer).is_some_and(|p| Arc::ptr_eq(&p.source, source)) {
             self.settle_locked(&mut inner, r, issuer, Instant::now());
         }
     }
 
     /// A pending issuer whose discovery ended: live when it has keys (evicting the least recently
     /// used past the cap; it is known from now on), else remembered as failed. Its failure was
-    /// logged by the fetch.
+    /// logged by the fetch. A discovery that succeeded gives its pattern's budget back: the
+    /// budget bounds what failures (made-up issuers) cost the provider, while real tenants, a
+    /// restarted gateway's thousands among them, are found as fast as they come.
     fn settle_locked(&self, inner: &mut Inner, r: &Refresher, issuer: &str, now: Instant) {
-        let Some(source) = inner.pending.remove(issuer) else { return };
+        let Some(Pending { source, charged }) = inner.pending.remove(issuer) else { return };
         if source.state.lock().set.is_some() {
+            if let Some(b) = charged.and_then(|p| inner.budgets.get_mut(p)) {
+                b.tokens = (b.tokens + 1.0).min(self.s.per_minute as f64);
+            }
             self.stats.discoveries_ok.fetch_add(1, Relaxed);
             inner.known.insert(issuer);
             inner.live.insert(issuer.to_owned(), source);
@@ -259,7 +274,7 @@ impl Tenants {
             };
         }
         // Discoveries nobody waited for to the end: settled here.
-        let ended: Vec<String> = inner.pending.iter().filter(|(_, s)| !s.state.lock().in_flight).map(|(k, _)| k.clone()).collect();
+        let ended: Vec<String> = inner.pending.iter().filter(|(_, p)| !p.source.state.lock().in_flight).map(|(k, _)| k.clone()).collect();
         for issuer in ended {
             self.settle_locked(inner, r, &issuer, now);
         }

@@ -276,3 +276,24 @@ fn a_fetch_whose_thread_cannot_start_fails_at_once_instead_of_hanging() {
     realms.create("other", key.jwk());
     assert!(accepted(&check(&auth, &token(&key, &realms.issuer("other")))));
 }
+
+// The first-sight budget bounds what failed discoveries cost: a discovery that succeeds gives its
+// charge back, so a restarted gateway finds all of its real tenants at once, not a few a minute.
+#[test]
+fn successful_discoveries_do_not_spend_the_first_sight_budget() {
+    let realms = Realms::start();
+    let (_agg, auth) = setup(&realms, json!({"discoveries_per_minute": 3}));
+    let key = Key::ed("k");
+    for i in 0..12 {
+        let r = format!("tenant{i}");
+        realms.create(&r, key.jwk());
+        let o = check(&auth, &token(&key, &realms.issuer(&r)));
+        assert!(accepted(&o), "real tenant {i} refused with a budget of 3 a minute: {o:?}");
+    }
+    // Made-up issuers still spend it.
+    let refused = (0..10).filter(|i| !accepted(&check(&auth, &token(&key, &realms.issuer(&format!("fake{i}")))))).count();
+    assert_eq!(refused, 10);
+    let hits = realms.hits();
+    let _ = check(&auth, &token(&key, &realms.issuer("fake-more")));
+    assert_eq!(realms.hits(), hits, "past the budget, a made-up issuer costs no request");
+}
