@@ -326,14 +326,17 @@ bench: build
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'ConcurrentColdRequests' -benchtime 3x -count 3 . | tee -a ../build/bench.txt
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'Serve' -benchtime 3s -count 3 . | tee -a ../build/bench.txt
 	cd tests && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'Verify' -benchtime 1s -count 3 ./bench/ | tee -a ../build/bench.txt
-	@rm -f build/gateway-bench.md
+	@rm -f build/gateway-bench.md build/tenant-bench.md build/cache-bench.md
 	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend || true; fi
 	@if [ -x "$(KRAKEND_BIN)" ]; then \
 		command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }; \
 		cd tests && $(GO) build -o ../build/gateway-bench ./cmd/gateway-bench && cd .. && \
-		build/gateway-bench -krakend $(KRAKEND_BIN) -plugin $(PLUGIN_OUT) -duration 10s | tee build/gateway-bench.md; \
+		build/gateway-bench -krakend $(KRAKEND_BIN) -plugin $(PLUGIN_OUT) -duration 10s | tee build/gateway-bench.md && \
+		cd tests && $(GO) build -o ../build/tenant-bench ./cmd/tenant-bench && $(GO) build -o ../build/cache-bench ./cmd/cache-bench && cd .. && \
+		build/tenant-bench -krakend $(KRAKEND_BIN) -plugin $(PLUGIN_OUT) -tenants 10000 | tee build/tenant-bench.md && \
+		build/cache-bench -krakend $(KRAKEND_BIN) -plugin $(PLUGIN_OUT) | tee build/cache-bench.md; \
 	else echo "gateway throughput NOT MEASURED: no KrakenD binary at $(KRAKEND_BIN)"; fi
-	tests/bench-report.sh build/bench.txt build/gateway-bench.md > BENCHMARKS.md
+	tests/bench-report.sh build/bench.txt build/gateway-bench.md build/tenant-bench.md build/cache-bench.md > BENCHMARKS.md
 	@cat BENCHMARKS.md
 
 # The C harness calls every exported function, error paths included, under valgrind: any leak

@@ -3,6 +3,9 @@
 set -euo pipefail
 raw=$1
 gateway=${2:-}
+tenants=${3:-}
+cache=${4:-}
+section() { if [ -n "$1" ] && [ -s "$1" ]; then cat "$1"; else echo "Not measured in this run: no KrakenD binary (see \`make krakend\`)."; fi; }
 avg() { grep -E "^$1(-[0-9]+)?[[:space:]]" "$raw" | awk -v col="$2" '{for(i=1;i<=NF;i++) if($(i+1)==col){s+=$i;n++}} END{if(n) printf "%.0f", s/n; else print "NaN"}'; }
 avgf() { grep -E "^$1(-[0-9]+)?[[:space:]]" "$raw" | awk -v col="$2" '{for(i=1;i<=NF;i++) if($(i+1)==col){s+=$i;n++}} END{if(n) printf "%.3f", s/n; else print "NaN"}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "NaN" }'; }
@@ -64,7 +67,20 @@ An unprotected path costs $(avg "BenchmarkVerify/unprotected-path" ns/op) ns per
 
 ## Gateway throughput (real KrakenD, wrk)
 
-$(if [ -n "$gateway" ] && [ -s "$gateway" ]; then cat "$gateway"; else echo "Not measured in this run: no KrakenD binary (see \`make krakend\`)."; fi)
+$(section "$gateway")
+
+## Dynamic issuers at scale (real KrakenD, \`tests/cmd/tenant-bench\`)
+
+10,000 tenants of a multi-tenant provider, each trusted by \`issuer_patterns\` at its first token:
+how fast they are discovered, the memory and threads they cost the gateway, a known tenant's
+latency while new tenants arrive, and the refresh load each tenant puts on its provider (see
+"Sizing a fleet" in the README for what that means for a fleet).
+
+$(section "$tenants")
+
+## Memory of the verified-token cache (real KrakenD, \`tests/cmd/cache-bench\`)
+
+$(section "$cache")
 
 ## Raw output
 
