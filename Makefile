@@ -142,7 +142,7 @@ SHIM_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum $(RUST_LIB) 2
 SHIM_TEST_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum target/release/libjwk_aggregator.a 2>/dev/null | cut -c1-16)" \
 	CGO_LDFLAGS="$(CURDIR)/target/release/libjwk_aggregator.a"
 
-.PHONY: build bench fuzz fuzz-tools asan load memcheck soak header plugin krakend krakend-status run test test-rust test-shim test-gateway test-build test-cli test-dist check-dist check-symbols check-release check-plugin krakend-exec install dist dist-one releases toolchain toolchains musl-toolchain tools clean
+.PHONY: build bench fuzz fuzz-tools asan load memcheck soak header plugin krakend krakend-status run test test-rust test-shim test-gateway test-build test-cli test-dist check-dist check-symbols check-release check-plugin krakend-exec install dist dist-one releases dist-version sbom test-sbom lint-workflows toolchain toolchains musl-toolchain tools clean
 
 # The plugin for KRAKEND_VERSION and LIBC (or for KRAKEND), copied to build/jwk-aggregator.so, and
 # the operator's command build/jwk-aggregator with the plugin-check it uses.
@@ -258,6 +258,9 @@ dist:
 releases:
 	@echo $(SUPPORTED_RELEASES)
 
+dist-version:
+	@echo $(DIST_VERSION)
+
 dist-one: $(PLUGIN_OUT) build/plugin-check
 	cp $(PLUGIN_OUT) dist/$(DIST_NAME).so
 	@{ echo "$(DIST_NAME).so"; echo; \
@@ -296,6 +299,65 @@ check-dist: build/plugin-check
 		if [ $$libc = musl ] && readelf --dyn-syms -W $$f | awk '$$7 == "UND" {print $$8}' | grep -qE '^(_dl_find_object|__.*_chk)(@|$$)'; then \
 			echo "FAIL: $$f needs a glibc-only symbol"; exit 1; fi; \
 		echo "ok: $$f (linux/$$arch, $$libc, Go $$go, needs $$needed)"; done; done; done
+
+# Tools pinned to a version and kept in a cache outside the repository, so that `make clean` and new
+# worktrees do not rebuild them and `make test` stays fast: actionlint (GitHub workflows),
+# cyclonedx-gomod and cargo-cyclonedx (SBOMs, both maintained by CycloneDX), and CycloneDX's
+# cyclonedx-python-lib, whose bundled schemas validate the SBOMs.
+TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/jwk-aggregator
+ACTIONLINT_VERSION      := v1.7.12
+CYCLONEDX_GOMOD_VERSION := v1.10.0
+CARGO_CYCLONEDX_VERSION := 0.5.9
+CYCLONEDX_PYLIB_VERSION := 11.12.0
+ACTIONLINT      := $(TOOLS_CACHE)/actionlint-$(ACTIONLINT_VERSION)/actionlint
+CYCLONEDX_GOMOD := $(TOOLS_CACHE)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)/cyclonedx-gomod
+CARGO_CYCLONEDX := $(TOOLS_CACHE)/cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION)/bin/cargo-cyclonedx
+CYCLONEDX_PY    := $(TOOLS_CACHE)/cyclonedx-python-lib-$(CYCLONEDX_PYLIB_VERSION)/bin/python
+$(ACTIONLINT):
+	GOBIN=$(@D) $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+$(CYCLONEDX_GOMOD):
+	GOBIN=$(@D) $(GO) install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION)
+$(CARGO_CYCLONEDX):
+	$(CARGO) install --locked --root $(TOOLS_CACHE)/cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION) cargo-cyclonedx --version $(CARGO_CYCLONEDX_VERSION)
+$(CYCLONEDX_PY):
+	python3 -m venv $(TOOLS_CACHE)/cyclonedx-python-lib-$(CYCLONEDX_PYLIB_VERSION)
+	$(@D)/pip install -q 'cyclonedx-python-lib[json-validation]==$(CYCLONEDX_PYLIB_VERSION)'
+
+build/sbom-tool: $(wildcard tools/sbom/*.go) tools/sbom/go.mod
+	@mkdir -p build
+	cd tools/sbom && $(GO) build -o ../../$@ .
+
+# A CycloneDX SBOM (dist/<artifact>.cdx.json) for every plugin in dist/: the Rust crates of the
+# plugin's Rust target (cargo-cyclonedx, without build-only crates) and the Go modules recorded in
+# the plugin file (cyclonedx-gomod bin), joined by tools/sbom under the file and its SHA-256.
+# Then SHA256SUMS covers every file of dist/.
+sbom: build/sbom-tool | $(CARGO_CYCLONEDX) $(CYCLONEDX_GOMOD)
+	@ls dist/*.so >/dev/null 2>&1 || { echo "ERROR: no plugin in dist/; run make dist first"; exit 1; }
+	@rm -rf build/sbom; mkdir -p build/sbom; \
+	for f in dist/*.so; do n=$$(basename $$f .so); arch=$${n%-*}; arch=$${arch##*-}; libc=$${n##*-}; \
+		triple=$$(case $$arch in amd64) echo x86_64;; arm64) echo aarch64;; esac)-unknown-linux-$$(case $$libc in glibc) echo gnu;; musl) echo musl;; esac); \
+		rust=build/sbom/rust-$$triple.cdx.json; \
+		[ -f $$rust ] || { $(CARGO_CYCLONEDX) cyclonedx -q --format json --spec-version 1.5 --no-build-deps --target $$triple \
+			--override-filename sbom-$$triple && mv sbom-$$triple.json $$rust; } || exit 1; \
+		GOARCH=$$arch $(CYCLONEDX_GOMOD) bin -json -output-version 1.5 -version v$(DIST_VERSION) -output build/sbom/go-$$n.cdx.json $$f 2>/dev/null || exit 1; \
+		build/sbom-tool join -artifact $$f -version $(DIST_VERSION) -rust $$rust -go build/sbom/go-$$n.cdx.json -o dist/$$n.cdx.json || exit 1; \
+		echo "dist/$$n.cdx.json"; done
+	cd dist && sha256sum *.so *.txt *.cdx.json > SHA256SUMS
+
+# The SBOM of one artifact of `make dist` against the CycloneDX 1.5 schema and for its content: the
+# plugin file's hash, the crypto crate, the Go shim module and Go's standard library.
+SBOM_SAMPLE = dist/jwk-aggregator-$(DIST_VERSION)-krakend-$(KRAKEND_VERSION)-linux-arm64-musl
+test-sbom: test-dist | $(CYCLONEDX_PY)
+	@$(MAKE) --no-print-directory -s sbom KRAKEND= KRAKEND_BIN= >/dev/null
+	@build/sbom-tool check -artifact $(SBOM_SAMPLE).so -want aws-lc-rs -want aws-lc-sys \
+		-want github.com/jwk-aggregator/jwk-aggregator/go-shim -want std $(SBOM_SAMPLE).cdx.json
+	@$(CYCLONEDX_PY) tools/sbom/validate.py $(SBOM_SAMPLE).cdx.json
+	@cd dist && sha256sum --quiet -c SHA256SUMS
+
+# The GitHub workflows, with actionlint (it runs shellcheck on their scripts when shellcheck is
+# installed).
+lint-workflows: | $(ACTIONLINT)
+	$(ACTIONLINT) .github/workflows/*.yml
 
 # The development gateway: KrakenD CE KRAKEND_VERSION from its Go module, built like the official
 # release (its Go, cgo, no -trimpath, the same -X stamps) for LIBC. An existing bin/krakend of that
@@ -400,7 +462,7 @@ test-gateway: $(PLUGIN_OUT) build/plugin-check $(if $(KRAKEND_EXEC),krakend-exec
 
 # Unit, C-API, shim and gateway tests. When KrakenD CE cannot be built here (see `make krakend`)
 # the gateway tests are reported as NOT RUN, never as passed.
-test: test-rust test-shim test-build test-cli check-symbols memcheck test-dist
+test: test-rust test-shim test-build test-cli check-symbols memcheck test-dist test-sbom lint-workflows
 	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend || true; fi
 	@if [ -x "$(KRAKEND_BIN)" ]; then $(MAKE) --no-print-directory test-gateway; else \
 		n=$$(cat tests/integration/*_test.go | grep -c '^func Test'); \
