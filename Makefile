@@ -5,13 +5,14 @@ SHELL := /bin/bash
 GO      ?= go
 CARGO   ?= cargo
 
-# A Go plugin loads only into a gateway built by the same Go release, for the same libc and
-# GOAMD64 level, both with cgo, both with or both without -trimpath, with the same build tags.
+# A Go plugin loads only into a gateway built by the same Go release, for the same CPU (and its
+# GOAMD64/GOARM64 level) and libc, both with cgo, both with or both without -trimpath, with the same build tags.
 # Anything else aborts the gateway at start-up. So the plugin is built with exactly the Go that
 # built the KrakenD it is for, whatever Go is installed (Go fetches that release by itself).
 #
 # Default: the official release KRAKEND_VERSION, its Go taken from data/krakend-releases.tsv.
 # LIBC=glibc for the official .deb/.tgz packages, LIBC=musl for the official (Alpine) Docker images.
+# ARCH=amd64 or arm64 (below): the CPU, this machine's by default.
 # KRAKEND=/path/to/krakend: every setting is read from that binary instead (make build, install).
 KRAKEND_VERSION ?= 2.13.8
 LIBC            ?= glibc
