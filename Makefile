@@ -6,9 +6,10 @@ GO      ?= go
 CARGO   ?= cargo
 
 # A Go plugin loads only into a gateway built by the same Go release, for the same CPU (and its
-# GOAMD64/GOARM64 level) and libc, both with cgo, both with or both without -trimpath, with the same build tags.
-# Anything else aborts the gateway at start-up. So the plugin is built with exactly the Go that
-# built the KrakenD it is for, whatever Go is installed (Go fetches that release by itself).
+# GOAMD64/GOARM64 level) and libc, both with cgo, both with or both without -trimpath, with the
+# same build tags. Anything else aborts the gateway at start-up. So the plugin is built with
+# exactly the Go that built the KrakenD it is for, whatever Go is installed (Go fetches that
+# release by itself).
 #
 # Default: the official release KRAKEND_VERSION, its Go taken from data/krakend-releases.tsv.
 # LIBC=glibc for the official .deb/.tgz packages, LIBC=musl for the official (Alpine) Docker images.
@@ -299,7 +300,9 @@ check-dist: build/plugin-check
 		for n in $$needed; do [[ "$$allowed" == *" $$n "* ]] || { echo "FAIL: $$f needs $$n; a $$libc system may not have it (it needs $$needed)"; exit 1; }; done; \
 		if [ $$libc = musl ] && readelf --dyn-syms -W $$f | awk '$$7 == "UND" {print $$8}' | grep -qE '^(_dl_find_object|__.*_chk)(@|$$)'; then \
 			echo "FAIL: $$f needs a glibc-only symbol"; exit 1; fi; \
-		echo "ok: $$f (linux/$$arch, $$libc, Go $$go, needs $$needed)"; done; done; done
+		n=$$(nm -D --defined-only $$f | awk '{print $$3}' | grep -cE '$(RUST_SYMBOLS)' || true); \
+		[ "$$n" = 0 ] || { echo "FAIL: $$f exports $$n Rust/aws-lc symbols"; exit 1; }; \
+		echo "ok: $$f (linux/$$arch, $$libc, Go $$go, needs $$needed, exports no Rust symbol)"; done; done; done
 
 # Tools pinned to a version and kept in a cache outside the repository, so that `make clean` and new
 # worktrees do not rebuild them and `make test` stays fast: actionlint (GitHub workflows),
@@ -426,6 +429,7 @@ test-shim: target/release/libjwk_aggregator.a build/plugin-check
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) vet ./... && $(SHIM_TEST_ENV) $(GO) test -race -count=1 ./...
 	cd tests && $(SHIM_TEST_ENV) $(GO) vet ./... && $(SHIM_TEST_ENV) $(GO) test -count=1 ./fuzz/
 	cd tools/plugin-check && $(GO) vet ./...
+	cd tools/sbom && $(GO) vet ./...
 
 # The Makefile's own decisions: gateway reuse, supported releases, make check-plugin, make build KRAKEND=.
 test-build: build/plugin-check | toolchains
@@ -436,8 +440,9 @@ test-cli: build/jwk-aggregator build/plugin-check $(PLUGIN_OUT)
 	cd tests && JWKA_CLI=$(CURDIR)/build/jwk-aggregator PLUGIN_SO=$(CURDIR)/$(PLUGIN_OUT) $(GO) test -count=1 ./cli/
 
 # No Rust or aws-lc symbol may be exported by the plugin.
+RUST_SYMBOLS := ^(_ZN|_R[A-Z0-9]|aws_lc|AWS_LC|rust_|__rust|jwka_|ring_core|_Unwind|unw_)
 check-symbols: $(PLUGIN_OUT)
-	@n=$$(nm -D --defined-only $(PLUGIN_OUT) | awk '{print $$3}' | grep -cE '^(_ZN|_R[A-Z0-9]|aws_lc|AWS_LC|rust_|__rust|jwka_|ring_core|_Unwind|unw_)' || true); \
+	@n=$$(nm -D --defined-only $(PLUGIN_OUT) | awk '{print $$3}' | grep -cE '$(RUST_SYMBOLS)' || true); \
 	echo "plugin exports $$n Rust/aws-lc dynamic symbols; size $$(stat -c %s $(PLUGIN_OUT)) bytes"; [ "$$n" = 0 ]
 
 # GATEWAY_RUN: a -run pattern to run some gateway tests only. An emulated gateway starts slower and
