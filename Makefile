@@ -203,12 +203,15 @@ header:
 # --exclude-libs hides every Rust and aws-lc symbol of the static library: Go opens plugins with
 # RTLD_GLOBAL, so exported symbols could clash with another plugin's. cgo refuses the flag in
 # #cgo LDFLAGS, hence the environment, which also names the library of the wanted libc.
+# -fuse-ld=bfd: Go before 1.25.10 asks gcc for gold when it links an arm64 plugin, and gold keeps
+# the static library's thread-local Rust symbols (std, tokio, parking_lot) exported despite
+# --exclude-libs; GNU ld hides them. Coming after Go's own -fuse-ld=gold, it wins.
 # -s -w drops the symbol table and DWARF (27 MB -> 20 MB); panics still name their functions.
 # PLUGIN_LDFLAGS= keeps them for a debugger.
 PLUGIN_LDFLAGS ?= -s -w
 $(PLUGIN_OUT): $(RUST_LIB) $(HEADER) $(SHIM_SRC) | check-release toolchain
 	@mkdir -p $(@D)
-	cd go-shim && $(SHIM_ENV) GOOS=linux GOARCH=$(ARCH) CC=$(PLUGIN_CC) CGO_LDFLAGS="$(abspath $(PLUGIN_LIBS)) -Wl,--exclude-libs,ALL" \
+	cd go-shim && $(SHIM_ENV) GOOS=linux GOARCH=$(ARCH) CC=$(PLUGIN_CC) CGO_LDFLAGS="$(abspath $(PLUGIN_LIBS)) -Wl,--exclude-libs,ALL -fuse-ld=bfd" \
 		$(PINNED_GO) build -buildmode=plugin $(GO_BUILD_FLAGS) -ldflags="$(PLUGIN_LDFLAGS)" -o ../$@ .
 	@ls -l $@
 
