@@ -9,8 +9,10 @@ ARG KRAKEND_VERSION=2.13.8
 
 FROM krakend/builder:${KRAKEND_VERSION} AS build
 ARG KRAKEND_VERSION
-# rustup's default toolchain on Alpine is x86_64-unknown-linux-musl, which ships the musl-built
-# libunwind the Makefile links. Alpine's gcc is a musl compiler, hence MUSL_CC=gcc.
+# The build runs on the build platform's CPU (docker buildx --platform linux/arm64 gives an arm64
+# plugin; the Makefile's ARCH defaults to the machine's). rustup's default toolchain on Alpine is
+# <cpu>-unknown-linux-musl, which ships the musl-built libunwind the Makefile links. Alpine's gcc is
+# a musl compiler, hence MUSL_CC=gcc.
 RUN apk add --no-cache bash make rustup && rustup-init -y --profile minimal --default-toolchain stable
 ENV PATH=/root/.cargo/bin:$PATH
 WORKDIR /src

@@ -5,13 +5,15 @@ SHELL := /bin/bash
 GO      ?= go
 CARGO   ?= cargo
 
-# A Go plugin loads only into a gateway built by the same Go release, for the same libc and
-# GOAMD64 level, both with cgo, both with or both without -trimpath, with the same build tags.
-# Anything else aborts the gateway at start-up. So the plugin is built with exactly the Go that
-# built the KrakenD it is for, whatever Go is installed (Go fetches that release by itself).
+# A Go plugin loads only into a gateway built by the same Go release, for the same CPU (and its
+# GOAMD64/GOARM64 level) and libc, both with cgo, both with or both without -trimpath, with the
+# same build tags. Anything else aborts the gateway at start-up. So the plugin is built with
+# exactly the Go that built the KrakenD it is for, whatever Go is installed (Go fetches that
+# release by itself).
 #
 # Default: the official release KRAKEND_VERSION, its Go taken from data/krakend-releases.tsv.
 # LIBC=glibc for the official .deb/.tgz packages, LIBC=musl for the official (Alpine) Docker images.
+# ARCH=amd64 or arm64 (below): the CPU, this machine's by default.
 # KRAKEND=/path/to/krakend: every setting is read from that binary instead (make build, install).
 KRAKEND_VERSION ?= 2.13.8
 LIBC            ?= glibc
@@ -31,7 +33,7 @@ ifeq ($(filter check-plugin,$(MAKECMDGOALS)),)
 MATCH := $(shell mkdir -p build && cd tools/plugin-check && $(GO) build -o ../../build/plugin-check . && \
 	../../build/plugin-check match -min-go $(SHIM_GO_MIN) '$(abspath $(KRAKEND))')
 ifneq ($(.SHELLSTATUS),0)
-$(error cannot build a plugin for KRAKEND=$(KRAKEND): see above)
+$(error cannot build a plugin for KRAKEND=$(KRAKEND): see above (a wrapper script that runs the gateway under an emulator? name the binary itself in KRAKEND or KRAKEND_BIN, and the emulator in KRAKEND_EXEC))
 endif
 $(foreach v,$(MATCH),$(eval override $(v)))
 endif
@@ -39,36 +41,73 @@ endif
 
 GO_VERSION ?= $(shell awk -F'\t' '$$1 == "$(KRAKEND_VERSION)" {print $$2}' $(RELEASES))
 GOAMD64    ?= v1
+GOARM64    ?= v8.0
 TRIMPATH   ?= 0
 GO_TAGS    ?=
-export GOAMD64
+export GOAMD64 GOARM64
 # The Go that builds the plugin and the development gateway.
 PINNED_GO  := GOTOOLCHAIN=go$(GO_VERSION) $(GO)
 GO_BUILD_FLAGS := $(if $(filter 1,$(TRIMPATH)),-trimpath) $(if $(GO_TAGS),-tags $(GO_TAGS))
 
-MUSL_TARGET := x86_64-unknown-linux-musl
-MUSL_CC     ?= musl-gcc
+# ARCH: the gateway's CPU, amd64 or arm64 (this machine's by default). Another one is cross-built:
+# Rust's target for that CPU and libc, a C cross compiler for cgo and aws-lc, GOARCH for Go.
+HOST_ARCH := $(patsubst x86_64,amd64,$(patsubst aarch64,arm64,$(shell uname -m)))
+ARCH      ?= $(HOST_ARCH)
+ifeq ($(ARCH),amd64)
+CPU       := x86_64
+GO_LEVEL_VAR := GOAMD64
+else ifeq ($(ARCH),arm64)
+CPU       := aarch64
+GO_LEVEL_VAR := GOARM64
+else
+$(error ARCH must be amd64 or arm64, not "$(ARCH)")
+endif
+GO_LEVEL  := $($(GO_LEVEL_VAR))
+CROSS     := $(if $(filter $(HOST_ARCH),$(ARCH)),,1)
+# Debian's cross gcc and binutils for that CPU (gcc-aarch64-linux-gnu): used only when cross-building.
+GNU_CC    := $(if $(CROSS),$(CPU)-linux-gnu-gcc,cc)
+GNU_AR    := $(if $(CROSS),$(CPU)-linux-gnu-ar,ar)
+APT_CROSS := $(if $(CROSS),gcc-$(subst _,-,$(CPU))-linux-gnu)
+
 ifeq ($(LIBC),glibc)
-RUST_LIB    := target/release/libjwk_aggregator.a
-PLUGIN_CC   := cc
-PLUGIN_LIBS  = $(RUST_LIB)
+RUST_TARGET := $(CPU)-unknown-linux-gnu
+PLUGIN_CC   := $(GNU_CC)
+APT_PKGS    := $(APT_CROSS)
 else ifeq ($(LIBC),musl)
-RUST_LIB    := target/$(MUSL_TARGET)/release/libjwk_aggregator.a
-# Debian's musl-gcc; on Alpine (krakend/builder) the native gcc: make build LIBC=musl MUSL_CC=gcc
+RUST_TARGET := $(CPU)-unknown-linux-musl
+# Debian's musl-gcc wrappers: musl-gcc (musl-tools) on amd64; for arm64 aarch64-linux-musl-gcc, which
+# Debian's musl-dev:arm64 ships to drive its cross gcc against musl's arm64 headers and crt files
+# (apt packages only: no second compiler such as zig to fetch and trust). On Alpine (krakend/builder)
+# the native gcc: make build LIBC=musl MUSL_CC=gcc.
+MUSL_CC     ?= $(if $(filter amd64,$(ARCH)),musl-gcc,$(CPU)-linux-musl-gcc)
 PLUGIN_CC   := $(MUSL_CC)
-# Rust's std leaves the unwinder to the final link, and gcc would take libgcc_eh, which Debian
-# builds for glibc: it calls _dl_find_object, which musl does not have, so the plugin would fail
-# to load ("Error relocating ...: _dl_find_object: symbol not found"). The LLVM libunwind that
-# ships with Rust's musl target is built for musl (it walks dl_iterate_phdr) and is the one Rust's
-# own musl programs link; named before gcc's libraries, it leaves nothing for libgcc_eh to provide.
-PLUGIN_LIBS  = $(RUST_LIB) $(shell rustc --print sysroot)/lib/rustlib/$(MUSL_TARGET)/lib/self-contained/libunwind.a
+APT_PKGS    := $(if $(filter amd64,$(ARCH)),musl-tools,$(APT_CROSS) musl-dev:$(ARCH))
 else
 $(error LIBC must be glibc or musl, not "$(LIBC)")
+endif
+# This machine's own glibc build stays in target/release, which the tests share; any other target
+# is built with --target into target/<triple>/release.
+ifeq ($(LIBC)-$(CROSS),glibc-)
+RUST_LIB    := target/release/libjwk_aggregator.a
+PLUGIN_LIBS  = $(RUST_LIB)
+else
+RUST_LIB    := target/$(RUST_TARGET)/release/libjwk_aggregator.a
+ifeq ($(LIBC),musl)
+# Rust's std leaves the unwinder to the final link, and gcc would take libgcc_eh, which Debian
+# builds for glibc (natively and in its cross compilers alike): it calls _dl_find_object, which
+# musl does not have, so the plugin would fail to load ("Error relocating ...: _dl_find_object:
+# symbol not found"). The LLVM libunwind that ships with Rust's musl target (x86_64 and aarch64
+# alike) is built for musl (it walks dl_iterate_phdr) and is the one Rust's own musl programs link;
+# named before gcc's libraries, it leaves nothing for libgcc_eh to provide.
+PLUGIN_LIBS  = $(RUST_LIB) $(shell rustc --print sysroot)/lib/rustlib/$(RUST_TARGET)/lib/self-contained/libunwind.a
+else
+PLUGIN_LIBS  = $(RUST_LIB)
+endif
 endif
 
 HEADER   := include/jwk_aggregator.h
 # One folder per build variant, so that switching Go release or libc never reuses a stale plugin.
-VARIANT    := go$(GO_VERSION)-$(LIBC)-amd64$(GOAMD64)$(if $(filter 1,$(TRIMPATH)),-trimpath)$(if $(GO_TAGS),-tags-$(subst $(comma),-,$(GO_TAGS)))
+VARIANT    := go$(GO_VERSION)-$(LIBC)-$(ARCH)$(GO_LEVEL)$(if $(filter 1,$(TRIMPATH)),-trimpath)$(if $(GO_TAGS),-tags-$(subst $(comma),-,$(GO_TAGS)))
 comma      := ,
 PLUGIN_OUT := build/$(VARIANT)/jwk-aggregator.so
 # The file users take; `make check-plugin PLUGIN=...` names another.
@@ -80,6 +119,14 @@ SHIM_SRC := $(wildcard go-shim/*.go) go-shim/go.mod
 DEV_KRAKEND := bin/krakend
 # A gateway built elsewhere can be named instead: make test KRAKEND_BIN=/path/krakend
 KRAKEND_BIN ?= $(CURDIR)/$(DEV_KRAKEND)
+# A gateway for another CPU runs under user-mode emulation: KRAKEND_EXEC is the command put in front
+# of it. By default, for an arm64 gateway on an amd64 machine, Debian's qemu-aarch64 (qemu-user)
+# with the aarch64 glibc of the cross compiler as its sysroot (a musl gateway finds musl's loader,
+# /lib/ld-musl-aarch64.so.1 from Debian's musl:arm64, outside it). plugin-check keeps reading the
+# binary itself; whatever starts the gateway (test-plugin, the gateway tests, run, bench, load)
+# starts build/krakend-exec, a two-line wrapper written from both.
+KRAKEND_EXEC ?= $(if $(CROSS),qemu-$(CPU) -L /usr/$(CPU)-linux-gnu)
+RUN_KRAKEND  := $(if $(KRAKEND_EXEC),$(CURDIR)/build/krakend-exec,$(KRAKEND_BIN))
 KRAKEND_MODULE  := github.com/krakend/krakend-ce/v2/cmd/krakend-ce@v$(KRAKEND_VERSION)
 # What the official Makefile stamps into KrakenD (its find_glibc.sh computes the libc string).
 OS_RELEASE = $$(. /etc/os-release; echo "$$ID-$$VERSION_ID")
@@ -97,13 +144,13 @@ SHIM_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum $(RUST_LIB) 2
 SHIM_TEST_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum target/release/libjwk_aggregator.a 2>/dev/null | cut -c1-16)" \
 	CGO_LDFLAGS="$(CURDIR)/target/release/libjwk_aggregator.a"
 
-.PHONY: build bench fuzz fuzz-tools asan load memcheck soak header plugin krakend krakend-status run test test-rust test-shim test-gateway test-build test-cli test-dist check-dist check-symbols check-release check-plugin install dist dist-one musl-toolchain tools clean test-all test-realidp
+.PHONY: build bench fuzz fuzz-tools asan load memcheck soak header plugin krakend krakend-status run test test-rust test-shim test-gateway test-build test-cli test-dist check-dist check-symbols check-release check-plugin krakend-exec install dist dist-one releases dist-version sbom test-sbom lint-workflows toolchain toolchains musl-toolchain tools clean test-all test-realidp
 
 # The plugin for KRAKEND_VERSION and LIBC (or for KRAKEND), copied to build/jwk-aggregator.so, and
 # the operator's command build/jwk-aggregator with the plugin-check it uses.
 build: $(PLUGIN_OUT) build/jwk-aggregator build/plugin-check
 	@cmp -s $(PLUGIN_OUT) $(PLUGIN) || cp $(PLUGIN_OUT) $(PLUGIN)
-	@echo "$(PLUGIN): for KrakenD $(KRAKEND_VERSION) built with Go $(GO_VERSION) and $(LIBC) (GOAMD64=$(GOAMD64), $(if $(filter 1,$(TRIMPATH)),with,without) -trimpath$(if $(GO_TAGS),$(comma) tags $(GO_TAGS)))"
+	@echo "$(PLUGIN): for KrakenD $(KRAKEND_VERSION) built with Go $(GO_VERSION) and $(LIBC) for linux/$(ARCH) ($(GO_LEVEL_VAR)=$(GO_LEVEL), $(if $(filter 1,$(TRIMPATH)),with,without) -trimpath$(if $(GO_TAGS),$(comma) tags $(GO_TAGS)))"
 
 tools:
 	@for t in $(GO) $(CARGO) cc nm; do command -v $$t >/dev/null || { echo "missing tool: $$t (Go, Rust via rustup, gcc and binutils are needed)"; exit 1; }; done
@@ -114,13 +161,27 @@ check-release:
 	@if [ "$$(printf '%s\n' "$(SHIM_GO_MIN)" "$(GO_VERSION)" | sort -V | head -n1)" != "$(SHIM_GO_MIN)" ]; then \
 		echo "ERROR: KrakenD $(KRAKEND_VERSION) is built with Go $(GO_VERSION); the plugin needs Go $(SHIM_GO_MIN) or later, which means KrakenD 2.6.1 or later."; exit 1; fi
 
-# musl-gcc and Rust's musl target, installed when missing.
+# The C compiler and Rust target of ARCH and LIBC, installed when missing (Debian's packages,
+# rustup), or the command that would install them and a failure. Debian's arm64 musl files come
+# from its arm64 packages, which apt installs beside the amd64 ones once arm64 is a foreign
+# architecture of dpkg.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_INSTALL = $(if $(filter %:arm64,$(APT_PKGS)),$(SUDO) dpkg --add-architecture arm64 && )$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(APT_PKGS)
+toolchain:
+	@command -v $(PLUGIN_CC) >/dev/null || { [ -n "$(APT_PKGS)" ] && echo "installing $(APT_PKGS) ($(PLUGIN_CC)) from Debian's packages" && \
+		{ $(APT_INSTALL) >/dev/null; } && command -v $(PLUGIN_CC) >/dev/null; } || \
+		{ echo "ERROR: $(PLUGIN_CC) is missing and could not be installed; install it with: $(or $(APT_INSTALL),a C compiler for $(ARCH) $(LIBC))"; exit 1; }
+	@[ -z "$(CROSS)$(filter musl,$(LIBC))" ] || rustup target list --installed 2>/dev/null | grep -qx $(RUST_TARGET) || rustup target add $(RUST_TARGET) || \
+		{ echo "ERROR: Rust's $(RUST_TARGET) target is missing; install it with: rustup target add $(RUST_TARGET)"; exit 1; }
+
+# Every C compiler and Rust target `make dist` needs.
+toolchains:
+	@for arch in amd64 arm64; do for libc in glibc musl; do \
+		$(MAKE) --no-print-directory -s toolchain ARCH=$$arch LIBC=$$libc KRAKEND= KRAKEND_BIN= || exit 1; done; done
+
+# The name earlier Makefiles used.
 musl-toolchain:
-	@command -v $(MUSL_CC) >/dev/null || { echo "installing musl-tools (musl-gcc) from Debian's packages"; \
-		{ apt-get update -qq && apt-get install -y -qq musl-tools >/dev/null; } || \
-		{ echo "ERROR: musl-gcc is missing and could not be installed; install it with: apt-get install musl-tools"; exit 1; }; }
-	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET) || \
-		{ echo "ERROR: Rust's $(MUSL_TARGET) target is missing; install it with: rustup target add $(MUSL_TARGET)"; exit 1; }
+	@$(MAKE) --no-print-directory toolchain LIBC=musl
 
 target/release/libjwk_aggregator.a target/release/jwk-aggregator &: $(RUST_SRC) | tools
 	$(CARGO) build --release --locked
@@ -129,8 +190,11 @@ build/jwk-aggregator: target/release/jwk-aggregator
 	@mkdir -p build
 	cp $< $@
 
-target/$(MUSL_TARGET)/release/libjwk_aggregator.a: $(RUST_SRC) | tools musl-toolchain
-	CC_$(subst -,_,$(MUSL_TARGET))=$(MUSL_CC) $(CARGO) build --release --locked --lib --target $(MUSL_TARGET)
+# Any other target: only the static library the plugin links (cargo rustc --crate-type), so no
+# linker for that target is needed. The cc crate compiles aws-lc with that target's C compiler.
+target/$(RUST_TARGET)/release/libjwk_aggregator.a: $(RUST_SRC) | tools toolchain
+	CC_$(subst -,_,$(RUST_TARGET))="$(PLUGIN_CC)" AR_$(subst -,_,$(RUST_TARGET))=$(GNU_AR) \
+		$(CARGO) rustc --release --locked --lib --crate-type staticlib --target $(RUST_TARGET)
 
 # Regenerates the C header from the Rust sources; `make test` fails when the committed one is stale.
 header:
@@ -139,12 +203,15 @@ header:
 # --exclude-libs hides every Rust and aws-lc symbol of the static library: Go opens plugins with
 # RTLD_GLOBAL, so exported symbols could clash with another plugin's. cgo refuses the flag in
 # #cgo LDFLAGS, hence the environment, which also names the library of the wanted libc.
+# -fuse-ld=bfd: Go before 1.25.10 asks gcc for gold when it links an arm64 plugin, and gold keeps
+# the static library's thread-local Rust symbols (std, tokio, parking_lot) exported despite
+# --exclude-libs; GNU ld hides them. Coming after Go's own -fuse-ld=gold, it wins.
 # -s -w drops the symbol table and DWARF (27 MB -> 20 MB); panics still name their functions.
 # PLUGIN_LDFLAGS= keeps them for a debugger.
 PLUGIN_LDFLAGS ?= -s -w
-$(PLUGIN_OUT): $(RUST_LIB) $(HEADER) $(SHIM_SRC) | check-release
+$(PLUGIN_OUT): $(RUST_LIB) $(HEADER) $(SHIM_SRC) | check-release toolchain
 	@mkdir -p $(@D)
-	cd go-shim && $(SHIM_ENV) CC=$(PLUGIN_CC) CGO_LDFLAGS="$(abspath $(PLUGIN_LIBS)) -Wl,--exclude-libs,ALL" \
+	cd go-shim && $(SHIM_ENV) GOOS=linux GOARCH=$(ARCH) CC=$(PLUGIN_CC) CGO_LDFLAGS="$(abspath $(PLUGIN_LIBS)) -Wl,--exclude-libs,ALL -fuse-ld=bfd" \
 		$(PINNED_GO) build -buildmode=plugin $(GO_BUILD_FLAGS) -ldflags="$(PLUGIN_LDFLAGS)" -o ../$@ .
 	@ls -l $@
 
@@ -165,28 +232,44 @@ install: build build/plugin-check
 	@[ -n "$(KRAKEND)" ] && [ -n "$(PLUGIN_DIR)" ] || { echo "usage: make install KRAKEND=/path/to/krakend PLUGIN_DIR=/path/to/plugins"; exit 2; }
 	@[ -d "$(PLUGIN_DIR)" ] || { echo "ERROR: PLUGIN_DIR=$(PLUGIN_DIR) is not a folder; nothing installed"; exit 1; }
 	@build/plugin-check compare -min-go $(SHIM_GO_MIN) "$(KRAKEND)" $(PLUGIN_OUT) || { echo "ERROR: nothing installed"; exit 1; }
-	@out=$$("$(KRAKEND)" test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; \
+	@out=$$($(KRAKEND_EXEC) "$(KRAKEND)" test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; \
 		grep -q '\[OK\] SERVER' <<<"$$out" || { echo "ERROR: $(KRAKEND) test-plugin did not load $(PLUGIN_OUT); nothing installed"; exit 1; }
 	install -m 0644 $(PLUGIN_OUT) "$(PLUGIN_DIR)/jwk-aggregator.so"
 	@for f in "$(PLUGIN_DIR)"/*.so*; do [ "$$f" = "$(PLUGIN_DIR)/jwk-aggregator.so" ] && continue; [ -e "$$f" ] || continue; \
 		build/plugin-check describe "$$f" >/dev/null 2>&1 || echo "WARNING: $$f is not a Go plugin; KrakenD opens every file in its plugin folder whose name matches the plugin pattern, and such a file can abort it at start-up: move it out"; done
 	@echo "installed $(PLUGIN_DIR)/jwk-aggregator.so"
 
-# The release artifacts for KRAKEND_VERSION: a glibc and a musl plugin, their build information
-# and SHA256SUMS.
+# The release artifacts: for each KrakenD release of DIST_RELEASES, a plugin per CPU of DIST_ARCHS
+# and C library of DIST_LIBCS (by default KRAKEND_VERSION: amd64 and arm64, glibc and musl, four
+# plugins), each with a .txt of its build information, and SHA256SUMS. DIST_RELEASES=all is every
+# supported release (the release workflow). Releases built by the same Go share one build.
 DIST_VERSION := $(shell awk -F'"' '/^version/ {print $$2; exit}' Cargo.toml)
-DIST_NAME     = jwk-aggregator-$(DIST_VERSION)-krakend-$(KRAKEND_VERSION)-linux-amd64-$(LIBC)
+DIST_NAME     = jwk-aggregator-$(DIST_VERSION)-krakend-$(KRAKEND_VERSION)-linux-$(ARCH)-$(LIBC)
+# Every release of data/krakend-releases.tsv built with Go SHIM_GO_MIN or later, newest first.
+SUPPORTED_RELEASES := $(shell awk -F'\t' 'NR > 1 {print $$1, $$2}' $(RELEASES) | \
+	while read k g; do [ "$$(printf '%s\n' $(SHIM_GO_MIN) $$g | sort -V | head -n1)" = $(SHIM_GO_MIN) ] && echo $$k; done)
+DIST_RELEASES ?= $(KRAKEND_VERSION)
+DIST_ARCHS    ?= amd64 arm64
+DIST_LIBCS    ?= glibc musl
+DIST_LIST     := $(if $(filter all,$(DIST_RELEASES)),$(SUPPORTED_RELEASES),$(DIST_RELEASES))
 # KRAKEND and KRAKEND_BIN are cleared: these are the official releases' plugins, not one binary's.
 dist:
 	@start=$$(date +%s); rm -rf dist; mkdir -p dist; \
-	$(MAKE) --no-print-directory dist-one LIBC=glibc KRAKEND= KRAKEND_BIN= && \
-	$(MAKE) --no-print-directory dist-one LIBC=musl KRAKEND= KRAKEND_BIN= && \
+	for k in $(DIST_LIST); do for arch in $(DIST_ARCHS); do for libc in $(DIST_LIBCS); do \
+		$(MAKE) --no-print-directory dist-one KRAKEND_VERSION=$$k ARCH=$$arch LIBC=$$libc KRAKEND= KRAKEND_BIN= || exit 1; \
+	done; done; done; \
 	cd dist && sha256sum *.so > SHA256SUMS && cd .. && ls -l dist && echo "make dist took $$(( $$(date +%s) - start ))s"
+
+releases:
+	@echo $(SUPPORTED_RELEASES)
+
+dist-version:
+	@echo $(DIST_VERSION)
 
 dist-one: $(PLUGIN_OUT) build/plugin-check
 	cp $(PLUGIN_OUT) dist/$(DIST_NAME).so
 	@{ echo "$(DIST_NAME).so"; echo; \
-	  echo "jwk-aggregator $(DIST_VERSION) for KrakenD CE $(KRAKEND_VERSION): the official $(if $(filter musl,$(LIBC)),Docker image (krakend:$(KRAKEND_VERSION), Alpine/musl),.deb/.tgz packages (glibc))."; \
+	  echo "jwk-aggregator $(DIST_VERSION) for KrakenD CE $(KRAKEND_VERSION) on linux/$(ARCH): the official $(if $(filter musl,$(LIBC)),Docker image (krakend:$(KRAKEND_VERSION), Alpine/musl),.deb/.tgz packages (glibc))."; \
 	  echo "It loads only into a KrakenD built with the settings below; check yours with"; \
 	  echo "  make check-plugin KRAKEND=/path/to/krakend PLUGIN=$(DIST_NAME).so"; echo; \
 	  build/plugin-check describe dist/$(DIST_NAME).so | sed 's|^file: .*|file:      $(DIST_NAME).so|'; \
@@ -194,21 +277,94 @@ dist-one: $(PLUGIN_OUT) build/plugin-check
 	  echo "sha256:    $$(sha256sum dist/$(DIST_NAME).so | cut -d' ' -f1)"; } > dist/$(DIST_NAME).txt
 	@cat dist/$(DIST_NAME).txt
 
-# Checks the artifacts of `make dist` as files: build information, libraries they need, checksums.
+# Checks the artifacts of `make dist` as files: build information, CPU, libraries they need,
+# checksums.
 test-dist: dist
 	@$(MAKE) --no-print-directory -s check-dist KRAKEND= KRAKEND_BIN=
 
+# What each artifact may need: a musl plugin only musl's libc (which the official Alpine image
+# has, and which musl's loader is itself); a glibc plugin only glibc's own libraries.
+MUSL_NEEDED  := libc.so ld-musl-x86_64.so.1 ld-musl-aarch64.so.1
+GLIBC_NEEDED := libc.so.6 libm.so.6 libdl.so.2 libpthread.so.0 librt.so.1 libgcc_s.so.1 ld-linux-x86-64.so.2 ld-linux-aarch64.so.1
 check-dist: build/plugin-check
 	cd dist && sha256sum -c SHA256SUMS
-	@for libc in glibc musl; do f=dist/jwk-aggregator-$(DIST_VERSION)-krakend-$(KRAKEND_VERSION)-linux-amd64-$$libc.so; \
+	@for k in $(DIST_LIST); do for arch in $(DIST_ARCHS); do for libc in $(DIST_LIBCS); do \
+		f=dist/jwk-aggregator-$(DIST_VERSION)-krakend-$$k-linux-$$arch-$$libc.so; \
+		go=$$(awk -F'\t' -v k=$$k '$$1 == k {print $$2}' $(RELEASES)); \
+		cpu=$$(case $$arch in amd64) echo x86-64;; arm64) echo aarch64;; esac); \
 		d=$$(build/plugin-check describe $$f) || exit 1; \
-		grep -qx "go:        $(GO_VERSION)" <<<"$$d" || { echo "FAIL: $$f is not built with Go $(GO_VERSION)"; exit 1; }; \
+		grep -qx "go:        $$go" <<<"$$d" || { echo "FAIL: $$f is not built with Go $$go"; exit 1; }; \
+		grep -q "^platform:  linux/$$arch " <<<"$$d" || { echo "FAIL: $$f is not built for linux/$$arch"; exit 1; }; \
+		grep -qx "machine:   $$cpu" <<<"$$d" || { echo "FAIL: $$f is not an ELF file for $$cpu"; exit 1; }; \
 		grep -q "^libc:      $$libc " <<<"$$d" || { echo "FAIL: $$f is not a $$libc build"; exit 1; }; \
 		grep -qx "trimpath:  no" <<<"$$d" || { echo "FAIL: $$f is built with -trimpath"; exit 1; }; \
 		needed=$$(readelf -d $$f | awk '/NEEDED/{print $$NF}' | tr -d '[]' | tr '\n' ' '); \
-		if [ $$libc = musl ] && [ "$$needed" != "libc.so " ]; then echo "FAIL: $$f needs $$needed; the official Alpine image has musl's libc only"; exit 1; fi; \
-		if nm -D $$f | grep -qE ' U (_dl_find_object|__.*_chk)$$'; then echo "FAIL: $$f needs a glibc-only symbol"; exit 1; fi; \
-		echo "ok: $$f ($$libc, Go $(GO_VERSION), needs $$needed)"; done
+		allowed=" $$([ $$libc = musl ] && echo $(MUSL_NEEDED) || echo $(GLIBC_NEEDED)) "; \
+		for n in $$needed; do [[ "$$allowed" == *" $$n "* ]] || { echo "FAIL: $$f needs $$n; a $$libc system may not have it (it needs $$needed)"; exit 1; }; done; \
+		if [ $$libc = musl ] && readelf --dyn-syms -W $$f | awk '$$7 == "UND" {print $$8}' | grep -qE '^(_dl_find_object|__.*_chk)(@|$$)'; then \
+			echo "FAIL: $$f needs a glibc-only symbol"; exit 1; fi; \
+		n=$$(nm -D --defined-only $$f | awk '{print $$3}' | grep -cE '$(RUST_SYMBOLS)' || true); \
+		[ "$$n" = 0 ] || { echo "FAIL: $$f exports $$n Rust/aws-lc symbols"; exit 1; }; \
+		echo "ok: $$f (linux/$$arch, $$libc, Go $$go, needs $$needed, exports no Rust symbol)"; done; done; done
+
+# Tools pinned to a version and kept in a cache outside the repository, so that `make clean` and new
+# worktrees do not rebuild them and `make test` stays fast: actionlint (GitHub workflows),
+# cyclonedx-gomod and cargo-cyclonedx (SBOMs, both maintained by CycloneDX), and CycloneDX's
+# cyclonedx-python-lib, whose bundled schemas validate the SBOMs.
+TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/jwk-aggregator
+ACTIONLINT_VERSION      := v1.7.12
+CYCLONEDX_GOMOD_VERSION := v1.10.0
+CARGO_CYCLONEDX_VERSION := 0.5.9
+CYCLONEDX_PYLIB_VERSION := 11.12.0
+ACTIONLINT      := $(TOOLS_CACHE)/actionlint-$(ACTIONLINT_VERSION)/actionlint
+CYCLONEDX_GOMOD := $(TOOLS_CACHE)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)/cyclonedx-gomod
+CARGO_CYCLONEDX := $(TOOLS_CACHE)/cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION)/bin/cargo-cyclonedx
+CYCLONEDX_PY    := $(TOOLS_CACHE)/cyclonedx-python-lib-$(CYCLONEDX_PYLIB_VERSION)/bin/python
+$(ACTIONLINT):
+	GOBIN=$(@D) $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+$(CYCLONEDX_GOMOD):
+	GOBIN=$(@D) $(GO) install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION)
+$(CARGO_CYCLONEDX):
+	$(CARGO) install --locked --root $(TOOLS_CACHE)/cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION) cargo-cyclonedx --version $(CARGO_CYCLONEDX_VERSION)
+$(CYCLONEDX_PY):
+	python3 -m venv $(TOOLS_CACHE)/cyclonedx-python-lib-$(CYCLONEDX_PYLIB_VERSION)
+	$(@D)/pip install -q 'cyclonedx-python-lib[json-validation]==$(CYCLONEDX_PYLIB_VERSION)'
+
+build/sbom-tool: $(wildcard tools/sbom/*.go) tools/sbom/go.mod
+	@mkdir -p build
+	cd tools/sbom && $(GO) build -o ../../$@ .
+
+# A CycloneDX SBOM (dist/<artifact>.cdx.json) for every plugin in dist/: the Rust crates of the
+# plugin's Rust target (cargo-cyclonedx, without build-only crates) and the Go modules recorded in
+# the plugin file (cyclonedx-gomod bin), joined by tools/sbom under the file and its SHA-256.
+# Then SHA256SUMS covers every file of dist/.
+sbom: build/sbom-tool | $(CARGO_CYCLONEDX) $(CYCLONEDX_GOMOD)
+	@ls dist/*.so >/dev/null 2>&1 || { echo "ERROR: no plugin in dist/; run make dist first"; exit 1; }
+	@rm -rf build/sbom; mkdir -p build/sbom; \
+	for f in dist/*.so; do n=$$(basename $$f .so); arch=$${n%-*}; arch=$${arch##*-}; libc=$${n##*-}; \
+		triple=$$(case $$arch in amd64) echo x86_64;; arm64) echo aarch64;; esac)-unknown-linux-$$(case $$libc in glibc) echo gnu;; musl) echo musl;; esac); \
+		rust=build/sbom/rust-$$triple.cdx.json; \
+		[ -f $$rust ] || { $(CARGO_CYCLONEDX) cyclonedx -q --format json --spec-version 1.5 --no-build-deps --target $$triple \
+			--override-filename sbom-$$triple && mv sbom-$$triple.json $$rust; } || exit 1; \
+		GOARCH=$$arch $(CYCLONEDX_GOMOD) bin -json -output-version 1.5 -version v$(DIST_VERSION) -output build/sbom/go-$$n.cdx.json $$f 2>/dev/null || exit 1; \
+		build/sbom-tool join -artifact $$f -version $(DIST_VERSION) -rust $$rust -go build/sbom/go-$$n.cdx.json -o dist/$$n.cdx.json || exit 1; \
+		echo "dist/$$n.cdx.json"; done
+	cd dist && sha256sum *.so *.txt *.cdx.json > SHA256SUMS
+
+# The SBOM of one artifact of `make dist` against the CycloneDX 1.5 schema and for its content: the
+# plugin file's hash, the crypto crate, the Go shim module and Go's standard library.
+SBOM_SAMPLE = dist/jwk-aggregator-$(DIST_VERSION)-krakend-$(KRAKEND_VERSION)-linux-arm64-musl
+test-sbom: test-dist | $(CYCLONEDX_PY)
+	@$(MAKE) --no-print-directory -s sbom KRAKEND= KRAKEND_BIN= >/dev/null
+	@build/sbom-tool check -artifact $(SBOM_SAMPLE).so -want aws-lc-rs -want aws-lc-sys \
+		-want github.com/jwk-aggregator/jwk-aggregator/go-shim -want std $(SBOM_SAMPLE).cdx.json
+	@$(CYCLONEDX_PY) tools/sbom/validate.py $(SBOM_SAMPLE).cdx.json
+	@cd dist && sha256sum --quiet -c SHA256SUMS
+
+# The GitHub workflows, with actionlint (it runs shellcheck on their scripts when shellcheck is
+# installed).
+lint-workflows: | $(ACTIONLINT)
+	$(ACTIONLINT) .github/workflows/*.yml
 
 # The development gateway: KrakenD CE KRAKEND_VERSION from its Go module, built like the official
 # release (its Go, cgo, no -trimpath, the same -X stamps) for LIBC. An existing bin/krakend of that
@@ -228,8 +384,9 @@ krakend-status:
 	else echo "$(DEV_KRAKEND) differs:$$diff"; exit 1; fi
 
 krakend: | tools check-release
+	@[ -z "$(CROSS)" ] || { echo "ERROR: the development gateway is built for this machine ($(HOST_ARCH)) only; for ARCH=$(ARCH) pass a KrakenD built for it: KRAKEND_BIN=/path/to/krakend (run under KRAKEND_EXEC=\"$(KRAKEND_EXEC)\")"; exit 1; }
 	@$(MAKE) --no-print-directory -s krakend-status && exit 0; \
-	[ "$(LIBC)" != musl ] || $(MAKE) --no-print-directory musl-toolchain || exit 1; \
+	[ "$(LIBC)" != musl ] || $(MAKE) --no-print-directory toolchain || exit 1; \
 	echo "building KrakenD CE $(KRAKEND_VERSION) with Go $(GO_VERSION) and $(LIBC) into $(DEV_KRAKEND)"; \
 	mkdir -p $(dir $(DEV_KRAKEND)); start=$$(date +%s); \
 	if CC=$(PLUGIN_CC) GOBIN=$(abspath $(dir $(DEV_KRAKEND))) $(PINNED_GO) install -ldflags "$(KRAKEND_LDFLAGS)" $(KRAKEND_MODULE); then \
@@ -246,7 +403,7 @@ build/demo-idp: $(wildcard tests/idp/*.go tests/cmd/demo-idp/*.go)
 
 # Builds everything, starts the demo identity providers (three single-tenant, one multi-tenant)
 # and KrakenD with krakend-config/.
-run: build build/demo-idp
+run: build build/demo-idp $(if $(KRAKEND_EXEC),krakend-exec)
 	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend; fi
 	@set -m; build/demo-idp -provider idp-a:9101:RS256 -provider idp-b:9102:RS256 -provider idp-c:9103:ES256 -realms 9104 & idp=$$!; \
 	trap 'kill $$idp 2>/dev/null' EXIT INT TERM; \
@@ -266,7 +423,7 @@ run: build build/demo-idp
 	echo '  curl -X DELETE http://127.0.0.1:9104/admin/realms/newco     # deleted: refused once max_stale passes'; \
 	echo '  curl -s http://127.0.0.1:9876/ ; curl -s http://127.0.0.1:9876/__health ; curl -s http://127.0.0.1:9876/metrics'; \
 	echo "Ctrl-C stops everything."; echo; \
-	$(KRAKEND_BIN) run -c krakend-config/krakend.json
+	$(RUN_KRAKEND) run -c krakend-config/krakend.json
 
 test-rust: | tools
 	$(CARGO) test --release --locked
@@ -275,9 +432,10 @@ test-shim: target/release/libjwk_aggregator.a build/plugin-check
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) vet ./... && $(SHIM_TEST_ENV) $(GO) test -race -count=1 ./...
 	cd tests && $(SHIM_TEST_ENV) $(GO) vet ./... && $(SHIM_TEST_ENV) $(GO) test -count=1 ./fuzz/
 	cd tools/plugin-check && $(GO) vet ./...
+	cd tools/sbom && $(GO) vet ./...
 
 # The Makefile's own decisions: gateway reuse, supported releases, make check-plugin, make build KRAKEND=.
-test-build: build/plugin-check | musl-toolchain
+test-build: build/plugin-check | toolchains
 	cd tests && $(GO) test -count=1 ./build/
 
 # The operator's command against loopback and real identity providers, real keys and a real
@@ -297,21 +455,39 @@ test-realidp: target/release/libjwk_aggregator.a
 	$(WITH_PROVIDERS) bash -c 'cd tests && $(SHIM_TEST_ENV) $(GO) test -count=1 ./providers/ ./realidp/'
 
 # No Rust or aws-lc symbol may be exported by the plugin.
+RUST_SYMBOLS := ^(_ZN|_R[A-Z0-9]|aws_lc|AWS_LC|rust_|__rust|jwka_|ring_core|_Unwind|unw_)
 check-symbols: $(PLUGIN_OUT)
-	@n=$$(nm -D --defined-only $(PLUGIN_OUT) | awk '{print $$3}' | grep -cE '^(_ZN|_R[A-Z0-9]|aws_lc|AWS_LC|rust_|__rust|jwka_|ring_core|_Unwind|unw_)' || true); \
+	@n=$$(nm -D --defined-only $(PLUGIN_OUT) | awk '{print $$3}' | grep -cE '$(RUST_SYMBOLS)' || true); \
 	echo "plugin exports $$n Rust/aws-lc dynamic symbols; size $$(stat -c %s $(PLUGIN_OUT)) bytes"; [ "$$n" = 0 ]
 
-test-gateway: $(PLUGIN_OUT) build/plugin-check
-	build/plugin-check compare -min-go $(SHIM_GO_MIN) $(KRAKEND_BIN) $(PLUGIN_OUT)
-	out=$$(USAGE_DISABLE=1 $(KRAKEND_BIN) test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; grep -q '\[OK\] SERVER' <<<"$$out"
-	cd tests && KRAKEND_BIN=$(KRAKEND_BIN) PLUGIN_SO=$(CURDIR)/$(PLUGIN_OUT) $(WITH_PROVIDERS:tests/%=../tests/%) $(GO) test -count=1 -v ./integration/ 2>&1 | tee ../build/gateway-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
+# GATEWAY_RUN: a -run pattern to run some gateway tests only. An emulated gateway starts slower and
+# runs several times slower, hence a longer time limit.
+GATEWAY_RUN     ?=
+GATEWAY_TIMEOUT ?= $(if $(KRAKEND_EXEC),60m,10m)
+# The emulator (qemu-user from Debian's packages when missing) and the wrapper that runs the gateway
+# under it, for KRAKEND_EXEC.
+krakend-exec:
+	@command -v $(firstword $(KRAKEND_EXEC)) >/dev/null || [ "$(firstword $(KRAKEND_EXEC))" != qemu-$(CPU) ] || \
+		{ echo "installing qemu-user (qemu-$(CPU)) from Debian's packages"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq qemu-user >/dev/null; } || \
+		{ echo "ERROR: qemu-$(CPU) is missing; install it with: apt-get install qemu-user"; exit 1; }
+	@mkdir -p build
+	@printf '#!/bin/sh\n# Written by make: the gateway under %s\nexec %s %s "$$@"\n' "$(firstword $(KRAKEND_EXEC))" "$(KRAKEND_EXEC)" "$(abspath $(KRAKEND_BIN))" > build/krakend-exec
+	@chmod +x build/krakend-exec
 
-# Unit, C-API, shim and gateway tests. When KrakenD CE cannot be built here (see `make krakend`)
-# the gateway tests are reported as NOT RUN, never as passed.
+test-gateway: $(PLUGIN_OUT) build/plugin-check $(if $(KRAKEND_EXEC),krakend-exec)
+	build/plugin-check compare -min-go $(SHIM_GO_MIN) $(KRAKEND_BIN) $(PLUGIN_OUT)
+	out=$$(USAGE_DISABLE=1 $(RUN_KRAKEND) test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; grep -q '\[OK\] SERVER' <<<"$$out"
+	@start=$$(date +%s); \
+	cd tests && KRAKEND_BIN=$(RUN_KRAKEND) PLUGIN_SO=$(CURDIR)/$(PLUGIN_OUT) $(WITH_PROVIDERS:tests/%=../tests/%) $(GO) test -count=1 -v -timeout $(GATEWAY_TIMEOUT) $(if $(GATEWAY_RUN),-run '$(GATEWAY_RUN)') ./integration/ 2>&1 | tee ../build/gateway-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; \
+	rc=$${PIPESTATUS[0]}; echo "gateway tests: $$(( $$(date +%s) - start ))s$(if $(KRAKEND_EXEC), under $(KRAKEND_EXEC))"; exit $$rc
+
+# Unit, C-API, shim and gateway tests, with the real identity providers started once around them.
+# When KrakenD CE cannot be built here (see `make krakend`) the gateway tests are reported as NOT
+# RUN, never as passed.
 test:
 	$(WITH_PROVIDERS) $(MAKE) --no-print-directory test-all
 
-test-all: test-rust test-shim test-build test-cli test-realidp check-symbols memcheck test-dist
+test-all: test-rust test-shim test-build test-cli test-realidp check-symbols memcheck test-dist test-sbom lint-workflows
 	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend || true; fi
 	@if [ -x "$(KRAKEND_BIN)" ]; then $(MAKE) --no-print-directory test-gateway; else \
 		n=$$(cat tests/integration/*_test.go | grep -c '^func Test'); \
@@ -320,7 +496,7 @@ test-all: test-rust test-shim test-build test-cli test-realidp check-symbols mem
 
 # Speed figures live here, never in tests. Writes BENCHMARKS.md. The gateway part needs KrakenD
 # (see `make krakend`) and wrk, which it installs from Debian's packages when missing.
-bench: build
+bench: build $(if $(KRAKEND_EXEC),krakend-exec)
 	@mkdir -p build
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'ColdMerge' -benchtime 10x -count 3 . | tee ../build/bench.txt
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'ConcurrentColdRequests' -benchtime 3x -count 3 . | tee -a ../build/bench.txt
@@ -329,12 +505,12 @@ bench: build
 	@rm -f build/gateway-bench.md build/tenant-bench.md build/cache-bench.md
 	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend || true; fi
 	@if [ -x "$(KRAKEND_BIN)" ]; then \
-		command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }; \
+		command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }; \
 		cd tests && $(GO) build -o ../build/gateway-bench ./cmd/gateway-bench && cd .. && \
-		build/gateway-bench -krakend $(KRAKEND_BIN) -plugin $(PLUGIN_OUT) -duration 10s | tee build/gateway-bench.md && \
+		build/gateway-bench -krakend $(RUN_KRAKEND) -plugin $(PLUGIN_OUT) -duration 10s | tee build/gateway-bench.md && \
 		cd tests && $(GO) build -o ../build/tenant-bench ./cmd/tenant-bench && $(GO) build -o ../build/cache-bench ./cmd/cache-bench && cd .. && \
-		build/tenant-bench -krakend $(KRAKEND_BIN) -plugin $(PLUGIN_OUT) -tenants 10000 | tee build/tenant-bench.md && \
-		build/cache-bench -krakend $(KRAKEND_BIN) -plugin $(PLUGIN_OUT) | tee build/cache-bench.md; \
+		build/tenant-bench -krakend $(RUN_KRAKEND) -plugin $(PLUGIN_OUT) -tenants 10000 | tee build/tenant-bench.md && \
+		build/cache-bench -krakend $(RUN_KRAKEND) -plugin $(PLUGIN_OUT) | tee build/cache-bench.md; \
 	else echo "gateway throughput NOT MEASURED: no KrakenD binary at $(KRAKEND_BIN)"; fi
 	tests/bench-report.sh build/bench.txt build/gateway-bench.md build/tenant-bench.md build/cache-bench.md > BENCHMARKS.md
 	@cat BENCHMARKS.md
@@ -344,7 +520,7 @@ bench: build
 memcheck: target/release/libjwk_aggregator.a
 	@mkdir -p build
 	cc -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude tests/c/harness.c target/release/libjwk_aggregator.a -lpthread -ldl -lm -o build/harness
-	@command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+	@command -v valgrind >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq valgrind; }
 	@port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
 	python3 -m http.server $$port --bind 127.0.0.1 --directory tests/c >/dev/null 2>&1 & srv=$$!; \
 	trap 'kill $$srv' EXIT; \
@@ -396,10 +572,10 @@ soak: target/release/libjwk_aggregator.a
 # Load through real KrakenD while one identity provider is stopped and restarted and another
 # rotates its keys: zero 5xx and no valid token refused, or it fails. Writes build/load.md.
 LOAD_DURATION ?= 60s
-load: build
+load: build $(if $(KRAKEND_EXEC),krakend-exec)
 	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend; fi
 	cd tests && $(GO) build -o ../build/fault-load ./cmd/fault-load
-	build/fault-load -krakend $(KRAKEND_BIN) -plugin $(PLUGIN_OUT) -duration $(LOAD_DURATION) -concurrency 64 | tee build/load.md
+	build/fault-load -krakend $(RUN_KRAKEND) -plugin $(PLUGIN_OUT) -duration $(LOAD_DURATION) -concurrency 64 | tee build/load.md
 
 clean:
 	rm -rf target build dist

@@ -85,8 +85,9 @@ func TestReleasesOutsideTheSupportedRangeAreRefused(t *testing.T) {
 	}
 }
 
-// goBuild builds a one-file Go program (a stand-in gateway) or plugin with the given Go release.
-func goBuild(t *testing.T, goVersion, cc, mode, src string) string {
+// goBuild builds a one-file Go program (a stand-in gateway) or plugin with the given Go release,
+// for this machine or, with env "GOARCH=arm64", for another CPU.
+func goBuild(t *testing.T, goVersion, cc, mode, src string, env ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
@@ -98,7 +99,7 @@ func goBuild(t *testing.T, goVersion, cc, mode, src string) string {
 	out := filepath.Join(dir, "out")
 	cmd := exec.Command("go", "build", "-buildmode="+mode, "-o", out, ".")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=go"+goVersion, "CGO_ENABLED=1", "CC="+cc, "GOFLAGS=-buildvcs=false")
+	cmd.Env = append(append(os.Environ(), "GOTOOLCHAIN=go"+goVersion, "CGO_ENABLED=1", "CC="+cc, "GOFLAGS=-buildvcs=false"), env...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go%s build -buildmode=%s: %v\n%s", goVersion, mode, err, b)
 	}
@@ -140,5 +141,40 @@ func TestBuildMatchesAGivenGateway(t *testing.T) {
 	out, code = runMake(t, "-n", "build", "KRAKEND="+old)
 	if code == 0 || !strings.Contains(out, "the gateway was built with Go 1.21.13; the plugin needs Go 1.22 or later") {
 		t.Fatalf("a gateway older than the shim's Go must be refused with the reason; exit %d:\n%s", code, out)
+	}
+}
+
+// The Makefile installs Debian's aarch64 cross gcc (make toolchains) before these tests run.
+const arm64CC = "aarch64-linux-gnu-gcc"
+
+func TestCheckPluginRefusesAnotherArchitecture(t *testing.T) {
+	gateway := goBuild(t, "1.25.12", "cc", "exe", hostSrc)
+	arm64 := goBuild(t, "1.25.12", arm64CC, "plugin", pluginSrc, "GOARCH=arm64")
+	out, code := runMake(t, "check-plugin", "KRAKEND="+gateway, "PLUGIN="+arm64)
+	for _, want := range []string{"will NOT load", "linux/amd64 GOAMD64=v1", "linux/arm64 GOARM64=v8.0", "CPU (ELF)", "x86-64", "aarch64"} {
+		if code == 0 || !strings.Contains(out, want) {
+			t.Errorf("an arm64 plugin for an amd64 gateway: want %q and a non-zero exit; exit %d:\n%s", want, code, out)
+		}
+	}
+	arm64Gateway := goBuild(t, "1.25.12", arm64CC, "exe", hostSrc, "GOARCH=arm64")
+	if out, code := runMake(t, "check-plugin", "KRAKEND="+arm64Gateway, "PLUGIN="+arm64); code != 0 || !strings.Contains(out, "matches") {
+		t.Errorf("an arm64 plugin built like the arm64 gateway must pass; exit %d:\n%s", code, out)
+	}
+}
+
+func TestBuildMatchesAnArm64Gateway(t *testing.T) {
+	gateway := goBuild(t, "1.24.2", arm64CC, "exe", hostSrc, "GOARCH=arm64")
+	out, code := runMake(t, "-n", "build", "KRAKEND="+gateway)
+	for _, want := range []string{"GOTOOLCHAIN=go1.24.2", "GOARCH=arm64", "CC=" + arm64CC, "target/aarch64-unknown-linux-gnu/release/libjwk_aggregator.a",
+		"build/go1.24.2-glibc-arm64v8.0/jwk-aggregator.so",
+		// Go 1.24.2 asks for gold on arm64, which would leave Rust's thread-local symbols exported.
+		"-Wl,--exclude-libs,ALL -fuse-ld=bfd"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("make build KRAKEND=<arm64 gateway> must cross-build for arm64: want %q; exit %d:\n%s", want, code, out)
+		}
+	}
+	out, code = runMake(t, "-n", "build", "ARCH=riscv64")
+	if code == 0 || !strings.Contains(out, `ARCH must be amd64 or arm64, not "riscv64"`) {
+		t.Errorf("an unsupported ARCH must be refused; exit %d:\n%s", code, out)
 	}
 }

@@ -2,7 +2,7 @@
 // KrakenD binary, and which build settings make one that does.
 //
 // Go loads a plugin only into a program built by the same Go release, for the same OS,
-// architecture (and GOAMD64 level) and C library, both with cgo, both with or both without
+// architecture (and GOAMD64 or GOARM64 level) and C library, both with cgo, both with or both without
 // -trimpath, with the same build tags and instrumentation. A mismatch is not reported as an
 // error: the gateway aborts ("runtime: no plugin module data", "plugin was built with a different
 // version of package"). So the check reads the Go build information and the ELF headers of both
@@ -32,7 +32,8 @@ type build struct {
 	buildmode string
 	goos      string
 	goarch    string
-	goamd64   string
+	level     string // GOAMD64 on amd64, GOARM64 on arm64: "v1", "v8.0"
+	machine   elf.Machine
 	cgo       bool
 	trimpath  bool
 	tags      string
@@ -51,7 +52,8 @@ func read(path string) (*build, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: no Go build information (%v); plugins built by Go before 1.21 carry none", path, err)
 	}
-	b := &build{path: path, goVersion: strings.TrimPrefix(info.GoVersion, "go"), goamd64: "v1", other: map[string]string{}}
+	b := &build{path: path, goVersion: strings.TrimPrefix(info.GoVersion, "go"), other: map[string]string{}}
+	levels := map[string]string{}
 	for _, s := range info.Settings {
 		switch s.Key {
 		case "-buildmode":
@@ -60,8 +62,8 @@ func read(path string) (*build, error) {
 			b.goos = s.Value
 		case "GOARCH":
 			b.goarch = s.Value
-		case "GOAMD64":
-			b.goamd64 = s.Value
+		case "GOAMD64", "GOARM64":
+			levels[s.Key] = s.Value
 		case "CGO_ENABLED":
 			b.cgo = s.Value == "1"
 		case "-trimpath":
@@ -78,10 +80,24 @@ func read(path string) (*build, error) {
 			}
 		}
 	}
+	// Go records the level of the build's own architecture; the defaults when it does not.
+	switch b.goarch {
+	case "amd64":
+		b.level = "GOAMD64=" + or(levels["GOAMD64"], "v1")
+	case "arm64":
+		b.level = "GOARM64=" + or(levels["GOARM64"], "v8.0")
+	}
 	if err := b.readELF(); err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // ldflagsValue finds "-X name=value" in a recorded -ldflags string.
@@ -101,6 +117,7 @@ func (b *build) readELF() error {
 		return fmt.Errorf("%s: not an ELF file: %v", b.path, err)
 	}
 	defer f.Close()
+	b.machine = f.Machine
 	b.libc, b.libcFrom = "static", "no interpreter, no libc"
 	for _, p := range f.Progs {
 		if p.Type != elf.PT_INTERP {
@@ -130,6 +147,24 @@ func (b *build) readELF() error {
 		}
 	}
 	return nil
+}
+
+// elfMachine is the ELF machine of each GOARCH plugins are built for.
+var elfMachine = map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
+
+// machineName names an ELF machine as file(1) and uname -m do.
+func machineName(m elf.Machine) string {
+	switch m {
+	case elf.EM_X86_64:
+		return "x86-64"
+	case elf.EM_AARCH64:
+		return "aarch64"
+	}
+	return strings.TrimPrefix(m.String(), "EM_")
+}
+
+func (b *build) platform() string {
+	return strings.TrimSpace(b.goos + "/" + b.goarch + " " + b.level)
 }
 
 func libcOf(name string) string {
@@ -186,7 +221,8 @@ func (b *build) describe() string {
 		fmt.Fprintf(&sb, "krakend:   %s\n", b.krakend)
 	}
 	fmt.Fprintf(&sb, "go:        %s\n", b.goVersion)
-	fmt.Fprintf(&sb, "platform:  %s/%s GOAMD64=%s\n", b.goos, b.goarch, b.goamd64)
+	fmt.Fprintf(&sb, "platform:  %s\n", b.platform())
+	fmt.Fprintf(&sb, "machine:   %s\n", machineName(b.machine))
 	fmt.Fprintf(&sb, "cgo:       %s\n", yesNo(b.cgo))
 	fmt.Fprintf(&sb, "trimpath:  %s\n", yesNo(b.trimpath))
 	fmt.Fprintf(&sb, "tags:      %s\n", orNone(b.tags))
@@ -211,8 +247,10 @@ func unmatchable(g *build, minGo string) []string {
 	if g.buildmode == "plugin" {
 		why = append(why, g.path+" is a plugin, not a gateway")
 	}
-	if g.goos != "linux" || g.goarch != "amd64" {
-		why = append(why, fmt.Sprintf("the gateway is built for %s/%s; plugins are built here for linux/amd64 only", g.goos, g.goarch))
+	if g.goos != "linux" || (g.goarch != "amd64" && g.goarch != "arm64") {
+		why = append(why, fmt.Sprintf("the gateway is built for %s/%s; plugins are built here for linux/amd64 and linux/arm64 only", g.goos, g.goarch))
+	} else if want := elfMachine[g.goarch]; g.machine != want {
+		why = append(why, fmt.Sprintf("the gateway says GOARCH=%s but is an ELF file for %s", g.goarch, machineName(g.machine)))
 	}
 	if !g.cgo {
 		why = append(why, "the gateway was built with CGO_ENABLED=0: it cannot load any plugin")
@@ -242,7 +280,8 @@ func differences(g, p *build) []string {
 		d = append(d, fmt.Sprintf("%s is not a Go plugin (-buildmode=%s)", p.path, p.buildmode))
 	}
 	row("Go release", "go"+g.goVersion, "go"+p.goVersion)
-	row("platform", g.goos+"/"+g.goarch+" GOAMD64="+g.goamd64, p.goos+"/"+p.goarch+" GOAMD64="+p.goamd64)
+	row("platform", g.platform(), p.platform())
+	row("CPU (ELF)", machineName(g.machine), machineName(p.machine))
 	row("cgo", yesNo(g.cgo), yesNo(p.cgo))
 	row("-trimpath", yesNo(g.trimpath), yesNo(p.trimpath))
 	row("C library", g.libc, p.libc)
@@ -289,7 +328,7 @@ func main() {
 		if g.trimpath {
 			trim = "1"
 		}
-		fmt.Printf("GO_VERSION=%s LIBC=%s GOAMD64=%s TRIMPATH=%s GO_TAGS=%s", g.goVersion, g.libc, g.goamd64, trim, g.tags)
+		fmt.Printf("GO_VERSION=%s LIBC=%s ARCH=%s %s TRIMPATH=%s GO_TAGS=%s", g.goVersion, g.libc, g.goarch, g.level, trim, g.tags)
 		if g.krakend != "" {
 			fmt.Printf(" KRAKEND_VERSION=%s", g.krakend)
 		}
@@ -305,8 +344,8 @@ func main() {
 		}
 		d := differences(g, p)
 		if len(d) == 0 {
-			fmt.Printf("plugin-check: %s matches %s (Go %s, %s, %s/%s GOAMD64=%s, cgo, trimpath %s)\n",
-				p.path, g.path, g.goVersion, g.libc, g.goos, g.goarch, g.goamd64, yesNo(g.trimpath))
+			fmt.Printf("plugin-check: %s matches %s (Go %s, %s, %s, %s, cgo, trimpath %s)\n",
+				p.path, g.path, g.goVersion, g.libc, g.platform(), machineName(g.machine), yesNo(g.trimpath))
 			return
 		}
 		msg := fmt.Sprintf("%s will NOT load into %s; loading it would abort the gateway at start-up:\n  %s\n",
