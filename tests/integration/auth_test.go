@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +37,12 @@ func TestAuthHandlerThroughTheGateway(t *testing.T) {
 		"jwk-aggregator": map[string]interface{}{
 			"port":    aggPort,
 			"origins": []string{a.JWKSURL(), b.JWKSURL(), c.JWKSURL()},
-			"issuers": map[string]interface{}{a.JWKSURL(): a.Issuer, b.JWKSURL(): b.Issuer, c.JWKSURL(): c.Issuer},
+			// The list form: every KrakenD release reads it as written (TestIssuersAsAnObject).
+			"issuers": []interface{}{
+				map[string]interface{}{"origin": a.JWKSURL(), "issuer": a.Issuer},
+				map[string]interface{}{"origin": b.JWKSURL(), "issuer": b.Issuer},
+				map[string]interface{}{"origin": c.JWKSURL(), "issuer": c.Issuer},
+			},
 		},
 		"jwk-aggregator-auth": map[string]interface{}{"rules": []interface{}{
 			map[string]interface{}{
@@ -107,5 +115,49 @@ func TestAuthHandlerThroughTheGateway(t *testing.T) {
 	}
 	if code := g.call("/public", ""); code != 200 {
 		t.Errorf("unprotected endpoint: %d, want 200", code)
+	}
+}
+
+// krakendRelease is the gateway's KrakenD version as (major, minor), from `krakend version`.
+func krakendRelease(t *testing.T) (int, int) {
+	out, _ := exec.Command(os.Getenv("KRAKEND_BIN"), "version").CombinedOutput()
+	var major, minor int
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "KrakenD Version:"); ok {
+			fmt.Sscanf(strings.TrimSpace(v), "%d.%d", &major, &minor)
+		}
+	}
+	if major == 0 {
+		t.Fatalf("cannot read the gateway's version:\n%s", out)
+	}
+	return major, minor
+}
+
+// "issuers" as an object keyed by origin URL: read as written from KrakenD 2.12 on (koanf); up to
+// 2.11 KrakenD reads its configuration with viper, which splits keys at ".", and then the
+// handler fails closed (503) with an ERROR naming the cause and the list form that fixes it.
+func TestIssuersAsAnObject(t *testing.T) {
+	a := provider(t, "idp-a", "RS256")
+	aggPort := freePort(t)
+	server := map[string]interface{}{
+		"name": []string{"jwk-aggregator", "jwk-aggregator-auth"},
+		"jwk-aggregator": map[string]interface{}{
+			"port": aggPort, "origins": []string{a.JWKSURL()},
+			"issuers": map[string]interface{}{a.JWKSURL(): a.Issuer},
+		},
+		"jwk-aggregator-auth": map[string]interface{}{"rules": []interface{}{map[string]interface{}{"paths": []string{"/p"}}}},
+	}
+	major, minor := krakendRelease(t)
+	koanf := major > 2 || (major == 2 && minor >= 12)
+	// Failing closed, the handler answers 503 to everything, /__health included.
+	g := startGatewayUntil(t, aggPort, server, []endpoint{{path: "/p"}}, nil, func(code int) bool { return code == 200 || (!koanf && code == 503) })
+	code := g.call("/p", a.Token(0, "alice", "", time.Hour))
+	switch {
+	case koanf && code != 200:
+		t.Errorf("KrakenD %d.%d: a token bound by the object form: %d, want 200", major, minor, code)
+	case !koanf && code != 503:
+		t.Errorf("KrakenD %d.%d (viper): %d, want 503 (fail closed)", major, minor, code)
+	case !koanf && len(waitLog(g, "viper", `"origin"`)) == 0:
+		t.Errorf("KrakenD %d.%d (viper): no log line names the cause:\n%s", major, minor, g.out.String())
 	}
 }

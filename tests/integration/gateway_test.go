@@ -115,6 +115,13 @@ func startGatewayWith(t *testing.T, aggPort int, server map[string]interface{}, 
 // startGatewayService also takes extra service-level extra_config entries (such as "router").
 func startGatewayService(t *testing.T, aggPort int, server map[string]interface{}, endpoints []endpoint, service map[string]interface{}) *gateway {
 	t.Helper()
+	return startGatewayUntil(t, aggPort, server, endpoints, service, func(code int) bool { return code == 200 })
+}
+
+// startGatewayUntil starts the gateway and waits until its /__health answers a code ready accepts
+// (a gateway whose handler fails closed answers 503 to everything, /__health included).
+func startGatewayUntil(t *testing.T, aggPort int, server map[string]interface{}, endpoints []endpoint, service map[string]interface{}, ready func(int) bool) *gateway {
+	t.Helper()
 	bin, so := os.Getenv("KRAKEND_BIN"), os.Getenv("PLUGIN_SO")
 	if bin == "" || so == "" {
 		t.Fatal("KRAKEND_BIN and PLUGIN_SO must name the gateway and the plugin (run through `make test`)")
@@ -191,7 +198,7 @@ func startGatewayService(t *testing.T, aggPort int, server map[string]interface{
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/__health", port))
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			if ready(resp.StatusCode) {
 				return g
 			}
 		}
