@@ -297,3 +297,26 @@ fn successful_discoveries_do_not_spend_the_first_sight_budget() {
     let _ = check(&auth, &token(&key, &realms.issuer("fake-more")));
     assert_eq!(realms.hits(), hits, "past the budget, a made-up issuer costs no request");
 }
+
+// Near max_dynamic_issuers, a made-up issuer must not push a real tenant out: a first discovery
+// joins the live issuers only once it succeeded.
+#[test]
+fn failing_discoveries_evict_no_real_tenant() {
+    let realms = Realms::start();
+    let (agg, auth) = setup(&realms, json!({"max_dynamic_issuers": 2}));
+    let key = Key::ed("k");
+    for r in ["a", "b"] {
+        realms.create(r, key.jwk());
+        assert!(accepted(&check(&auth, &token(&key, &realms.issuer(r)))));
+    }
+    for i in 0..20 {
+        let _ = check(&auth, &token(&key, &realms.issuer(&format!("fake{i}"))));
+    }
+    let core = agg.core();
+    assert_eq!(core.tenants().stats.evictions.load(std::sync::atomic::Ordering::Relaxed), 0, "made-up issuers evicted real tenants");
+    let hits = realms.hits();
+    for r in ["a", "b"] {
+        assert!(accepted(&check(&auth, &token(&key, &realms.issuer(r)))));
+    }
+    assert_eq!(realms.hits(), hits, "the real tenants were still live: no rediscovery");
+}
