@@ -15,8 +15,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jwk-aggregator/jwk-aggregator/tests/idp"
@@ -83,32 +81,18 @@ func main() {
 
 // send sends each token once, from 8 clients, and dies unless every one is answered 200.
 func send(g *gw.Gateway, tokens []string) {
-	var next, failed atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(tokens) {
-					return
-				}
-				req, _ := http.NewRequest("GET", g.URL("/p"), nil)
-				req.Header.Set("Authorization", "Bearer "+tokens[i])
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-				}
-				if resp != nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		gw.Die("%d of %d tokens not answered 200", n, len(tokens))
+	failed := gw.Each(len(tokens), 8, func(i int) bool {
+		req, _ := http.NewRequest("GET", g.URL("/p"), nil)
+		req.Header.Set("Authorization", "Bearer "+tokens[i])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	if failed > 0 {
+		gw.Die("%d of %d tokens not answered 200", failed, len(tokens))
 	}
 }

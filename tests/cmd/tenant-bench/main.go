@@ -75,25 +75,7 @@ func gateway(bin, plugin, parent string, realms *idp.Realms, extra map[string]in
 // discover sends one token per realm with 16 clients and returns the time it took.
 func discover(g *gw.Gateway, realms []string, tokens map[string]string) time.Duration {
 	start := time.Now()
-	var next, failed atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(realms) {
-					return
-				}
-				if get(g.URL("/t/"+realms[i]), tokens[realms[i]]) != 200 {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if n := failed.Load(); n > 0 {
+	if n := gw.Each(len(realms), 16, func(i int) bool { return get(g.URL("/t/"+realms[i]), tokens[realms[i]]) == 200 }); n > 0 {
 		gw.Die("%d of %d first sights were not answered 200", n, len(realms))
 	}
 	return time.Since(start)

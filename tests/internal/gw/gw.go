@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -128,4 +130,24 @@ func Backend() string {
 		_, _ = io.WriteString(w, `{"ok":true}`)
 	})}).Serve(ln)
 	return "http://" + ln.Addr().String()
+}
+
+// Each runs ok(i) for every i in [0, n) from `workers` goroutines at once and returns how many
+// returned false.
+func Each(n, workers int, ok func(i int) bool) int {
+	var next, failed atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				if !ok(i) {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return int(failed.Load())
 }
