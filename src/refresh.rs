@@ -191,7 +191,7 @@ impl Refresher {
             if !source.wants(&st, &self.fetcher.settings, start, mode) {
                 return false;
             }
-            Source::claim(&mut st);
+            st.in_flight = true;
         }
         if let Err(why) = self.submit(source.clone(), mode) {
             source.abandon(&self.fetcher, &why);

@@ -269,16 +269,11 @@ impl Source {
             (None, Some(e)) => format!("it has no keys: {e}"),
             (None, None) => "it has no keys yet".into(),
             (Some(_), e) => format!(
-                "its keys are stale: its documents have not been fetched for longer than max_stale ({}): {}",
+                "its keys are stale: its fetches have failed for longer than max_stale ({}): {}",
                 fmt_duration(max_stale),
                 e.as_deref().unwrap_or("no fetch succeeded")
             ),
         }
-    }
-
-    /// Marks a fetch as started; false if one already is.
-    pub(crate) fn claim(st: &mut State) -> bool {
-        !std::mem::replace(&mut st.in_flight, true)
     }
 
     /// Waits until no fetch is in flight or one ended after `start`, at most until `deadline`.
@@ -299,7 +294,7 @@ impl Source {
         self.finish(f, Err(FetchError::Transport(why.into())), None, Instant::now(), Instant::now());
     }
 
-    /// One fetch of this source, claimed by the caller (`claim`): its documents, its keys, and
+    /// One fetch of this source, claimed by the caller (`in_flight` set): its documents, its keys, and
     /// the new state. Never called with the state locked. Returns when it is due next.
     pub fn fetch(&self, f: &Fetcher, mode: Mode) -> Instant {
         let s = &f.settings;
