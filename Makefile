@@ -232,7 +232,7 @@ install: build build/plugin-check
 	@[ -n "$(KRAKEND)" ] && [ -n "$(PLUGIN_DIR)" ] || { echo "usage: make install KRAKEND=/path/to/krakend PLUGIN_DIR=/path/to/plugins"; exit 2; }
 	@[ -d "$(PLUGIN_DIR)" ] || { echo "ERROR: PLUGIN_DIR=$(PLUGIN_DIR) is not a folder; nothing installed"; exit 1; }
 	@build/plugin-check compare -min-go $(SHIM_GO_MIN) "$(KRAKEND)" $(PLUGIN_OUT) || { echo "ERROR: nothing installed"; exit 1; }
-	@out=$$($(KRAKEND_EXEC) "$(KRAKEND)" test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; \
+	@out=$$(USAGE_DISABLE=1 $(KRAKEND_EXEC) "$(KRAKEND)" test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; \
 		grep -q '\[OK\] SERVER' <<<"$$out" || { echo "ERROR: $(KRAKEND) test-plugin did not load $(PLUGIN_OUT); nothing installed"; exit 1; }
 	install -m 0644 $(PLUGIN_OUT) "$(PLUGIN_DIR)/jwk-aggregator.so"
 	@for f in "$(PLUGIN_DIR)"/*.so*; do [ "$$f" = "$(PLUGIN_DIR)/jwk-aggregator.so" ] && continue; [ -e "$$f" ] || continue; \
@@ -423,7 +423,7 @@ run: build build/demo-idp $(if $(KRAKEND_EXEC),krakend-exec)
 	echo '  curl -X DELETE http://127.0.0.1:9104/admin/realms/newco     # deleted: refused once max_stale passes'; \
 	echo '  curl -s http://127.0.0.1:9876/ ; curl -s http://127.0.0.1:9876/__health ; curl -s http://127.0.0.1:9876/metrics'; \
 	echo "Ctrl-C stops everything."; echo; \
-	$(RUN_KRAKEND) run -c krakend-config/krakend.json
+	USAGE_DISABLE=1 $(RUN_KRAKEND) run -c krakend-config/krakend.json
 
 test-rust: | tools
 	$(CARGO) test --release --locked
