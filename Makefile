@@ -509,7 +509,7 @@ bench: build $(if $(KRAKEND_EXEC),krakend-exec)
 		cd tests && $(GO) build -o ../build/gateway-bench ./cmd/gateway-bench && cd .. && \
 		build/gateway-bench -krakend $(RUN_KRAKEND) -plugin $(PLUGIN_OUT) -duration 10s | tee build/gateway-bench.md && \
 		cd tests && $(GO) build -o ../build/tenant-bench ./cmd/tenant-bench && $(GO) build -o ../build/cache-bench ./cmd/cache-bench && cd .. && \
-		build/tenant-bench -krakend $(RUN_KRAKEND) -plugin $(PLUGIN_OUT) -tenants 10000 | tee build/tenant-bench.md && \
+		build/tenant-bench -pin -krakend $(RUN_KRAKEND) -plugin $(PLUGIN_OUT) -tenants 10000 | tee build/tenant-bench.md && \
 		build/cache-bench -krakend $(RUN_KRAKEND) -plugin $(PLUGIN_OUT) | tee build/cache-bench.md; \
 	else echo "gateway throughput NOT MEASURED: no KrakenD binary at $(KRAKEND_BIN)"; fi
 	tests/bench-report.sh build/bench.txt build/gateway-bench.md build/tenant-bench.md build/cache-bench.md > BENCHMARKS.md
