@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 )
 
@@ -19,6 +20,7 @@ import (
 type authHandler struct {
 	mu     sync.RWMutex
 	handle *C.JwkaAuth
+	agg    *aggregator // for its wake-ups only
 	next   http.Handler
 }
 
@@ -51,7 +53,7 @@ func buildAuth(ctx context.Context, extra map[string]interface{}, next http.Hand
 	if err := settingsError(status, errBuf); err != nil {
 		return nil, err
 	}
-	h := &authHandler{handle: handle, next: next}
+	h := &authHandler{handle: handle, agg: agg, next: next}
 	go func() {
 		<-ctx.Done()
 		h.mu.Lock()
@@ -89,21 +91,43 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ap, al := cbytes(authz)
 	cp, cl := cbytes(cookies)
 	var res C.JwkaAuthResult
-	h.mu.RLock()
-	if h.handle == nil {
+	var reason, headers []byte
+	wait := C.enum_JwkaWait(C.JWKA_WAIT_BLOCK)
+	if h.agg.poll.Load() {
+		wait = C.JWKA_WAIT_PENDING
+	}
+	var deadline *time.Timer
+	for {
+		news := h.agg.nextNews()
+		h.mu.RLock()
+		if h.handle == nil {
+			h.mu.RUnlock()
+			http.Error(w, "", http.StatusServiceUnavailable)
+			return
+		}
+		status := C.jwka_auth_check(h.handle, pp, pl, ap, al, cp, cl, wait, &res, nil)
 		h.mu.RUnlock()
-		http.Error(w, "", http.StatusServiceUnavailable)
-		return
+		if status != C.JWKA_STATUS_OK {
+			log().Error(logPrefix, authName, "internal error:", C.GoString(C.jwka_status_str(status)))
+			http.Error(w, "", http.StatusInternalServerError)
+			return
+		}
+		reason, headers = takeBuf(res.reason), takeBuf(res.headers)
+		if res.outcome != C.JWKA_AUTH_OUTCOME_PENDING {
+			break
+		}
+		// Its keys are being fetched (a first discovery, an unknown kid): wait here, in Go,
+		// until the core has news or the wait it allows is over, then ask again.
+		if deadline == nil {
+			deadline = time.NewTimer(time.Duration(res.wait_ms) * time.Millisecond)
+			defer deadline.Stop()
+		}
+		select {
+		case <-news:
+		case <-deadline.C:
+			wait = C.JWKA_WAIT_EXPIRED
+		}
 	}
-	status := C.jwka_auth_check(h.handle, pp, pl, ap, al, cp, cl, &res, nil)
-	h.mu.RUnlock()
-	if status != C.JWKA_STATUS_OK {
-		log().Error(logPrefix, authName, "internal error:", C.GoString(C.jwka_status_str(status)))
-		http.Error(w, "", http.StatusInternalServerError)
-		return
-	}
-	reason := takeBuf(res.reason)
-	headers := takeBuf(res.headers)
 	switch res.outcome {
 	case C.JWKA_AUTH_OUTCOME_UNPROTECTED:
 		h.next.ServeHTTP(w, r)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -152,4 +153,71 @@ func TestBadAuthConfigurationFailsClosed(t *testing.T) {
 	}
 	cancel()
 	waitFree(t, port)
+}
+
+// A token of a tenant being discovered waits for the discovery in Go (the core answers
+// "pending" and the wake socket says when to ask again): every waiting request is answered
+// once the one discovery ends, and one that waited discovery_wait in vain is refused.
+func TestRequestsWaitForADiscoveryAndNoLonger(t *testing.T) {
+	logs := useLogger(t)
+	key := newEdKey("k")
+	keys, _ := json.Marshal(map[string]interface{}{"keys": []interface{}{key.jwk()}})
+	var base string
+	var mu sync.Mutex
+	docs := map[string]int{}
+	p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		realm, file, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/realms/"), "/")
+		w.Header().Set("Content-Type", "application/json")
+		if file == "certs" {
+			w.Write(keys)
+			return
+		}
+		mu.Lock()
+		docs[realm]++
+		mu.Unlock()
+		// "slow" answers after discovery_wait; the others after a while.
+		time.Sleep(map[bool]time.Duration{true: 1500 * time.Millisecond, false: 300 * time.Millisecond}[realm == "slow"])
+		json.NewEncoder(w).Encode(map[string]string{"issuer": base + "/realms/" + realm, "jwks_uri": base + "/realms/" + realm + "/certs"})
+	}))
+	t.Cleanup(p.Close)
+	base = p.URL
+	ctx, cancel := context.WithCancel(context.Background())
+	port := freePort(t)
+	t.Cleanup(func() { cancel(); waitFree(t, port) })
+	extra := map[string]interface{}{
+		"name":                []interface{}{"jwk-aggregator-auth", "jwk-aggregator"},
+		"jwk-aggregator":      map[string]interface{}{"port": float64(port), "issuer_patterns": []interface{}{base + "/realms/*"}, "discovery_wait": "1s"},
+		"jwk-aggregator-auth": map[string]interface{}{"rules": []interface{}{map[string]interface{}{"paths": []interface{}{"/p"}}}},
+	}
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "backend") })
+	h, err := factories(t)["jwk-aggregator-auth"](ctx, extra, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bearer := func(realm string) http.Header {
+		tok := key.sign(map[string]interface{}{"iss": base + "/realms/" + realm, "exp": time.Now().Add(time.Hour).Unix()})
+		return http.Header{"Authorization": {"Bearer " + tok}}
+	}
+	var wg sync.WaitGroup
+	codes := make([]int, 8)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = do(h, "/p", bearer("acme")).Code
+		}()
+	}
+	slow := do(h, "/p", bearer("slow"))
+	wg.Wait()
+	for i, c := range codes {
+		if c != 200 {
+			t.Errorf("request %d for the tenant being discovered: %d, want 200", i, c)
+		}
+	}
+	if docs["acme"] != 1 {
+		t.Errorf("%d discovery documents fetched for 8 waiting requests, want 1", docs["acme"])
+	}
+	if slow.Code != 401 || logs.find("discovery_wait") == "" {
+		t.Errorf("a discovery slower than discovery_wait: %d, log %q; want 401 naming discovery_wait", slow.Code, logs.find("discovery_wait"))
+	}
 }

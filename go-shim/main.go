@@ -19,8 +19,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -156,6 +158,32 @@ type aggregator struct {
 	mu     sync.RWMutex
 	handle *C.JwkaAggregator
 	logs   sync.WaitGroup
+	// wake is the core's wake socket, read in Go's poller by pumpLogs; nil when the core could
+	// not make one, and calls then wait inside C as before. Go must not wait in a C call: the
+	// goroutine keeps its scheduler slot (P) until Go's monitor takes it back, up to about 10 ms
+	// later, and every request queued on that slot waits meanwhile.
+	wake *os.File
+	// poll says requests may be told to come back: the wake socket works.
+	poll atomic.Bool
+	// news is closed, and replaced, whenever the wake socket has had a byte: requests told to
+	// come back (JWKA_AUTH_OUTCOME_PENDING) wait on it.
+	newsMu sync.Mutex
+	news   chan struct{}
+}
+
+// nextNews is the channel closed at the next wake-up. Take it before asking the core, so that a
+// wake-up between the answer and the wait is not missed.
+func (a *aggregator) nextNews() <-chan struct{} {
+	a.newsMu.Lock()
+	defer a.newsMu.Unlock()
+	return a.news
+}
+
+func (a *aggregator) broadcast() {
+	a.newsMu.Lock()
+	close(a.news)
+	a.news = make(chan struct{})
+	a.newsMu.Unlock()
 }
 
 func start(ctx context.Context, settings []byte) (*aggregator, error) {
@@ -278,7 +306,13 @@ func newAggregator(settings []byte) (*aggregator, error) {
 	if err := settingsError(status, errBuf); err != nil {
 		return nil, err
 	}
-	return &aggregator{handle: handle}, nil
+	a := &aggregator{handle: handle, news: make(chan struct{})}
+	if fd := int(C.jwka_aggregator_wake_fd(handle)); fd >= 0 {
+		// Non-blocking, so os.NewFile puts it in Go's poller.
+		a.wake = os.NewFile(uintptr(fd), "jwk-aggregator wake socket")
+		a.poll.Store(true)
+	}
+	return a, nil
 }
 
 // ServeHTTP answers GET/HEAD on the loopback port; the Rust core routes the path.
@@ -319,18 +353,40 @@ func (a *aggregator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// pumpLogs moves the core's log events to KrakenD's logger until the aggregator closes.
+// pumpLogs moves the core's log events to KrakenD's logger, and wakes the requests waiting for
+// keys, until the aggregator closes. It waits for news on the wake socket, in Go's poller.
 func (a *aggregator) pumpLogs() {
 	defer a.logs.Done()
+	buf := make([]byte, 512)
+	for {
+		waitMs := C.uint32_t(250)
+		if a.poll.Load() {
+			if _, err := a.wake.Read(buf); err != nil {
+				log().Error(logPrefix, "wake socket:", err.Error(), "- waiting inside the core from now on")
+				a.poll.Store(false)
+			} else {
+				waitMs = 0
+			}
+			a.broadcast()
+		}
+		if !a.drainLogs(waitMs) {
+			return
+		}
+	}
+}
+
+// drainLogs logs the queued events, waiting up to waitMs for the first. Returns false once the
+// aggregator is closed and every event was delivered.
+func (a *aggregator) drainLogs(waitMs C.uint32_t) bool {
 	for {
 		var level C.enum_JwkaLogLevel
 		var msg C.JwkaBuf
 		a.mu.RLock()
 		if a.handle == nil {
 			a.mu.RUnlock()
-			return
+			return false
 		}
-		status := C.jwka_aggregator_next_log(a.handle, 250, &level, &msg)
+		status := C.jwka_aggregator_next_log(a.handle, waitMs, &level, &msg)
 		a.mu.RUnlock()
 		switch status {
 		case C.JWKA_STATUS_OK:
@@ -349,8 +405,9 @@ func (a *aggregator) pumpLogs() {
 				l.Critical(logPrefix, text)
 			}
 		case C.JWKA_STATUS_EMPTY:
+			return true
 		default:
-			return
+			return false
 		}
 	}
 }
@@ -364,6 +421,9 @@ func (a *aggregator) free() {
 	}
 	a.mu.RUnlock()
 	a.logs.Wait()
+	if a.wake != nil {
+		a.wake.Close()
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.handle != nil {

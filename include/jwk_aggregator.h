@@ -21,7 +21,7 @@
  Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
  mismatch, which can only happen when a header and a library from different builds meet.
  */
-#define JWKA_ABI_VERSION 3
+#define JWKA_ABI_VERSION 4
 
 typedef enum JwkaStatus {
   JWKA_STATUS_OK = 0,
@@ -56,6 +56,25 @@ typedef enum JwkaLogLevel {
 } JwkaLogLevel;
 
 /*
+ How `jwka_auth_check` waits for keys being fetched (a first discovery, an unknown kid's refetch).
+ */
+typedef enum JwkaWait {
+  /*
+   Inside the call, up to `discovery_wait` or `unknown_kid_wait`.
+   */
+  JWKA_WAIT_BLOCK = 0,
+  /*
+   Not at all: answer `JWKA_AUTH_OUTCOME_PENDING` instead. Go should wait in its poller, not
+   in a C call: a goroutine blocked in C keeps its scheduler slot for up to about 10 ms.
+   */
+  JWKA_WAIT_PENDING = 1,
+  /*
+   Not any more: the caller's wait is over; keys still being fetched were not had in time.
+   */
+  JWKA_WAIT_EXPIRED = 2,
+} JwkaWait;
+
+/*
  What the auth handler does with one request.
  */
 typedef enum JwkaAuthOutcome {
@@ -79,6 +98,12 @@ typedef enum JwkaAuthOutcome {
    Valid token lacking roles or scopes: answer 403.
    */
   JWKA_AUTH_OUTCOME_FORBIDDEN = 4,
+  /*
+   Only with `JWKA_WAIT_PENDING`: the token's keys are being fetched. Wait until the wake
+   socket (`jwka_aggregator_wake_fd`) is readable and ask again, at most `wait_ms` from the
+   first answer; then ask once more with `JWKA_WAIT_EXPIRED`.
+   */
+  JWKA_AUTH_OUTCOME_PENDING = 5,
 } JwkaAuthOutcome;
 
 /*
@@ -125,6 +150,10 @@ typedef struct JwkaAuthResult {
    no control characters.
    */
   struct JwkaBuf headers;
+  /*
+   For `Pending`: how long, in milliseconds from now, the request may still wait.
+   */
+  uint32_t wait_ms;
 } JwkaAuthResult;
 
 
@@ -208,6 +237,18 @@ enum JwkaStatus jwka_aggregator_next_log(const struct JwkaAggregator *agg,
                                          struct JwkaBuf *message);
 
 /*
+ A new descriptor of the aggregator's wake socket, non-blocking and close-on-exec, owned by the
+ caller (close it when done); -1 if none can be made. A byte arrives whenever a log event is
+ queued (read them with `jwka_aggregator_next_log` and `wait_ms` 0), when the aggregator is
+ closed, and when keys a `JWKA_AUTH_OUTCOME_PENDING` answer waited for have been fetched. Read
+ and discard the bytes; what they mean is asked of the calls above.
+
+ # Safety
+ `agg` must be null or a live handle.
+ */
+int jwka_aggregator_wake_fd(const struct JwkaAggregator *agg);
+
+/*
  Wakes every `jwka_aggregator_next_log` waiter; they drain what is left and then answer
  `JWKA_STATUS_CLOSED`. Call it before `jwka_aggregator_free` when another thread may be waiting.
 
@@ -250,9 +291,11 @@ enum JwkaStatus jwka_auth_new(const struct JwkaAggregator *agg,
 /*
  Decides one request from its path (as the router routes it: decoded, not cleaned), its raw
  `Authorization` header values (every one of them, one per line: a request carrying two is
- refused) and its `Cookie` header values (null or empty when absent). If `claims` is not null and the token verified, it receives the
- claims as JSON (free with `jwka_buf_free`). Never does network I/O, except that a token with an
- unknown kid may wait (bounded by `unknown_kid_wait`) for one refetch of its origins.
+ refused) and its `Cookie` header values (null or empty when absent). If `claims` is not null
+ and the token verified, it receives the claims as JSON (free with `jwka_buf_free`). Does no
+ network I/O itself; keys it needs and lacks (a dynamic issuer's first discovery, a refetch
+ for an unknown kid) are fetched by the core's workers, and `wait` says whether the call waits
+ for them (bounded by `discovery_wait` and `unknown_kid_wait`) or answers `Pending`.
 
  # Safety
  `auth` must be a live handle; each pointer must be null or point to its length in readable
@@ -265,6 +308,7 @@ enum JwkaStatus jwka_auth_check(const struct JwkaAuth *auth,
                                 size_t authorization_len,
                                 const uint8_t *cookies,
                                 size_t cookies_len,
+                                enum JwkaWait wait,
                                 struct JwkaAuthResult *out,
                                 struct JwkaBuf *claims);
 

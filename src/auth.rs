@@ -5,6 +5,7 @@
 
 use crate::aggregator::Core;
 use crate::policy::{self, AuthSettings, Deny, Rule};
+use crate::source::Wait;
 use crate::tenants::Lookup;
 use crate::verify::{self, Invalid, KeyStore, Verified};
 use parking_lot::Mutex;
@@ -27,6 +28,22 @@ pub enum Outcome {
     Invalid(String),
     /// Good token without the required roles or scopes: 403.
     Forbidden(String),
+    /// Its keys are being fetched: ask again when the wake socket signals, or with
+    /// `Wait::Expired` once `wait` has passed (`Wait::Pending` only).
+    Pending { wait: std::time::Duration },
+}
+
+/// Why a token has no verification yet: it is bad, or its keys are being fetched (for at most
+/// `discovery_wait` or `unknown_kid_wait`).
+enum Unverified {
+    Invalid(Invalid),
+    Pending(std::time::Duration),
+}
+
+impl From<Invalid> for Unverified {
+    fn from(e: Invalid) -> Unverified {
+        Unverified::Invalid(e)
+    }
 }
 
 struct Entry {
@@ -95,10 +112,11 @@ impl Auth {
 
     /// Decides one request. `authorization` and `cookies` are the raw header values ("" if absent).
     pub fn check(&self, path: &str, authorization: &str, cookies: &str) -> Outcome {
-        self.check_with_claims(path, authorization, cookies, false).0
+        self.check_with_claims(path, authorization, cookies, false, Wait::Block).0
     }
 
-    /// Like `check`, also returning the claims of a verified token when `want_claims`. When
+    /// Like `check`, also returning the claims of a verified token when `want_claims`, and
+    /// waiting for the network as `how` says (the shim: `Wait::Pending`). When
     /// several rules cover the path (`AuthSettings::rules_for`), each must allow the request;
     /// the first that does not decides the answer.
     pub fn check_with_claims(
@@ -107,6 +125,7 @@ impl Auth {
         authorization: &str,
         cookies: &str,
         want_claims: bool,
+        how: Wait,
     ) -> (Outcome, Option<Arc<Map<String, Value>>>) {
         let rules = self.settings.rules_for(path);
         if rules.is_empty() {
@@ -115,7 +134,7 @@ impl Auth {
         let mut headers = Vec::new();
         let mut claims = None;
         for rule in rules {
-            match self.check_rule(rule, authorization, cookies, want_claims) {
+            match self.check_rule(rule, authorization, cookies, want_claims, how) {
                 (Outcome::Allow(h), c) => {
                     headers.extend(h);
                     claims = claims.or(c);
@@ -126,7 +145,7 @@ impl Auth {
         (Outcome::Allow(headers), claims)
     }
 
-    fn check_rule(&self, rule: &Rule, authorization: &str, cookies: &str, want_claims: bool) -> (Outcome, Option<Arc<Map<String, Value>>>) {
+    fn check_rule(&self, rule: &Rule, authorization: &str, cookies: &str, want_claims: bool, how: Wait) -> (Outcome, Option<Arc<Map<String, Value>>>) {
         let stats = &self.core.auth_stats;
         let token = match policy::extract(authorization, cookies, &rule.cookie_key) {
             Ok(Some(token)) => token,
@@ -140,12 +159,13 @@ impl Auth {
             }
         };
         let now = now();
-        let verified = match self.verified(token, rule, now) {
+        let verified = match self.verified(token, rule, now, how) {
             Ok(v) => v,
-            Err(e) => {
+            Err(Unverified::Invalid(e)) => {
                 stats.invalid.fetch_add(1, Relaxed);
                 return (Outcome::Invalid(e.to_string()), None);
             }
+            Err(Unverified::Pending(wait)) => return (Outcome::Pending { wait }, None),
         };
         let claims = want_claims.then(|| verified.claims.clone());
         let outcome = match policy::check(rule, &verified.claims, now) {
@@ -166,12 +186,12 @@ impl Auth {
     }
 
     /// A token whose signature checks out, from the cache or verified now.
-    fn verified(&self, token: &str, rule: &Rule, now: f64) -> Result<Verified, Invalid> {
+    fn verified(&self, token: &str, rule: &Rule, now: f64, how: Wait) -> Result<Verified, Unverified> {
         let (generation, store) = self.core.key_store();
-        if let Some(v) = self.cached(token, generation, now) {
+        if let Some(v) = self.cached(token, generation, now, how)? {
             // The cache is shared by every rule: this rule's algorithms and issuer binding still apply.
             if !rule.algs.contains(&v.alg) {
-                return Err(Invalid::AlgNotAllowed(v.alg.name().into()));
+                return Err(Invalid::AlgNotAllowed(v.alg.name().into()).into());
             }
             self.core.auth_stats.cache_hits.fetch_add(1, Relaxed);
             return Ok(v);
@@ -186,9 +206,10 @@ impl Auth {
                 // Not bound to a configured origin: an issuer trusted by pattern has keys of its
                 // own, used for its tokens only; anything else falls to the unbound origins.
                 if let Some(iss) = &iss {
-                    match self.core.tenants().lookup(self.core.refresher(), iss) {
-                        Lookup::Keys(store, gen) => return self.verify_dynamic(token, rule, parsed, iss, store, gen),
-                        Lookup::Refused(why) => return Err(Invalid::DynamicIssuer(why)),
+                    match self.core.tenants().lookup(self.core.refresher(), iss, how) {
+                        Lookup::Keys(store, gen) => return self.verify_dynamic(token, rule, parsed, iss, store, gen, how),
+                        Lookup::Refused(why) => return Err(Invalid::DynamicIssuer(why).into()),
+                        Lookup::Pending => return Err(Unverified::Pending(self.core.tenants().discovery_wait())),
                         Lookup::NotDynamic(_) => {}
                     }
                 }
@@ -200,12 +221,14 @@ impl Auth {
             Err(Invalid::UnknownKid(_)) if kid.is_some() => {
                 // Maybe a key rotated in since the last fetch: refetch the origins that could
                 // hold it (bounded, cooled down), then try once more.
-                if self.core.refetch_unknown_kid(&allowed, s.unknown_kid_cooldown, s.unknown_kid_wait) {
-                    let (_, store) = self.core.key_store();
-                    let parsed = verify::parse(token.as_bytes(), s.max_token_bytes, &rule.algs)?;
-                    store.verify(parsed, &|o| allowed.contains(&o))
-                } else {
-                    Err(Invalid::UnknownKid(kid.unwrap_or_default()))
+                match self.core.refetch_unknown_kid(&allowed, s.unknown_kid_cooldown, s.unknown_kid_wait, how) {
+                    Some(true) => {
+                        let (_, store) = self.core.key_store();
+                        let parsed = verify::parse(token.as_bytes(), s.max_token_bytes, &rule.algs)?;
+                        store.verify(parsed, &|o| allowed.contains(&o))
+                    }
+                    Some(false) => Err(Invalid::UnknownKid(kid.unwrap_or_default())),
+                    None => return Err(Unverified::Pending(s.unknown_kid_wait)),
                 }
             }
             other => other,
@@ -215,17 +238,19 @@ impl Auth {
     }
 
     /// Verifies a token of a dynamic issuer with that issuer's keys alone.
-    fn verify_dynamic(&self, token: &str, rule: &Rule, parsed: verify::Parsed<'_>, iss: &str, store: Arc<KeyStore>, generation: u64) -> Result<Verified, Invalid> {
+    #[allow(clippy::too_many_arguments)]
+    fn verify_dynamic(&self, token: &str, rule: &Rule, parsed: verify::Parsed<'_>, iss: &str, store: Arc<KeyStore>, generation: u64, how: Wait) -> Result<Verified, Unverified> {
         let s = &self.settings;
         let kid = parsed.kid.clone();
         let (generation, result) = match store.verify(parsed, &|_| true) {
             Err(Invalid::UnknownKid(_)) if kid.is_some() => {
-                match self.core.tenants().refetch_unknown_kid(self.core.refresher(), iss, s.unknown_kid_cooldown, s.unknown_kid_wait) {
-                    Some((store, generation)) => {
+                match self.core.tenants().refetch_unknown_kid(self.core.refresher(), iss, s.unknown_kid_cooldown, s.unknown_kid_wait, how) {
+                    Lookup::Keys(store, generation) => {
                         let parsed = verify::parse(token.as_bytes(), s.max_token_bytes, &rule.algs)?;
                         (generation, store.verify(parsed, &|_| true))
                     }
-                    None => (generation, Err(Invalid::UnknownKid(kid.unwrap_or_default()))),
+                    Lookup::Pending => return Err(Unverified::Pending(s.unknown_kid_wait)),
+                    _ => (generation, Err(Invalid::UnknownKid(kid.unwrap_or_default()))),
                 }
             }
             other => (generation, other),
@@ -254,7 +279,7 @@ impl Auth {
     }
 
     /// A cached verification, if the keys that made it are still the ones in use.
-    fn cached(&self, token: &str, generation: u64, now: f64) -> Option<Verified> {
+    fn cached(&self, token: &str, generation: u64, now: f64, how: Wait) -> Result<Option<Verified>, Unverified> {
         let (dynamic, entry_generation, verified) = {
             let mut c = self.cache.lock();
             match c.map.get(token) {
@@ -263,19 +288,20 @@ impl Auth {
                 }
                 Some(_) => {
                     c.remove(token); // stale: keys changed or token expired
-                    return None;
+                    return Ok(None);
                 }
-                None => return None,
+                None => return Ok(None),
             }
         };
         match dynamic {
-            None => Some(verified),
+            None => Ok(Some(verified)),
             // A dynamic issuer's keys may have changed, expired or been evicted since.
-            Some(iss) => match self.core.tenants().lookup(self.core.refresher(), &iss) {
-                Lookup::Keys(_, g) if g == entry_generation => Some(verified),
+            Some(iss) => match self.core.tenants().lookup(self.core.refresher(), &iss, how) {
+                Lookup::Keys(_, g) if g == entry_generation => Ok(Some(verified)),
+                Lookup::Pending => Err(Unverified::Pending(self.core.tenants().discovery_wait())),
                 _ => {
                     self.cache.lock().remove(token);
-                    None
+                    Ok(None)
                 }
             },
         }

@@ -11,12 +11,13 @@
 use crate::aggregator::{Aggregator, HttpResponse};
 use crate::settings::Settings;
 use crate::log::{JwkaLogLevel, Next};
+use crate::source::Wait;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 /// Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
 /// mismatch, which can only happen when a header and a library from different builds meet.
-pub const JWKA_ABI_VERSION: u32 = 3;
+pub const JWKA_ABI_VERSION: u32 = 4;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +256,19 @@ pub unsafe extern "C" fn jwka_aggregator_next_log(
     })
 }
 
+/// A new descriptor of the aggregator's wake socket, non-blocking and close-on-exec, owned by the
+/// caller (close it when done); -1 if none can be made. A byte arrives whenever a log event is
+/// queued (read them with `jwka_aggregator_next_log` and `wait_ms` 0), when the aggregator is
+/// closed, and when keys a `JWKA_AUTH_OUTCOME_PENDING` answer waited for have been fetched. Read
+/// and discard the bytes; what they mean is asked of the calls above.
+///
+/// # Safety
+/// `agg` must be null or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn jwka_aggregator_wake_fd(agg: *const JwkaAggregator) -> libc::c_int {
+    catch_unwind(AssertUnwindSafe(|| agg.as_ref().and_then(|a| a.inner.logs().wake.reader()))).ok().flatten().unwrap_or(-1)
+}
+
 /// Wakes every `jwka_aggregator_next_log` waiter; they drain what is left and then answer
 /// `JWKA_STATUS_CLOSED`. Call it before `jwka_aggregator_free` when another thread may be waiting.
 ///
@@ -305,6 +319,23 @@ pub enum JwkaAuthOutcome {
     Invalid = 3,
     /// Valid token lacking roles or scopes: answer 403.
     Forbidden = 4,
+    /// Only with `JWKA_WAIT_PENDING`: the token's keys are being fetched. Wait until the wake
+    /// socket (`jwka_aggregator_wake_fd`) is readable and ask again, at most `wait_ms` from the
+    /// first answer; then ask once more with `JWKA_WAIT_EXPIRED`.
+    Pending = 5,
+}
+
+/// How `jwka_auth_check` waits for keys being fetched (a first discovery, an unknown kid's refetch).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwkaWait {
+    /// Inside the call, up to `discovery_wait` or `unknown_kid_wait`.
+    Block = 0,
+    /// Not at all: answer `JWKA_AUTH_OUTCOME_PENDING` instead. Go should wait in its poller, not
+    /// in a C call: a goroutine blocked in C keeps its scheduler slot for up to about 10 ms.
+    Pending = 1,
+    /// Not any more: the caller's wait is over; keys still being fetched were not had in time.
+    Expired = 2,
 }
 
 /// The decision on one request. Free both buffers with `jwka_buf_free`.
@@ -320,6 +351,8 @@ pub struct JwkaAuthResult {
     /// that read headers CGI-style (`HTTP_X_USER`) see `X-User` and `X_User` as one. Values hold
     /// no control characters.
     pub headers: JwkaBuf,
+    /// For `Pending`: how long, in milliseconds from now, the request may still wait.
+    pub wait_ms: u32,
 }
 
 /// Opaque token checker handle, sharing the key store of the aggregator it was made from.
@@ -375,9 +408,11 @@ unsafe fn text<'a>(ptr: *const u8, len: usize) -> std::borrow::Cow<'a, str> {
 
 /// Decides one request from its path (as the router routes it: decoded, not cleaned), its raw
 /// `Authorization` header values (every one of them, one per line: a request carrying two is
-/// refused) and its `Cookie` header values (null or empty when absent). If `claims` is not null and the token verified, it receives the
-/// claims as JSON (free with `jwka_buf_free`). Never does network I/O, except that a token with an
-/// unknown kid may wait (bounded by `unknown_kid_wait`) for one refetch of its origins.
+/// refused) and its `Cookie` header values (null or empty when absent). If `claims` is not null
+/// and the token verified, it receives the claims as JSON (free with `jwka_buf_free`). Does no
+/// network I/O itself; keys it needs and lacks (a dynamic issuer's first discovery, a refetch
+/// for an unknown kid) are fetched by the core's workers, and `wait` says whether the call waits
+/// for them (bounded by `discovery_wait` and `unknown_kid_wait`) or answers `Pending`.
 ///
 /// # Safety
 /// `auth` must be a live handle; each pointer must be null or point to its length in readable
@@ -391,6 +426,7 @@ pub unsafe extern "C" fn jwka_auth_check(
     authorization_len: usize,
     cookies: *const u8,
     cookies_len: usize,
+    wait: JwkaWait,
     out: *mut JwkaAuthResult,
     claims: *mut JwkaBuf,
 ) -> JwkaStatus {
@@ -400,7 +436,13 @@ pub unsafe extern "C" fn jwka_auth_check(
             return JwkaStatus::NullArgument;
         };
         let (path, authz, cookies_s) = (text(path, path_len), text(authorization, authorization_len), text(cookies, cookies_len));
-        let (outcome, verified) = auth.inner.check_with_claims(&path, &authz, &cookies_s, !claims.is_null());
+        let how = match wait {
+            JwkaWait::Block => Wait::Block,
+            JwkaWait::Pending => Wait::Pending,
+            JwkaWait::Expired => Wait::Expired,
+        };
+        let (outcome, verified) = auth.inner.check_with_claims(&path, &authz, &cookies_s, !claims.is_null(), how);
+        let mut wait_ms = 0;
         if let Some(c) = verified {
             put(claims, JwkaBuf::from_vec(serde_json::to_vec(&*c).unwrap_or_default()));
         }
@@ -421,8 +463,12 @@ pub unsafe extern "C" fn jwka_auth_check(
             crate::auth::Outcome::Missing => (JwkaAuthOutcome::Missing, "no token".into(), String::new()),
             crate::auth::Outcome::Invalid(r) => (JwkaAuthOutcome::Invalid, r, String::new()),
             crate::auth::Outcome::Forbidden(r) => (JwkaAuthOutcome::Forbidden, r, String::new()),
+            crate::auth::Outcome::Pending { wait } => {
+                wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+                (JwkaAuthOutcome::Pending, String::new(), String::new())
+            }
         };
-        put(out, JwkaAuthResult { outcome: code, reason: JwkaBuf::from_vec(reason.into_bytes()), headers: JwkaBuf::from_vec(headers.into_bytes()) });
+        put(out, JwkaAuthResult { outcome: code, reason: JwkaBuf::from_vec(reason.into_bytes()), headers: JwkaBuf::from_vec(headers.into_bytes()), wait_ms });
         JwkaStatus::Ok
     })
 }

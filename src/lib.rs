@@ -3,7 +3,8 @@
 //! through a C API for the Go plugin shim.
 //!
 //! Modules, each using only those listed before it (tests/layers.rs holds the code to it):
-//! - `read`: reading rules shared by both settings blocks; `log`; `issuer` (issuer patterns and
+//! - `read`: reading rules shared by both settings blocks; `wake` (the socket the shim's poller
+//!   watches); `log`; `issuer` (issuer patterns and
 //!   URL rules); `settings`: the `jwk-aggregator` block;
 //! - `verify` (keys and signatures), `keyset` (sanitizing and merging JWK Sets), `fetch` (HTTP);
 //! - `source`: one key source and one fetch of it; `refresh`: the engine that keeps every source
@@ -13,6 +14,7 @@
 //! - `ffi`: the C API.
 
 pub mod read;
+pub mod wake;
 pub mod log;
 pub mod issuer;
 pub mod settings;

@@ -1,8 +1,10 @@
 //! Log events waiting for the shim, which hands them to KrakenD's logger.
 //!
-//! Rust never calls into Go: the shim pulls events with `jwka_aggregator_next_log`. The queue is
-//! bounded so a shim that stops reading cannot make the gateway grow without limit.
+//! Rust never calls into Go: the shim pulls events with `jwka_aggregator_next_log`, when the
+//! wake socket says there are some. The queue is bounded so a shim that stops reading cannot make
+//! the gateway grow without limit.
 
+use crate::wake::Wake;
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -30,6 +32,8 @@ struct Inner {
 pub struct LogQueue {
     inner: Mutex<Inner>,
     ready: Condvar,
+    /// Signalled for each event, and by whatever else the shim waits for (an awaited fetch).
+    pub wake: Wake,
 }
 
 pub enum Next {
@@ -48,6 +52,7 @@ impl LogQueue {
         g.events.push_back((level, msg));
         drop(g);
         self.ready.notify_one();
+        self.wake.signal();
     }
 
     /// Waits up to `wait` for an event. Reports events lost to the bound before the next one.
@@ -71,6 +76,7 @@ impl LogQueue {
     pub fn close(&self) {
         self.inner.lock().closed = true;
         self.ready.notify_all();
+        self.wake.signal();
     }
 }
 

@@ -98,6 +98,19 @@ pub struct SourceStats {
     pub private_stripped: AtomicU64,
 }
 
+/// How a caller waits for a fetch it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// In the call, up to its deadline (the operator's command, tests, a shim without the wake
+    /// socket).
+    Block,
+    /// Not at all: the caller is told to come back when `Wake` signals (the shim, which waits in
+    /// Go's poller instead of inside the call).
+    Pending,
+    /// Not any more: the caller's deadline has passed; what has not ended has failed to in time.
+    Expired,
+}
+
 /// What is known of a source now.
 pub struct State {
     pub set: Option<Arc<KeySet>>,
@@ -119,6 +132,8 @@ pub struct State {
     /// A fetch is queued or running; callers that need one wait for it instead of starting another.
     pub(crate) in_flight: bool,
     last_done: Option<Instant>,
+    /// Someone was told to come back when the fetch in flight ends (`Wait::Pending`).
+    awaited: bool,
     /// Last refetch caused by an unknown kid (for its cooldown).
     pub(crate) kid_refetch_at: Option<Instant>,
     /// When the timer thread has this source next (`Refresher::schedule`).
@@ -199,6 +214,7 @@ impl Source {
                 last_error_unix: 0,
                 in_flight: false,
                 last_done: None,
+                awaited: false,
                 kid_refetch_at: None,
                 scheduled: None,
                 logged: HashSet::new(),
@@ -273,6 +289,22 @@ impl Source {
                 fmt_duration(max_stale),
                 e.as_deref().unwrap_or("no fetch succeeded")
             ),
+        }
+    }
+
+    /// `wait`, as the caller asks: `None` when it must come back later (`Wait::Pending`).
+    pub fn wait_as(&self, how: Wait, start: Instant, deadline: Instant) -> Option<bool> {
+        match how {
+            Wait::Block => Some(self.wait(start, deadline)),
+            Wait::Pending => {
+                let mut st = self.state.lock();
+                if st.in_flight && st.last_done.is_none_or(|t| t < start) {
+                    st.awaited = true;
+                    return None;
+                }
+                Some(st.last_done.is_some_and(|t| t >= start))
+            }
+            Wait::Expired => Some(self.wait(start, start)),
         }
     }
 
@@ -420,6 +452,7 @@ impl Source {
         let mut st = self.state.lock();
         st.in_flight = false;
         st.last_done = Some(now);
+        let awaited = std::mem::take(&mut st.awaited);
         let due = match outcome {
             Ok((set, cache, doc)) => {
                 let ttl = freshness(s, &cache);
@@ -479,6 +512,9 @@ impl Source {
         };
         drop(st);
         self.done.notify_all();
+        if awaited {
+            f.log.wake.signal();
+        }
         due
     }
 

@@ -19,7 +19,7 @@
 use crate::issuer::{self, IssuerPattern, Refused};
 use crate::refresh::Refresher;
 use crate::settings::{fmt_duration, TenantSettings};
-use crate::source::{self, Kind, Mode, Source, SourceStats};
+use crate::source::{self, Kind, Mode, Source, SourceStats, Wait};
 use crate::verify::KeyStore;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -112,6 +112,8 @@ pub enum Lookup {
     Keys(Arc<KeyStore>, u64),
     /// A dynamic issuer whose keys cannot be had now; the reason names the issuer, never the token.
     Refused(String),
+    /// Its discovery runs: come back when the wake socket signals (`Wait::Pending` only).
+    Pending,
 }
 
 impl Tenants {
@@ -127,9 +129,14 @@ impl Tenants {
         }
     }
 
+    /// How long a request may wait for a first discovery.
+    pub fn discovery_wait(&self) -> Duration {
+        self.s.wait
+    }
+
     /// The keys for tokens of `iss`, discovering the issuer first when a pattern trusts it.
     /// Never waits for the network longer than `discovery_wait`, and only for a first discovery.
-    pub fn lookup(&self, r: &Arc<Refresher>, iss: &str) -> Lookup {
+    pub fn lookup(&self, r: &Arc<Refresher>, iss: &str, how: Wait) -> Lookup {
         if self.s.patterns.is_empty() {
             return Lookup::NotDynamic(None);
         }
@@ -156,21 +163,25 @@ impl Tenants {
         if source.state.lock().set.is_none() {
             // A discovery: start it unless it runs, and wait for it (shared with everyone who asks).
             r.start(&source, Mode::Ahead, now);
-            source.wait(now, now + self.s.wait);
+            if source.wait_as(how, now, now + self.s.wait).is_none() {
+                return Lookup::Pending;
+            }
             self.settle(r, &issuer, &source);
         }
         self.answer(r, &source)
     }
 
     /// Refetches a dynamic issuer's keys because a token named a kid they lack: at most once per
-    /// `cooldown`, waiting at most `wait`. Returns the keys afterwards.
-    pub fn refetch_unknown_kid(&self, r: &Arc<Refresher>, iss: &str, cooldown: Duration, wait: Duration) -> Option<(Arc<KeyStore>, u64)> {
-        let source = self.inner.lock().live.get(iss).cloned()?;
-        r.refetch_unknown_kid(std::slice::from_ref(&source), cooldown, wait);
-        match self.answer(r, &source) {
-            Lookup::Keys(store, generation) => Some((store, generation)),
-            _ => None,
+    /// `cooldown`, waiting at most `wait`. Returns the keys afterwards (`Lookup::Keys`),
+    /// `Lookup::Pending` while the refetch runs, or anything else when there are none.
+    pub fn refetch_unknown_kid(&self, r: &Arc<Refresher>, iss: &str, cooldown: Duration, wait: Duration, how: Wait) -> Lookup {
+        let Some(source) = self.inner.lock().live.get(iss).cloned() else {
+            return Lookup::NotDynamic(None);
+        };
+        if r.refetch_unknown_kid(std::slice::from_ref(&source), cooldown, wait, how).0.is_none() {
+            return Lookup::Pending;
         }
+        self.answer(r, &source)
     }
 
     /// A new issuer: refused when it failed recently or its pattern's budget is spent, else a

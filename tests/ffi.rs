@@ -126,3 +126,75 @@ fn serves_routes_and_logs_from_many_threads() {
     assert_eq!(waiter.join().unwrap(), JwkaStatus::Closed);
     unsafe { jwka_aggregator_free(agg) };
 }
+
+fn check(auth: *const JwkaAuth, token: &str, wait: JwkaWait) -> (JwkaAuthOutcome, String, u32) {
+    let (path, authz) = ("/p", format!("Bearer {token}"));
+    let mut out = JwkaAuthResult { outcome: JwkaAuthOutcome::Missing, reason: JwkaBuf { data: null_mut(), len: 0 }, headers: JwkaBuf { data: null_mut(), len: 0 }, wait_ms: 0 };
+    let st = unsafe { jwka_auth_check(auth, path.as_ptr(), path.len(), authz.as_ptr(), authz.len(), null(), 0, wait, &mut out, null_mut()) };
+    assert_eq!(st, JwkaStatus::Ok);
+    take(out.headers);
+    (out.outcome, take(out.reason), out.wait_ms)
+}
+
+/// Whether the wake socket became readable within `ms`; reads what it holds.
+fn woken(fd: i32, ms: i32) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    if unsafe { libc::poll(&mut p, 1, ms) } != 1 {
+        return false;
+    }
+    let mut buf = [0u8; 256];
+    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    true
+}
+
+// The shim's way of waiting: a token whose keys are being fetched is answered "pending" at once
+// (no goroutine waits inside C), the wake socket turns readable when they arrive, and asking
+// again then verifies; asking with "expired" decides with what there is.
+#[test]
+fn a_token_whose_keys_are_being_fetched_is_pending_until_the_wake_socket_says_so() {
+    let (k1, k2) = (common::Key::ed("k1"), common::Key::ed("k2"));
+    let origin = Origin::start(Reply::json(jwks(&[k1.jwk()])));
+    let (st, agg, msg) = new(format!(r#"{{"port": 9876, "origins": ["{}"]}}"#, origin.url).as_bytes());
+    assert_eq!(st, JwkaStatus::Ok, "{msg}");
+    assert_eq!(serve(agg, "/").0, 200);
+    let settings = br#"{"rules": [{"paths": ["/p"]}], "cache_size": 0, "unknown_kid_wait": "3s"}"#;
+    let mut auth = null_mut();
+    let mut err = JwkaBuf { data: null_mut(), len: 0 };
+    assert_eq!(unsafe { jwka_auth_new(agg, settings.as_ptr(), settings.len(), &mut auth, &mut err) }, JwkaStatus::Ok, "{}", take(err));
+    let fd = unsafe { jwka_aggregator_wake_fd(agg) };
+    assert!(fd >= 0);
+    woken(fd, 0);
+
+    let exp = 4_000_000_000u64;
+    assert_eq!(check(auth, &k1.sign(serde_json::json!({"exp": exp})), JwkaWait::Pending).0, JwkaAuthOutcome::Allow);
+    // k2 rotates in; the origin is slow to say so.
+    origin.set(|r| {
+        r.body = jwks(&[k1.jwk(), k2.jwk()]);
+        r.delay = std::time::Duration::from_millis(700);
+    });
+    let token = k2.sign(serde_json::json!({"exp": exp}));
+    let (outcome, _, wait_ms) = check(auth, &token, JwkaWait::Pending);
+    assert_eq!(outcome, JwkaAuthOutcome::Pending);
+    assert_eq!(wait_ms, 3000, "the request may wait unknown_kid_wait");
+    let (outcome, reason, _) = check(auth, &token, JwkaWait::Expired);
+    assert_eq!(outcome, JwkaAuthOutcome::Invalid, "a caller whose wait is over gets what there is now");
+    assert!(reason.contains("k2"), "{reason}");
+    assert_eq!(check(auth, &token, JwkaWait::Pending).0, JwkaAuthOutcome::Pending, "the refetch still runs");
+    let mut outcome = JwkaAuthOutcome::Pending;
+    for _ in 0..20 {
+        if !woken(fd, 250) {
+            continue;
+        }
+        outcome = check(auth, &token, JwkaWait::Pending).0;
+        if outcome != JwkaAuthOutcome::Pending {
+            break;
+        }
+    }
+    assert_eq!(outcome, JwkaAuthOutcome::Allow, "the rotated key, once fetched");
+    assert_eq!(origin.hits(), 2, "one start-up fetch and one refetch for the unknown kid");
+    unsafe {
+        libc::close(fd);
+        jwka_auth_free(auth);
+        jwka_aggregator_free(agg);
+    }
+}

@@ -436,6 +436,8 @@ pub fn explain(cfg: &GatewayConfig, path: Option<&str>, token: &str) -> Result<E
             Outcome::Missing => (401, "refused (401): no token".into()),
             Outcome::Invalid(why) => (401, format!("refused (401): {why}")),
             Outcome::Forbidden(why) => (403, format!("forbidden (403): {why}")),
+            // check() waits in the call: it never answers Pending.
+            Outcome::Pending { .. } => (503, "keys still being fetched".into()),
         };
         if let Some(i) = rule {
             // A token of an issuer trusted by pattern is verified with that issuer's own keys only:

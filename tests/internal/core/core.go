@@ -53,7 +53,7 @@ func (c *Core) Check(path, authorization string) int {
 	C.jwka_auth_check(c.auth,
 		(*C.uint8_t)(unsafe.Pointer(unsafe.StringData(path))), C.size_t(len(path)),
 		(*C.uint8_t)(unsafe.Pointer(unsafe.StringData(authorization))), C.size_t(len(authorization)),
-		nil, 0, &res, nil)
+		nil, 0, C.JWKA_WAIT_BLOCK, &res, nil)
 	C.jwka_buf_free(res.reason)
 	C.jwka_buf_free(res.headers)
 	return int(res.outcome)
@@ -141,7 +141,7 @@ func (c *Core) Decide(path, authorization, cookies string) (outcome int, reason,
 	pp, pl := str(path)
 	ap, al := str(authorization)
 	cp, cl := str(cookies)
-	C.jwka_auth_check(c.auth, pp, pl, ap, al, cp, cl, &res, nil)
+	C.jwka_auth_check(c.auth, pp, pl, ap, al, cp, cl, C.JWKA_WAIT_BLOCK, &res, nil)
 	take := func(b C.JwkaBuf) string {
 		defer C.jwka_buf_free(b)
 		if b.data == nil {
