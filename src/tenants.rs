@@ -148,13 +148,14 @@ impl Tenants {
             }
         };
         let now = Instant::now();
-        let source = {
+        let (source, live) = {
             let mut inner = self.inner.lock();
             self.sweep(&mut inner, r, now);
-            match inner.live.get(&issuer).or_else(|| inner.pending.get(&issuer).map(|p| &p.source)) {
-                Some(s) => s.clone(),
-                None => match self.first_sight(&mut inner, pattern, &issuer, now) {
-                    Ok(s) => s,
+            match (inner.live.get(&issuer), inner.pending.get(&issuer)) {
+                (Some(s), _) => (s.clone(), true),
+                (None, Some(p)) => (p.source.clone(), false),
+                (None, None) => match self.first_sight(&mut inner, pattern, &issuer, now) {
+                    Ok(s) => (s, false),
                     Err(why) => return Lookup::Refused(why),
                 },
             }
@@ -166,6 +167,10 @@ impl Tenants {
             if source.wait_as(how, now, now + self.s.wait).is_none() {
                 return Lookup::Pending;
             }
+        }
+        if !live {
+            // Its discovery has ended (or timed out): live or failed from now on, so that what
+            // needs a live issuer (an unknown kid's refetch) finds it.
             self.settle(r, &issuer, &source);
         }
         self.answer(r, &source)

@@ -320,3 +320,34 @@ fn failing_discoveries_evict_no_real_tenant() {
     }
     assert_eq!(realms.hits(), hits, "the real tenants were still live: no rediscovery");
 }
+
+/// The shim's way of waiting (`Wait::Pending`): a new tenant and a rotated key are each answered
+/// "pending" while their fetch runs, then verified.
+#[test]
+fn a_pending_discovery_and_a_pending_rotation_end_in_the_new_keys() {
+    use jwk_aggregator::source::Wait;
+    let realms = Realms::start();
+    let (_agg, auth) = setup(&realms, json!({}));
+    let (k1, k2) = (Key::ed("k1"), Key::ed("k2"));
+    realms.create("acme", k1.jwk());
+    let pending = |token: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut answers = Vec::new();
+        loop {
+            let (o, _) = auth.check_with_claims("/t/x", &format!("Bearer {token}"), "", false, Wait::Pending);
+            let done = !matches!(o, Outcome::Pending { .. }) || Instant::now() > deadline;
+            answers.push(o);
+            if done {
+                return answers;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let first = pending(&token(&k1, &realms.issuer("acme")));
+    assert!(matches!(first[0], Outcome::Pending { wait } if wait == Duration::from_secs(2)), "{first:?}");
+    assert!(matches!(first.last().unwrap(), Outcome::Allow(_)), "{first:?}");
+    realms.create("acme", k2.jwk());
+    let rotated = pending(&token(&k2, &realms.issuer("acme")));
+    assert!(matches!(rotated[0], Outcome::Pending { .. }), "{rotated:?}");
+    assert!(matches!(rotated.last().unwrap(), Outcome::Allow(_)), "{rotated:?}");
+}
