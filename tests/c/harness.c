@@ -4,9 +4,12 @@
  *
  *   harness <origin URL serving fixture-jwks.json> <token signed by that key>
  */
+#define _POSIX_C_SOURCE 200809L
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "jwk_aggregator.h"
 
 static int failures = 0, checks = 0;
@@ -41,11 +44,12 @@ static uint16_t serve(const JwkaAggregator *agg, const char *path) {
   return resp.status;
 }
 
-static JwkaAuthOutcome check(const JwkaAuth *auth, const char *path, const char *authz, const char *cookie, int want_claims) {
+static JwkaAuthOutcome check_as(const JwkaAuth *auth, const char *path, const char *authz, const char *cookie, int want_claims,
+                                JwkaWait wait) {
   JwkaAuthResult res;
   JwkaBuf claims = {0};
   JwkaStatus st = jwka_auth_check(auth, u8(path), strlen(path), authz ? u8(authz) : NULL, authz ? strlen(authz) : 0,
-                                  cookie ? u8(cookie) : NULL, cookie ? strlen(cookie) : 0, &res,
+                                  cookie ? u8(cookie) : NULL, cookie ? strlen(cookie) : 0, wait, &res,
                                   want_claims ? &claims : NULL);
   EXPECT(st == JWKA_STATUS_OK, "auth check status");
   if (want_claims && res.outcome == JWKA_AUTH_OUTCOME_ALLOW) EXPECT(claims.len > 0, "claims returned");
@@ -53,6 +57,10 @@ static JwkaAuthOutcome check(const JwkaAuth *auth, const char *path, const char 
   jwka_buf_free(res.headers);
   jwka_buf_free(claims);
   return res.outcome;
+}
+
+static JwkaAuthOutcome check(const JwkaAuth *auth, const char *path, const char *authz, const char *cookie, int want_claims) {
+  return check_as(auth, path, authz, cookie, want_claims, JWKA_WAIT_BLOCK);
 }
 
 int main(int argc, char **argv) {
@@ -133,8 +141,22 @@ int main(int argc, char **argv) {
   char forged[4096];
   snprintf(forged, sizeof forged, "Bearer %sA", token);
   EXPECT(check(auth, "/api/1", forged, NULL, 1) == JWKA_AUTH_OUTCOME_INVALID, "bad signature");
-  /* Unknown kid: header {"alg":"EdDSA","kid":"nobody"} triggers a bounded refetch. */
-  EXPECT(check(auth, "/api/1", "Bearer eyJhbGciOiJFZERTQSIsImtpZCI6Im5vYm9keSJ9.e30.AAAA", NULL, 1) == JWKA_AUTH_OUTCOME_INVALID, "unknown kid");
+  /* Unknown kid: header {"alg":"EdDSA","kid":"nobody"} triggers a bounded refetch. Asked the
+     shim's way it is PENDING while the refetch runs (or already refused, if it was that fast),
+     the wake socket turns readable when it ends, and EXPIRED decides with what there is. */
+  const char *nobody = "Bearer eyJhbGciOiJFZERTQSIsImtpZCI6Im5vYm9keSJ9.e30.AAAA";
+  int fd = jwka_aggregator_wake_fd(agg);
+  EXPECT(fd >= 0, "wake socket");
+  EXPECT(jwka_aggregator_wake_fd(NULL) == -1, "wake socket of null");
+  JwkaAuthOutcome o = check_as(auth, "/api/1", nobody, NULL, 0, JWKA_WAIT_PENDING);
+  EXPECT(o == JWKA_AUTH_OUTCOME_PENDING || o == JWKA_AUTH_OUTCOME_INVALID, "unknown kid, pending");
+  if (o == JWKA_AUTH_OUTCOME_PENDING) {
+    struct pollfd p = {fd, POLLIN, 0};
+    EXPECT(poll(&p, 1, 10000) == 1, "woken when the refetch ends");
+  }
+  EXPECT(check_as(auth, "/api/1", nobody, NULL, 0, JWKA_WAIT_EXPIRED) == JWKA_AUTH_OUTCOME_INVALID, "unknown kid, expired");
+  close(fd);
+  EXPECT(check(auth, "/api/1", nobody, NULL, 1) == JWKA_AUTH_OUTCOME_INVALID, "unknown kid");
   char *huge = malloc(70000);
   memset(huge, 'A', 69999);
   huge[69999] = 0;
@@ -142,7 +164,7 @@ int main(int argc, char **argv) {
   EXPECT(check(auth, "/api/1", huge, NULL, 1) == JWKA_AUTH_OUTCOME_INVALID, "oversized token");
   free(huge);
   JwkaAuthResult res;
-  EXPECT(jwka_auth_check(NULL, NULL, 0, NULL, 0, NULL, 0, &res, NULL) == JWKA_STATUS_NULL_ARGUMENT, "check null");
+  EXPECT(jwka_auth_check(NULL, NULL, 0, NULL, 0, NULL, 0, JWKA_WAIT_BLOCK, &res, NULL) == JWKA_STATUS_NULL_ARGUMENT, "check null");
 
   /* Logs: drain, then close wakes and ends. */
   int events = 0;
