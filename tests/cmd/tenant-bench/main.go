@@ -205,7 +205,7 @@ func main() {
 	}
 	// Fetch workers leave after 30 s without work: the threads that stay.
 	time.Sleep(35 * time.Second)
-	threadsSettled := g.Status("Threads")
+	threadsSettled, settledNames := g.Status("Threads"), g.Threads()
 	g.Stop()
 
 	// Refresh load: 1,000 tenants at a 10 s freshness, provider requests counted over 40 s.
@@ -223,7 +223,7 @@ func main() {
 	fmt.Printf("| dynamic issuers, %d tenants | figure |\n| --- | --- |\n", *n)
 	fmt.Printf("| first sights, 16 clients | %d in %.1f s: %.0f discoveries/s |\n", *n, took.Seconds(), float64(*n)/took.Seconds())
 	fmt.Printf("| gateway anonymous memory, before / after | %s / %s: %.1f KB per idle issuer |\n", kb(anonBefore), kb(anonAfter), float64(anonAfter-anonBefore)/float64(*n))
-	fmt.Printf("| gateway threads, before / 2 s after / once fetch workers idled 35 s | %d / %d / %d |\n", threadsBefore, threadsAfter, threadsSettled)
+	fmt.Printf("| gateway threads, before / 2 s after / once fetch workers idled 35 s | %d / %d / %d (%s) |\n", threadsBefore, threadsAfter, threadsSettled, settledNames)
 	fmt.Printf("| known tenant, no other traffic (5 × 1,000 requests): p50 / p99 | %.0f µs / %.0f µs |\n", us(p50), us(p99))
 	fmt.Printf("| known tenant, about 100 new tenants/s arriving (alternated with the row above): p50 / p99 | %.0f µs / %.0f µs (p99 ratio %.2f) |\n",
 		us(p50a), us(p99a), float64(p99a)/float64(p99))

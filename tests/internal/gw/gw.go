@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,6 +100,28 @@ func (g *Gateway) Status(field string) int {
 	}
 	Die("no %s in /proc status", field)
 	return 0
+}
+
+// Threads counts the gateway's threads by name: Go's own carry the program's name, the plugin's
+// Rust threads theirs (jwka-fetch, jwka-refresh, reqwest's runtime).
+func (g *Gateway) Threads() string {
+	dirs, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/comm", g.cmd.Process.Pid))
+	count := map[string]int{}
+	for _, d := range dirs {
+		if raw, err := os.ReadFile(d); err == nil {
+			count[strings.TrimSpace(string(raw))]++
+		}
+	}
+	names := make([]string, 0, len(count))
+	for n := range count {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %d", n, count[n])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // URL is the gateway's address for path.
