@@ -56,16 +56,19 @@ typedef enum JwkaLogLevel {
 } JwkaLogLevel;
 
 /*
- How `jwka_auth_check` waits for keys being fetched (a first discovery, an unknown kid's refetch).
+ How a caller waits for keys being fetched (a first discovery, an unknown kid's refetch);
+ `jwka_auth_check` takes it.
  */
 typedef enum JwkaWait {
   /*
-   Inside the call, up to `discovery_wait` or `unknown_kid_wait`.
+   Inside the call, up to `discovery_wait` or `unknown_kid_wait` (the operator's command,
+   tests, a shim without the wake socket).
    */
   JWKA_WAIT_BLOCK = 0,
   /*
-   Not at all: answer `JWKA_AUTH_OUTCOME_PENDING` instead. Go should wait in its poller, not
-   in a C call: a goroutine blocked in C keeps its scheduler slot for up to about 10 ms.
+   Not at all: answer `JWKA_AUTH_OUTCOME_PENDING` instead, and come back when the wake socket
+   signals. Go should wait in its poller, not in a C call: a goroutine blocked in C keeps its
+   scheduler slot for up to about 10 ms.
    */
   JWKA_WAIT_PENDING = 1,
   /*

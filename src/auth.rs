@@ -5,7 +5,7 @@
 
 use crate::aggregator::Core;
 use crate::policy::{self, AuthSettings, Deny, Rule};
-use crate::source::Wait;
+use crate::source::JwkaWait;
 use crate::tenants::Lookup;
 use crate::verify::{self, Invalid, KeyStore, Verified};
 use parking_lot::Mutex;
@@ -29,7 +29,7 @@ pub enum Outcome {
     /// Good token without the required roles or scopes: 403.
     Forbidden(String),
     /// Its keys are being fetched: ask again when the wake socket signals, or with
-    /// `Wait::Expired` once `wait` has passed (`Wait::Pending` only).
+    /// `JwkaWait::Expired` once `wait` has passed (`JwkaWait::Pending` only).
     Pending { wait: std::time::Duration },
 }
 
@@ -112,11 +112,11 @@ impl Auth {
 
     /// Decides one request. `authorization` and `cookies` are the raw header values ("" if absent).
     pub fn check(&self, path: &str, authorization: &str, cookies: &str) -> Outcome {
-        self.check_with_claims(path, authorization, cookies, false, Wait::Block).0
+        self.check_with_claims(path, authorization, cookies, false, JwkaWait::Block).0
     }
 
     /// Like `check`, also returning the claims of a verified token when `want_claims`, and
-    /// waiting for the network as `how` says (the shim: `Wait::Pending`). When
+    /// waiting for the network as `how` says (the shim: `JwkaWait::Pending`). When
     /// several rules cover the path (`AuthSettings::rules_for`), each must allow the request;
     /// the first that does not decides the answer.
     pub fn check_with_claims(
@@ -125,7 +125,7 @@ impl Auth {
         authorization: &str,
         cookies: &str,
         want_claims: bool,
-        how: Wait,
+        how: JwkaWait,
     ) -> (Outcome, Option<Arc<Map<String, Value>>>) {
         let rules = self.settings.rules_for(path);
         if rules.is_empty() {
@@ -145,7 +145,7 @@ impl Auth {
         (Outcome::Allow(headers), claims)
     }
 
-    fn check_rule(&self, rule: &Rule, authorization: &str, cookies: &str, want_claims: bool, how: Wait) -> (Outcome, Option<Arc<Map<String, Value>>>) {
+    fn check_rule(&self, rule: &Rule, authorization: &str, cookies: &str, want_claims: bool, how: JwkaWait) -> (Outcome, Option<Arc<Map<String, Value>>>) {
         let stats = &self.core.auth_stats;
         let token = match policy::extract(authorization, cookies, &rule.cookie_key) {
             Ok(Some(token)) => token,
@@ -186,7 +186,7 @@ impl Auth {
     }
 
     /// A token whose signature checks out, from the cache or verified now.
-    fn verified(&self, token: &str, rule: &Rule, now: f64, how: Wait) -> Result<Verified, Unverified> {
+    fn verified(&self, token: &str, rule: &Rule, now: f64, how: JwkaWait) -> Result<Verified, Unverified> {
         let (generation, store) = self.core.key_store();
         if let Some(v) = self.cached(token, generation, now, how)? {
             // The cache is shared by every rule: this rule's algorithms and issuer binding still apply.
@@ -239,7 +239,7 @@ impl Auth {
 
     /// Verifies a token of a dynamic issuer with that issuer's keys alone.
     #[allow(clippy::too_many_arguments)]
-    fn verify_dynamic(&self, token: &str, rule: &Rule, parsed: verify::Parsed<'_>, iss: &str, store: Arc<KeyStore>, generation: u64, how: Wait) -> Result<Verified, Unverified> {
+    fn verify_dynamic(&self, token: &str, rule: &Rule, parsed: verify::Parsed<'_>, iss: &str, store: Arc<KeyStore>, generation: u64, how: JwkaWait) -> Result<Verified, Unverified> {
         let s = &self.settings;
         let kid = parsed.kid.clone();
         let (generation, result) = match store.verify(parsed, &|_| true) {
@@ -279,7 +279,7 @@ impl Auth {
     }
 
     /// A cached verification, if the keys that made it are still the ones in use.
-    fn cached(&self, token: &str, generation: u64, now: f64, how: Wait) -> Result<Option<Verified>, Unverified> {
+    fn cached(&self, token: &str, generation: u64, now: f64, how: JwkaWait) -> Result<Option<Verified>, Unverified> {
         let (dynamic, entry_generation, verified) = {
             let mut c = self.cache.lock();
             match c.map.get(token) {

@@ -11,7 +11,7 @@
 use crate::aggregator::{Aggregator, HttpResponse};
 use crate::settings::Settings;
 use crate::log::{JwkaLogLevel, Next};
-use crate::source::Wait;
+pub use crate::source::JwkaWait; // part of the C API, defined where it is used
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
@@ -325,19 +325,6 @@ pub enum JwkaAuthOutcome {
     Pending = 5,
 }
 
-/// How `jwka_auth_check` waits for keys being fetched (a first discovery, an unknown kid's refetch).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwkaWait {
-    /// Inside the call, up to `discovery_wait` or `unknown_kid_wait`.
-    Block = 0,
-    /// Not at all: answer `JWKA_AUTH_OUTCOME_PENDING` instead. Go should wait in its poller, not
-    /// in a C call: a goroutine blocked in C keeps its scheduler slot for up to about 10 ms.
-    Pending = 1,
-    /// Not any more: the caller's wait is over; keys still being fetched were not had in time.
-    Expired = 2,
-}
-
 /// The decision on one request. Free both buffers with `jwka_buf_free`.
 #[repr(C)]
 #[derive(Debug)]
@@ -436,12 +423,7 @@ pub unsafe extern "C" fn jwka_auth_check(
             return JwkaStatus::NullArgument;
         };
         let (path, authz, cookies_s) = (text(path, path_len), text(authorization, authorization_len), text(cookies, cookies_len));
-        let how = match wait {
-            JwkaWait::Block => Wait::Block,
-            JwkaWait::Pending => Wait::Pending,
-            JwkaWait::Expired => Wait::Expired,
-        };
-        let (outcome, verified) = auth.inner.check_with_claims(&path, &authz, &cookies_s, !claims.is_null(), how);
+        let (outcome, verified) = auth.inner.check_with_claims(&path, &authz, &cookies_s, !claims.is_null(), wait);
         let mut wait_ms = 0;
         if let Some(c) = verified {
             put(claims, JwkaBuf::from_vec(serde_json::to_vec(&*c).unwrap_or_default()));

@@ -98,17 +98,20 @@ pub struct SourceStats {
     pub private_stripped: AtomicU64,
 }
 
-/// How a caller waits for a fetch it needs.
+/// How a caller waits for keys being fetched (a first discovery, an unknown kid's refetch);
+/// `jwka_auth_check` takes it.
+#[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wait {
-    /// In the call, up to its deadline (the operator's command, tests, a shim without the wake
-    /// socket).
-    Block,
-    /// Not at all: the caller is told to come back when `Wake` signals (the shim, which waits in
-    /// Go's poller instead of inside the call).
-    Pending,
-    /// Not any more: the caller's deadline has passed; what has not ended has failed to in time.
-    Expired,
+pub enum JwkaWait {
+    /// Inside the call, up to `discovery_wait` or `unknown_kid_wait` (the operator's command,
+    /// tests, a shim without the wake socket).
+    Block = 0,
+    /// Not at all: answer `JWKA_AUTH_OUTCOME_PENDING` instead, and come back when the wake socket
+    /// signals. Go should wait in its poller, not in a C call: a goroutine blocked in C keeps its
+    /// scheduler slot for up to about 10 ms.
+    Pending = 1,
+    /// Not any more: the caller's wait is over; keys still being fetched were not had in time.
+    Expired = 2,
 }
 
 /// What is known of a source now.
@@ -132,7 +135,7 @@ pub struct State {
     /// A fetch is queued or running; callers that need one wait for it instead of starting another.
     pub(crate) in_flight: bool,
     last_done: Option<Instant>,
-    /// Someone was told to come back when the fetch in flight ends (`Wait::Pending`).
+    /// Someone was told to come back when the fetch in flight ends (`JwkaWait::Pending`).
     awaited: bool,
     /// Last refetch caused by an unknown kid (for its cooldown).
     pub(crate) kid_refetch_at: Option<Instant>,
@@ -292,11 +295,11 @@ impl Source {
         }
     }
 
-    /// `wait`, as the caller asks: `None` when it must come back later (`Wait::Pending`).
-    pub fn wait_as(&self, how: Wait, start: Instant, deadline: Instant) -> Option<bool> {
+    /// `wait`, as the caller asks: `None` when it must come back later (`JwkaWait::Pending`).
+    pub fn wait_as(&self, how: JwkaWait, start: Instant, deadline: Instant) -> Option<bool> {
         match how {
-            Wait::Block => Some(self.wait(start, deadline)),
-            Wait::Pending => {
+            JwkaWait::Block => Some(self.wait(start, deadline)),
+            JwkaWait::Pending => {
                 let mut st = self.state.lock();
                 if st.in_flight && st.last_done.is_none_or(|t| t < start) {
                     st.awaited = true;
@@ -304,7 +307,7 @@ impl Source {
                 }
                 Some(st.last_done.is_some_and(|t| t >= start))
             }
-            Wait::Expired => Some(self.wait(start, start)),
+            JwkaWait::Expired => Some(self.wait(start, start)),
         }
     }
 

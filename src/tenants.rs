@@ -19,7 +19,7 @@
 use crate::issuer::{self, IssuerPattern, Refused};
 use crate::refresh::Refresher;
 use crate::settings::{fmt_duration, TenantSettings};
-use crate::source::{self, Kind, Mode, Source, SourceStats, Wait};
+use crate::source::{self, Kind, Mode, Source, SourceStats, JwkaWait};
 use crate::verify::KeyStore;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -112,7 +112,7 @@ pub enum Lookup {
     Keys(Arc<KeyStore>, u64),
     /// A dynamic issuer whose keys cannot be had now; the reason names the issuer, never the token.
     Refused(String),
-    /// Its discovery runs: come back when the wake socket signals (`Wait::Pending` only).
+    /// Its discovery runs: come back when the wake socket signals (`JwkaWait::Pending` only).
     Pending,
 }
 
@@ -136,7 +136,7 @@ impl Tenants {
 
     /// The keys for tokens of `iss`, discovering the issuer first when a pattern trusts it.
     /// Never waits for the network longer than `discovery_wait`, and only for a first discovery.
-    pub fn lookup(&self, r: &Arc<Refresher>, iss: &str, how: Wait) -> Lookup {
+    pub fn lookup(&self, r: &Arc<Refresher>, iss: &str, how: JwkaWait) -> Lookup {
         if self.s.patterns.is_empty() {
             return Lookup::NotDynamic(None);
         }
@@ -179,7 +179,7 @@ impl Tenants {
     /// Refetches a dynamic issuer's keys because a token named a kid they lack: at most once per
     /// `cooldown`, waiting at most `wait`. Returns the keys afterwards (`Lookup::Keys`),
     /// `Lookup::Pending` while the refetch runs, or anything else when there are none.
-    pub fn refetch_unknown_kid(&self, r: &Arc<Refresher>, iss: &str, cooldown: Duration, wait: Duration, how: Wait) -> Lookup {
+    pub fn refetch_unknown_kid(&self, r: &Arc<Refresher>, iss: &str, cooldown: Duration, wait: Duration, how: JwkaWait) -> Lookup {
         let Some(source) = self.inner.lock().live.get(iss).cloned() else {
             return Lookup::NotDynamic(None);
         };

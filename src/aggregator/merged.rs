@@ -3,7 +3,7 @@
 //! the refetch of origins that a token with an unknown kid causes.
 
 use super::{Core, HttpResponse};
-use crate::source::{KeySet, Mode, Source, Wait};
+use crate::source::{KeySet, Mode, Source, JwkaWait};
 use crate::keyset::{self, Collision, Merged};
 use crate::log::JwkaLogLevel;
 use crate::verify::KeyStore;
@@ -130,8 +130,8 @@ impl Core {
 
     /// A token carried a kid no key has: refetch the given origins, each at most once per
     /// `cooldown`, waiting at most `wait` (`Refresher::refetch_unknown_kid`). Returns whether a
-    /// refetch ended in time (`None`: one still runs, see `Wait::Pending`).
-    pub fn refetch_unknown_kid(&self, origins: &[usize], cooldown: Duration, wait: Duration, how: Wait) -> Option<bool> {
+    /// refetch ended in time (`None`: one still runs, see `JwkaWait::Pending`).
+    pub fn refetch_unknown_kid(&self, origins: &[usize], cooldown: Duration, wait: Duration, how: JwkaWait) -> Option<bool> {
         let sources: Vec<Arc<Source>> = origins.iter().filter_map(|&i| self.origins.get(i).cloned()).collect();
         let (done, started) = self.refresher.refetch_unknown_kid(&sources, cooldown, wait, how);
         self.auth_stats.unknown_kid_refetches.fetch_add(started as u64, Relaxed);
