@@ -209,7 +209,7 @@ impl Auth {
                     match self.core.tenants().lookup(self.core.refresher(), iss, how) {
                         Lookup::Keys(store, gen) => return self.verify_dynamic(token, rule, parsed, iss, store, gen, how),
                         Lookup::Refused(why) => return Err(Invalid::DynamicIssuer(why).into()),
-                        Lookup::Pending => return Err(Unverified::Pending(self.core.tenants().discovery_wait())),
+                        Lookup::Pending(wait) => return Err(Unverified::Pending(wait)),
                         Lookup::NotDynamic(_) => {}
                     }
                 }
@@ -249,7 +249,7 @@ impl Auth {
                         let parsed = verify::parse(token.as_bytes(), s.max_token_bytes, &rule.algs)?;
                         (generation, store.verify(parsed, &|_| true))
                     }
-                    Lookup::Pending => return Err(Unverified::Pending(s.unknown_kid_wait)),
+                    Lookup::Pending(wait) => return Err(Unverified::Pending(wait)),
                     _ => (generation, Err(Invalid::UnknownKid(kid.unwrap_or_default()))),
                 }
             }
@@ -298,7 +298,7 @@ impl Auth {
             // A dynamic issuer's keys may have changed, expired or been evicted since.
             Some(iss) => match self.core.tenants().lookup(self.core.refresher(), &iss, how) {
                 Lookup::Keys(_, g) if g == entry_generation => Ok(Some(verified)),
-                Lookup::Pending => Err(Unverified::Pending(self.core.tenants().discovery_wait())),
+                Lookup::Pending(wait) => Err(Unverified::Pending(wait)),
                 _ => {
                     self.cache.lock().remove(token);
                     Ok(None)

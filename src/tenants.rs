@@ -112,8 +112,9 @@ pub enum Lookup {
     Keys(Arc<KeyStore>, u64),
     /// A dynamic issuer whose keys cannot be had now; the reason names the issuer, never the token.
     Refused(String),
-    /// Its discovery runs: come back when the wake socket signals (`JwkaWait::Pending` only).
-    Pending,
+    /// Its fetch runs: come back when the wake socket signals, within this wait
+    /// (`JwkaWait::Pending` only).
+    Pending(Duration),
 }
 
 impl Tenants {
@@ -127,11 +128,6 @@ impl Tenants {
             stats: TenantStats::default(),
             fetches: Arc::default(),
         }
-    }
-
-    /// How long a request may wait for a first discovery.
-    pub fn discovery_wait(&self) -> Duration {
-        self.s.wait
     }
 
     /// The keys for tokens of `iss`, discovering the issuer first when a pattern trusts it.
@@ -165,7 +161,7 @@ impl Tenants {
             // A discovery: start it unless it runs, and wait for it (shared with everyone who asks).
             r.start(&source, Mode::Ahead, now);
             if source.wait_as(how, now, now + self.s.wait).is_none() {
-                return Lookup::Pending;
+                return Lookup::Pending(self.s.wait);
             }
         }
         if !live {
@@ -184,7 +180,7 @@ impl Tenants {
             return Lookup::NotDynamic(None);
         };
         if r.refetch_unknown_kid(std::slice::from_ref(&source), cooldown, wait, how).0.is_none() {
-            return Lookup::Pending;
+            return Lookup::Pending(wait);
         }
         self.answer(r, &source)
     }
