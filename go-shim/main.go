@@ -166,24 +166,20 @@ type aggregator struct {
 	// poll says requests may be told to come back: the wake socket works.
 	poll atomic.Bool
 	// news is closed, and replaced, whenever the wake socket has had a byte: requests told to
-	// come back (JWKA_AUTH_OUTCOME_PENDING) wait on it.
-	newsMu sync.Mutex
-	news   chan struct{}
+	// come back (JWKA_AUTH_OUTCOME_PENDING) wait on it. Read by every request: no lock.
+	news atomic.Pointer[chan struct{}]
 }
 
 // nextNews is the channel closed at the next wake-up. Take it before asking the core, so that a
 // wake-up between the answer and the wait is not missed.
 func (a *aggregator) nextNews() <-chan struct{} {
-	a.newsMu.Lock()
-	defer a.newsMu.Unlock()
-	return a.news
+	return *a.news.Load()
 }
 
+// broadcast wakes every request waiting for news (only pumpLogs calls it).
 func (a *aggregator) broadcast() {
-	a.newsMu.Lock()
-	close(a.news)
-	a.news = make(chan struct{})
-	a.newsMu.Unlock()
+	next := make(chan struct{})
+	close(*a.news.Swap(&next))
 }
 
 func start(ctx context.Context, settings []byte) (*aggregator, error) {
@@ -306,7 +302,9 @@ func newAggregator(settings []byte) (*aggregator, error) {
 	if err := settingsError(status, errBuf); err != nil {
 		return nil, err
 	}
-	a := &aggregator{handle: handle, news: make(chan struct{})}
+	a := &aggregator{handle: handle}
+	news := make(chan struct{})
+	a.news.Store(&news)
 	if fd := int(C.jwka_aggregator_wake_fd(handle)); fd >= 0 {
 		// Non-blocking, so os.NewFile puts it in Go's poller.
 		a.wake = os.NewFile(uintptr(fd), "jwk-aggregator wake socket")
