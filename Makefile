@@ -109,16 +109,21 @@ HEADER   := include/jwk_aggregator.h
 # One folder per build variant, so that switching Go release or libc never reuses a stale plugin.
 VARIANT    := go$(GO_VERSION)-$(LIBC)-$(ARCH)$(GO_LEVEL)$(if $(filter 1,$(TRIMPATH)),-trimpath)$(if $(GO_TAGS),-tags-$(subst $(comma),-,$(GO_TAGS)))
 comma      := ,
+space      := $(subst ,, )
 PLUGIN_OUT := build/$(VARIANT)/jwk-aggregator.so
 # The file users take; `make check-plugin PLUGIN=...` names another.
 PLUGIN     ?= build/jwk-aggregator.so
 RUST_SRC := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 SHIM_SRC := $(wildcard go-shim/*.go) go-shim/go.mod
 
-# The development gateway: the official release KRAKEND_VERSION, built like the official one.
-DEV_KRAKEND := bin/krakend
+# Tools, identity providers and development gateways are kept in a cache outside the repository,
+# so that `make clean` and fresh clones (CI) reuse them.
+TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/jwk-aggregator
+# The development gateways: the official release KRAKEND_VERSION for LIBC, built like the official
+# one (`make krakend`), one folder per release, Go, libc and CPU.
+DEV_KRAKEND ?= $(TOOLS_CACHE)/krakend/$(KRAKEND_VERSION)-go$(GO_VERSION)-$(LIBC)-$(HOST_ARCH)/krakend
 # A gateway built elsewhere can be named instead: make test KRAKEND_BIN=/path/krakend
-KRAKEND_BIN ?= $(CURDIR)/$(DEV_KRAKEND)
+KRAKEND_BIN ?= $(DEV_KRAKEND)
 # A gateway for another CPU runs under user-mode emulation: KRAKEND_EXEC is the command put in front
 # of it. By default, for an arm64 gateway on an amd64 machine, Debian's qemu-aarch64 (qemu-user)
 # with the aarch64 glibc of the cross compiler as its sysroot (a musl gateway finds musl's loader,
@@ -127,11 +132,19 @@ KRAKEND_BIN ?= $(CURDIR)/$(DEV_KRAKEND)
 # starts build/krakend-exec, a two-line wrapper written from both.
 KRAKEND_EXEC ?= $(if $(CROSS),qemu-$(CPU) -L /usr/$(CPU)-linux-gnu)
 RUN_KRAKEND  := $(if $(KRAKEND_EXEC),$(CURDIR)/build/krakend-exec,$(KRAKEND_BIN))
-KRAKEND_MODULE  := github.com/krakend/krakend-ce/v2/cmd/krakend-ce@v$(KRAKEND_VERSION)
+# KrakenD CE's module: github.com/krakend/... from 2.12 on, github.com/krakendio/... before (tried
+# in that order; the other is the fallback).
+KRAKEND_ORGS = $(if $(filter 2.12.0,$(firstword $(shell printf '%s\n' 2.12.0 $(KRAKEND_VERSION) | sort -V))),krakend krakendio,krakendio krakend)
+# The Go module proxy here refuses KrakenD's own modules; ../shared/goproxy, beside the clone, holds
+# them at their go.sum hashes and is put in front of the default proxy when it is there. The
+# checksum database does not know them; each is still checked against krakend-ce's go.sum.
+KRAKEND_GOPROXY ?= $(abspath $(CURDIR)/../shared/goproxy)
+KRAKEND_GOENV   := $(if $(wildcard $(KRAKEND_GOPROXY)/github.com),GOPROXY="file://$(KRAKEND_GOPROXY)$(comma)$$($(GO) env GOPROXY)" \
+	GONOSUMDB=github.com/krakend$(comma)github.com/krakendio$(comma)github.com/luraproject)
 # What the official Makefile stamps into KrakenD (its find_glibc.sh computes the libc string).
 OS_RELEASE = $$(. /etc/os-release; echo "$$ID-$$VERSION_ID")
 LIBC_STRING = $(if $(filter musl,$(LIBC)),MUSL-$$(/lib/ld-musl-x86_64.so.1 2>&1 | awk '/^Version/{print $$2}'),GLIBC-$$(ldd --version 2>&1 | awk '/^ldd/{print $$NF}'))_($(OS_RELEASE))
-KRAKEND_LDFLAGS = -X github.com/krakend/krakend-ce/v2/pkg.Version=$(KRAKEND_VERSION) \
+KRAKEND_LDFLAGS = -X github.com/$$org/krakend-ce/v2/pkg.Version=$(KRAKEND_VERSION) \
 	-X github.com/luraproject/lura/v2/core.KrakendVersion=$(KRAKEND_VERSION) \
 	-X github.com/luraproject/lura/v2/core.GlibcVersion=$(LIBC_STRING)
 
@@ -144,7 +157,7 @@ SHIM_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum $(RUST_LIB) 2
 SHIM_TEST_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum target/release/libjwk_aggregator.a 2>/dev/null | cut -c1-16)" \
 	CGO_LDFLAGS="$(CURDIR)/target/release/libjwk_aggregator.a"
 
-.PHONY: build bench fuzz fuzz-tools asan load memcheck soak header plugin krakend krakend-status run test test-rust test-shim test-gateway test-build test-cli test-dist check-dist check-symbols check-release check-plugin krakend-exec install dist dist-one releases dist-version sbom test-sbom lint-workflows toolchain toolchains musl-toolchain tools clean test-all test-realidp
+.PHONY: test-gateways test-releases build bench fuzz fuzz-tools asan load memcheck soak header plugin krakend krakend-status run test test-rust test-shim test-gateway test-build test-cli test-dist check-dist check-symbols check-release check-plugin krakend-exec install dist dist-one releases dist-version sbom test-sbom lint-workflows toolchain toolchains musl-toolchain tools clean test-all test-realidp
 
 # The plugin for KRAKEND_VERSION and LIBC (or for KRAKEND), copied to build/jwk-aggregator.so, and
 # the operator's command build/jwk-aggregator with the plugin-check it uses.
@@ -311,7 +324,6 @@ check-dist: build/plugin-check
 # worktrees do not rebuild them and `make test` stays fast: actionlint (GitHub workflows),
 # cyclonedx-gomod and cargo-cyclonedx (SBOMs, both maintained by CycloneDX), and CycloneDX's
 # cyclonedx-python-lib, whose bundled schemas validate the SBOMs.
-TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/jwk-aggregator
 ACTIONLINT_VERSION      := v1.7.12
 CYCLONEDX_GOMOD_VERSION := v1.10.0
 CARGO_CYCLONEDX_VERSION := 0.5.9
@@ -367,9 +379,9 @@ lint-workflows: | $(ACTIONLINT)
 	$(ACTIONLINT) .github/workflows/*.yml
 
 # The development gateway: KrakenD CE KRAKEND_VERSION from its Go module, built like the official
-# release (its Go, cgo, no -trimpath, the same -X stamps) for LIBC. An existing bin/krakend of that
-# KrakenD version, Go version and libc is reused; anything else is rebuilt, saying what differed.
-# KrakenD prints its version lines on stderr.
+# release (its Go, cgo, no -trimpath, the same -X stamps) for LIBC, into DEV_KRAKEND. An existing one
+# of that KrakenD version, Go version and libc is reused; anything else is rebuilt, saying what
+# differed. KrakenD prints its version lines on stderr.
 krakend-status:
 	@[ -x "$(DEV_KRAKEND)" ] || { echo "$(DEV_KRAKEND): not there"; exit 1; }; \
 	out=$$("$(DEV_KRAKEND)" version 2>&1); \
@@ -385,17 +397,20 @@ krakend-status:
 
 krakend: | tools check-release
 	@[ -z "$(CROSS)" ] || { echo "ERROR: the development gateway is built for this machine ($(HOST_ARCH)) only; for ARCH=$(ARCH) pass a KrakenD built for it: KRAKEND_BIN=/path/to/krakend (run under KRAKEND_EXEC=\"$(KRAKEND_EXEC)\")"; exit 1; }
-	@$(MAKE) --no-print-directory -s krakend-status && exit 0; \
+	@st=$$($(MAKE) --no-print-directory -s krakend-status 2>/dev/null) && { echo "$$st"; exit 0; }; echo "$$st"; \
 	[ "$(LIBC)" != musl ] || $(MAKE) --no-print-directory toolchain || exit 1; \
-	echo "building KrakenD CE $(KRAKEND_VERSION) with Go $(GO_VERSION) and $(LIBC) into $(DEV_KRAKEND)"; \
-	mkdir -p $(dir $(DEV_KRAKEND)); start=$$(date +%s); \
-	if CC=$(PLUGIN_CC) GOBIN=$(abspath $(dir $(DEV_KRAKEND))) $(PINNED_GO) install -ldflags "$(KRAKEND_LDFLAGS)" $(KRAKEND_MODULE); then \
-		mv $(dir $(DEV_KRAKEND))krakend-ce $(DEV_KRAKEND); echo "built $(DEV_KRAKEND) in $$(( $$(date +%s) - start ))s"; \
-	else \
-		echo "ERROR: could not build KrakenD CE $(KRAKEND_VERSION) from $(KRAKEND_MODULE)."; \
-		echo "       The Go module proxy must serve github.com/krakend/* and github.com/luraproject/*."; \
-		echo "       Or pass a KrakenD binary: KRAKEND_BIN=/path/to/krakend (the plugin is then built to match it)."; \
-		exit 1; fi
+	echo "building KrakenD CE $(KRAKEND_VERSION) with Go $(GO_VERSION) and $(LIBC) into $(DEV_KRAKEND)$(if $(KRAKEND_GOENV), (KrakenD's modules from $(KRAKEND_GOPROXY)))"; \
+	dir=$(dir $(DEV_KRAKEND)); mkdir -p $$dir; rm -f $$dir/krakend-ce; start=$$(date +%s); \
+	for org in $(KRAKEND_ORGS); do \
+		if CC=$(PLUGIN_CC) GOBIN=$$dir $(KRAKEND_GOENV) $(PINNED_GO) install -ldflags "$(KRAKEND_LDFLAGS)" \
+			github.com/$$org/krakend-ce/v2/cmd/krakend-ce@v$(KRAKEND_VERSION); then \
+			mv $$dir/krakend-ce $(DEV_KRAKEND); \
+			echo "built $(DEV_KRAKEND) (github.com/$$org/krakend-ce/v2) in $$(( $$(date +%s) - start ))s"; exit 0; fi; \
+	done; \
+	echo "ERROR: could not build KrakenD CE $(KRAKEND_VERSION) (github.com/{$(subst $(space),$(comma),$(KRAKEND_ORGS))}/krakend-ce/v2)."; \
+	echo "       The Go module proxy must serve KrakenD's modules, or ../shared/goproxy hold them."; \
+	echo "       Or pass a KrakenD binary: KRAKEND_BIN=/path/to/krakend (the plugin is then built to match it)."; \
+	exit 1
 
 build/demo-idp: $(wildcard tests/idp/*.go tests/cmd/demo-idp/*.go)
 	@mkdir -p build
@@ -404,7 +419,7 @@ build/demo-idp: $(wildcard tests/idp/*.go tests/cmd/demo-idp/*.go)
 # Builds everything, starts the demo identity providers (three single-tenant, one multi-tenant)
 # and KrakenD with krakend-config/.
 run: build build/demo-idp $(if $(KRAKEND_EXEC),krakend-exec)
-	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend; fi
+	@if [ "$(KRAKEND_BIN)" = "$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend; fi
 	@set -m; build/demo-idp -provider idp-a:9101:RS256 -provider idp-b:9102:RS256 -provider idp-c:9103:ES256 -realms 9104 & idp=$$!; \
 	trap 'kill $$idp 2>/dev/null' EXIT INT TERM; \
 	for i in $$(seq 50); do curl -sf http://127.0.0.1:9104/realms/acme/.well-known/openid-configuration >/dev/null && break; sleep 0.1; done; \
@@ -444,7 +459,7 @@ test-cli: build/jwk-aggregator build/plugin-check $(PLUGIN_OUT)
 	cd tests && JWKA_CLI=$(CURDIR)/build/jwk-aggregator PLUGIN_SO=$(CURDIR)/$(PLUGIN_OUT) $(WITH_PROVIDERS:tests/%=../tests/%) $(GO) test -count=1 ./cli/
 
 # Real identity providers on loopback (Keycloak, ORY Hydra, oidc-provider), fetched or built once
-# into .cache/providers/ by tests/providers/run.sh, and the tests of their Go clients.
+# into ~/.cache/jwk-aggregator/providers/ by tests/providers/run.sh, and the tests of their Go clients.
 # Real identity providers (Keycloak, ORY Hydra, oidc-provider), started once by
 # tests/providers/run.sh around the whole of `make test`, or around a target run alone.
 WITH_PROVIDERS = $(if $(KEYCLOAK_URL),,tests/providers/run.sh)
@@ -474,25 +489,55 @@ krakend-exec:
 	@printf '#!/bin/sh\n# Written by make: the gateway under %s\nexec %s %s "$$@"\n' "$(firstword $(KRAKEND_EXEC))" "$(KRAKEND_EXEC)" "$(abspath $(KRAKEND_BIN))" > build/krakend-exec
 	@chmod +x build/krakend-exec
 
+GATEWAY_NAME = KrakenD $(KRAKEND_VERSION) $(LIBC) $(ARCH)
 test-gateway: $(PLUGIN_OUT) build/plugin-check $(if $(KRAKEND_EXEC),krakend-exec)
 	build/plugin-check compare -min-go $(SHIM_GO_MIN) $(KRAKEND_BIN) $(PLUGIN_OUT)
 	out=$$(USAGE_DISABLE=1 $(RUN_KRAKEND) test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; grep -q '\[OK\] SERVER' <<<"$$out"
-	@start=$$(date +%s); \
-	cd tests && KRAKEND_BIN=$(RUN_KRAKEND) PLUGIN_SO=$(CURDIR)/$(PLUGIN_OUT) $(WITH_PROVIDERS:tests/%=../tests/%) $(GO) test -count=1 -v -timeout $(GATEWAY_TIMEOUT) $(if $(GATEWAY_RUN),-run '$(GATEWAY_RUN)') ./integration/ 2>&1 | tee ../build/gateway-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; \
-	rc=$${PIPESTATUS[0]}; echo "gateway tests: $$(( $$(date +%s) - start ))s$(if $(KRAKEND_EXEC), under $(KRAKEND_EXEC))"; exit $$rc
+	@start=$$(date +%s); log=$(CURDIR)/build/gateway-test-$(KRAKEND_VERSION)-$(LIBC)-$(ARCH).log; \
+	cd tests && KRAKEND_BIN=$(RUN_KRAKEND) PLUGIN_SO=$(CURDIR)/$(PLUGIN_OUT) $(WITH_PROVIDERS:tests/%=../tests/%) $(GO) test -count=1 -v -timeout $(GATEWAY_TIMEOUT) $(if $(GATEWAY_RUN),-run '$(GATEWAY_RUN)') ./integration/ 2>&1 | tee $$log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; \
+	rc=$${PIPESTATUS[0]}; \
+	echo "gateway tests on $(GATEWAY_NAME): $$(grep -c '^--- PASS' $$log) passed, $$(grep -c '^--- FAIL' $$log) failed, $$(grep -c '^--- SKIP' $$log) skipped in $$(( $$(date +%s) - start ))s$(if $(KRAKEND_EXEC), under $(KRAKEND_EXEC))"; \
+	[ "$$(grep -c '^--- SKIP' $$log)" = 0 ] || { echo "FAIL: a gateway test skipped; none may"; exit 1; }; \
+	exit $$rc
 
 # Unit, C-API, shim and gateway tests, with the real identity providers started once around them.
-# When KrakenD CE cannot be built here (see `make krakend`) the gateway tests are reported as NOT
-# RUN, never as passed.
 test:
 	$(WITH_PROVIDERS) $(MAKE) --no-print-directory test-all
 
-test-all: test-rust test-shim test-build test-cli test-realidp check-symbols memcheck test-dist test-sbom lint-workflows
-	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend || true; fi
-	@if [ -x "$(KRAKEND_BIN)" ]; then $(MAKE) --no-print-directory test-gateway; else \
-		n=$$(cat tests/integration/*_test.go | grep -c '^func Test'); \
-		echo "NOT RUN: $$n gateway integration tests (no KrakenD binary at $(KRAKEND_BIN); see the ERROR above)"; \
-		if [ -n "$$REQUIRE_GATEWAY" ]; then exit 1; fi; fi
+test-all: test-rust test-shim test-build test-cli test-realidp check-symbols memcheck test-dist test-sbom lint-workflows test-gateways
+
+# The gateway tests on each gateway of GATEWAY_LIBCS: KRAKEND_VERSION's glibc and musl (Alpine)
+# builds, made by `make krakend` (or reused), each with its own plugin. KRAKEND_BIN=... names one
+# gateway instead. Where no gateway can be built, the tests are reported NOT RUN, never passed; in
+# CI (CI=true) that is a failure.
+GATEWAY_LIBCS ?= glibc musl
+GATEWAY_COUNT  = $$(cat tests/integration/*_test.go | grep -c '^func Test')
+test-gateways:
+ifneq ($(filter command line environment,$(origin KRAKEND_BIN)),)
+	@$(MAKE) --no-print-directory test-gateway
+else
+	@failed=""; for libc in $(GATEWAY_LIBCS); do \
+		start=$$(date +%s); \
+		if ! $(MAKE) --no-print-directory krakend LIBC=$$libc; then \
+			if [ -n "$$CI$$REQUIRE_GATEWAY" ]; then echo "FAIL: $(GATEWAY_COUNT) gateway tests on KrakenD $(KRAKEND_VERSION) $$libc cannot run: the gateway could not be built (see the ERROR above)"; failed="$$failed $$libc"; \
+			else echo "NOT RUN: $(GATEWAY_COUNT) gateway tests on KrakenD $(KRAKEND_VERSION) $$libc (the gateway could not be built; see the ERROR above)"; fi; continue; fi; \
+		echo "gateway KrakenD $(KRAKEND_VERSION) $$libc ready after $$(( $$(date +%s) - start ))s"; \
+		$(MAKE) --no-print-directory test-gateway LIBC=$$libc || failed="$$failed $$libc"; \
+	done; \
+	[ -z "$$failed" ] || { echo "FAIL: gateway tests on KrakenD $(KRAKEND_VERSION):$$failed"; exit 1; }
+endif
+
+# The gateway tests on the older releases of TEST_RELEASES (glibc), each built by `make krakend` with
+# its own Go (their module path is github.com/krakendio/krakend-ce/v2).
+TEST_RELEASES ?= 2.10.2 2.6.1
+test-releases:
+	@failed=""; for v in $(TEST_RELEASES); do \
+		start=$$(date +%s); \
+		$(MAKE) --no-print-directory krakend KRAKEND_VERSION=$$v LIBC=glibc || { failed="$$failed $$v"; continue; }; \
+		echo "gateway KrakenD $$v glibc ready after $$(( $$(date +%s) - start ))s"; \
+		$(MAKE) --no-print-directory test-gateway KRAKEND_VERSION=$$v LIBC=glibc || failed="$$failed $$v"; \
+	done; \
+	[ -z "$$failed" ] || { echo "FAIL: gateway tests on KrakenD$$failed"; exit 1; }
 
 # Speed figures live here, never in tests. Writes BENCHMARKS.md. The gateway part needs KrakenD
 # (see `make krakend`) and wrk, which it installs from Debian's packages when missing.
@@ -503,7 +548,7 @@ bench: build $(if $(KRAKEND_EXEC),krakend-exec)
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'Serve' -benchtime 3s -count 3 . | tee -a ../build/bench.txt
 	cd tests && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'Verify' -benchtime 1s -count 3 ./bench/ | tee -a ../build/bench.txt
 	@rm -f build/gateway-bench.md build/tenant-bench.md build/cache-bench.md
-	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend || true; fi
+	@if [ "$(KRAKEND_BIN)" = "$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend || true; fi
 	@if [ -x "$(KRAKEND_BIN)" ]; then \
 		command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }; \
 		cd tests && $(GO) build -o ../build/gateway-bench ./cmd/gateway-bench && cd .. && \
@@ -573,7 +618,7 @@ soak: target/release/libjwk_aggregator.a
 # rotates its keys: zero 5xx and no valid token refused, or it fails. Writes build/load.md.
 LOAD_DURATION ?= 60s
 load: build $(if $(KRAKEND_EXEC),krakend-exec)
-	@if [ "$(KRAKEND_BIN)" = "$(CURDIR)/$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend; fi
+	@if [ "$(KRAKEND_BIN)" = "$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend; fi
 	cd tests && $(GO) build -o ../build/fault-load ./cmd/fault-load
 	build/fault-load -krakend $(RUN_KRAKEND) -plugin $(PLUGIN_OUT) -duration $(LOAD_DURATION) -concurrency 64 | tee build/load.md
 

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -147,11 +148,13 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="krakend"`)
 		w.WriteHeader(http.StatusUnauthorized)
 	case C.JWKA_AUTH_OUTCOME_INVALID:
-		log().Debug(logPrefix, authName, "refused a token on", path+":", string(reason))
+		// Quoted: the path and the reason (an issuer, a kid) come from the client and must not
+		// write log lines of their own.
+		log().Debug(logPrefix, authName, "refused a token on", strconv.Quote(path)+":", strconv.Quote(string(reason)))
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		w.WriteHeader(http.StatusUnauthorized)
 	default:
-		log().Debug(logPrefix, authName, "forbade", path+":", string(reason))
+		log().Debug(logPrefix, authName, "forbade", strconv.Quote(path)+":", strconv.Quote(string(reason)))
 		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope"`)
 		w.WriteHeader(http.StatusForbidden)
 	}

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -335,7 +336,7 @@ func (a *aggregator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	status := C.jwka_aggregator_serve(a.handle, cpath, C.size_t(len(path)), &resp)
 	a.mu.RUnlock()
 	if status != C.JWKA_STATUS_OK {
-		log().Error(logPrefix, "internal error serving", path+":", C.GoString(C.jwka_status_str(status)))
+		log().Error(logPrefix, "internal error serving", strconv.Quote(path)+":", C.GoString(C.jwka_status_str(status)))
 		http.Error(w, `{"error":"internal error"}`, http.StatusInternalServerError)
 		return
 	}

@@ -4,6 +4,7 @@
 //! tokens until their exp or the next key-set change.
 
 use crate::aggregator::Core;
+use crate::issuer::Refused;
 use crate::policy::{self, AuthSettings, Deny, Rule};
 use crate::source::JwkaWait;
 use crate::tenants::Lookup;
@@ -133,54 +134,50 @@ impl Auth {
         }
         let mut headers = Vec::new();
         let mut claims = None;
+        let mut outcome = None;
         for rule in rules {
             match self.check_rule(rule, authorization, cookies, want_claims, how) {
                 (Outcome::Allow(h), c) => {
                     headers.extend(h);
                     claims = claims.or(c);
                 }
-                denied => return denied,
+                (denied, c) => {
+                    outcome = Some((denied, c));
+                    break;
+                }
             }
         }
-        (Outcome::Allow(headers), claims)
+        // Counted once per request, by its answer, however many rules decided it.
+        let stats = &self.core.auth_stats;
+        let (outcome, claims) = outcome.unwrap_or((Outcome::Allow(headers), claims));
+        match &outcome {
+            Outcome::Allow(_) => &stats.allowed,
+            Outcome::Missing => &stats.missing,
+            Outcome::Invalid(_) => &stats.invalid,
+            Outcome::Forbidden(_) => &stats.forbidden,
+            Outcome::Unprotected | Outcome::Pending { .. } => return (outcome, claims),
+        }
+        .fetch_add(1, Relaxed);
+        (outcome, claims)
     }
 
     fn check_rule(&self, rule: &Rule, authorization: &str, cookies: &str, want_claims: bool, how: JwkaWait) -> (Outcome, Option<Arc<Map<String, Value>>>) {
-        let stats = &self.core.auth_stats;
         let token = match policy::extract(authorization, cookies, &rule.cookie_key) {
             Ok(Some(token)) => token,
-            Ok(None) => {
-                stats.missing.fetch_add(1, Relaxed);
-                return (Outcome::Missing, None);
-            }
-            Err(why) => {
-                stats.invalid.fetch_add(1, Relaxed);
-                return (Outcome::Invalid(why.into()), None);
-            }
+            Ok(None) => return (Outcome::Missing, None),
+            Err(why) => return (Outcome::Invalid(why.into()), None),
         };
         let now = now();
         let verified = match self.verified(token, rule, now, how) {
             Ok(v) => v,
-            Err(Unverified::Invalid(e)) => {
-                stats.invalid.fetch_add(1, Relaxed);
-                return (Outcome::Invalid(e.to_string()), None);
-            }
+            Err(Unverified::Invalid(e)) => return (Outcome::Invalid(e.to_string()), None),
             Err(Unverified::Pending(wait)) => return (Outcome::Pending { wait }, None),
         };
         let claims = want_claims.then(|| verified.claims.clone());
         let outcome = match policy::check(rule, &verified.claims, now) {
-            Ok(()) => {
-                stats.allowed.fetch_add(1, Relaxed);
-                Outcome::Allow(policy::claim_headers(rule, &verified.claims))
-            }
-            Err(Deny::Invalid(why)) => {
-                stats.invalid.fetch_add(1, Relaxed);
-                Outcome::Invalid(why)
-            }
-            Err(Deny::Forbidden(why)) => {
-                stats.forbidden.fetch_add(1, Relaxed);
-                Outcome::Forbidden(why)
-            }
+            Ok(()) => Outcome::Allow(policy::claim_headers(rule, &verified.claims)),
+            Err(Deny::Invalid(why)) => Outcome::Invalid(why),
+            Err(Deny::Forbidden(why)) => Outcome::Forbidden(why),
         };
         (outcome, claims)
     }
@@ -210,6 +207,11 @@ impl Auth {
                         Lookup::Keys(store, gen) => return self.verify_dynamic(token, rule, parsed, iss, store, gen, how),
                         Lookup::Refused(why) => return Err(Invalid::DynamicIssuer(why).into()),
                         Lookup::Pending(wait) => return Err(Unverified::Pending(wait)),
+                        // Another spelling of a pattern's issuer is no issuer of the unbound origins.
+                        Lookup::NotDynamic(Some(why @ Refused::NearMiss)) => {
+                            let shown: String = iss.chars().take(128).collect();
+                            return Err(Invalid::DynamicIssuer(format!("issuer {shown:?} {why}")).into());
+                        }
                         Lookup::NotDynamic(_) => {}
                     }
                 }
@@ -256,6 +258,7 @@ impl Auth {
             other => (generation, other),
         };
         let result = result?;
+        self.core.tenants().confirm(self.core.refresher(), iss);
         self.remember(token, generation, Some(iss), &result);
         Ok(result)
     }
@@ -297,7 +300,10 @@ impl Auth {
             None => Ok(Some(verified)),
             // A dynamic issuer's keys may have changed, expired or been evicted since.
             Some(iss) => match self.core.tenants().lookup(self.core.refresher(), &iss, how) {
-                Lookup::Keys(_, g) if g == entry_generation => Ok(Some(verified)),
+                Lookup::Keys(_, g) if g == entry_generation => {
+                    self.core.tenants().confirm(self.core.refresher(), &iss);
+                    Ok(Some(verified))
+                }
                 Lookup::Pending(wait) => Err(Unverified::Pending(wait)),
                 _ => {
                     self.cache.lock().remove(token);

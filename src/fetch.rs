@@ -22,8 +22,9 @@ pub struct Clients {
 #[derive(Debug, Clone, Copy)]
 pub enum Scope<'a> {
     /// A URL the operator configured (`origins`, `discover`): redirects are followed, at most
-    /// five, never from https to plain http. The operator chose the host; identity providers and
-    /// CDNs do move documents behind redirects.
+    /// five, each hop under the rule of a configured origin (https, or plain http to a loopback
+    /// host, unless `disable_jwk_security`) and never from https down to plain http. The operator
+    /// chose the host; identity providers and CDNs do move documents behind redirects.
     Configured,
     /// A URL that a token or a tenant's documents led to (`issuer_patterns`): the URL and every
     /// redirect must stay on these authorities (host or host:port, lower case), over https
@@ -45,11 +46,29 @@ impl Scope<'_> {
     }
 }
 
+/// Whether a redirect from a configured origin may go to `url`: the rule every configured origin
+/// meets (`settings::check_origins`), so that a redirect cannot take a fetch where the operator
+/// could not have pointed it.
+pub fn configured_hop(url: &reqwest::Url, came_over_https: bool, disable_jwk_security: bool) -> Result<(), String> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if came_over_https => Err("redirect from https to plain http refused".into()),
+        "http" if disable_jwk_security => Ok(()),
+        "http" if url.host_str().is_some_and(crate::issuer::is_loopback_host) => Ok(()),
+        "http" => Err(format!(
+            "redirect to plain http on the non-loopback host {:?} refused (\"disable_jwk_security\" is off)",
+            url.host_str().unwrap_or("")
+        )),
+        other => Err(format!("redirect to a {other:?} URL refused")),
+    }
+}
+
 pub fn build_clients(settings: &Settings) -> Result<Clients, String> {
-    let policy = reqwest::redirect::Policy::custom(|attempt| {
-        let downgrade = attempt.previous().iter().any(|u| u.scheme() == "https") && attempt.url().scheme() == "http";
-        if downgrade {
-            attempt.error("redirect from https to plain http refused")
+    let insecure = settings.disable_jwk_security;
+    let policy = reqwest::redirect::Policy::custom(move |attempt| {
+        let came_over_https = attempt.previous().iter().any(|u| u.scheme() == "https");
+        if let Err(why) = configured_hop(attempt.url(), came_over_https, insecure) {
+            attempt.error(why)
         } else if attempt.previous().len() > MAX_REDIRECTS {
             attempt.error("more than 5 redirects")
         } else {
@@ -266,10 +285,11 @@ pub fn fetch_document(clients: &Clients, url: &str, max_bytes: usize, scope: Sco
 }
 
 /// Finds an issuer's JWK Set URL through its discovery document: the document must name exactly
-/// this issuer. Within `Scope::Configured` the `jwks_uri` must be https, or plain http to a
-/// loopback host (any host with `allow_plain_http`), as for a configured origin; within
-/// `Scope::Within` the JWK Set fetch itself checks it.
-pub fn discover_jwks_uri(clients: &Clients, issuer: &str, max_bytes: usize, allow_plain_http: bool, scope: Scope<'_>) -> Result<(String, CacheInfo), FetchError> {
+/// this issuer. Within `Scope::Configured` the `jwks_uri` must be https, or plain http only when the
+/// issuer itself is (to a loopback host, any host with `allow_plain_http`), as for a configured
+/// origin, and never the aggregator's own merged set (loopback, `own_port`), which would bind every
+/// origin's keys to this issuer; within `Scope::Within` the JWK Set fetch itself checks it.
+pub fn discover_jwks_uri(clients: &Clients, issuer: &str, max_bytes: usize, allow_plain_http: bool, own_port: u16, scope: Scope<'_>) -> Result<(String, CacheInfo), FetchError> {
     let url = crate::issuer::discovery_url(issuer);
     let (doc, cache) = fetch_document(clients, &url, max_bytes, scope).map_err(|e| {
         FetchError::Discovery(match e {
@@ -278,13 +298,26 @@ pub fn discover_jwks_uri(clients: &Clients, issuer: &str, max_bytes: usize, allo
         })
     })?;
     let uri = crate::issuer::jwks_uri_of(&doc, issuer).map_err(FetchError::Discovery)?;
-    let host = crate::issuer::authority_of(&uri).unwrap_or_default();
-    let host = if host.starts_with('[') { host.split_inclusive(']').next().unwrap_or("").to_owned() } else { host.split(':').next().unwrap_or("").to_owned() };
-    let plain_ok = allow_plain_http || crate::issuer::is_loopback_host(&host);
-    if !(uri.starts_with("https://") || (uri.starts_with("http://") && plain_ok)) {
-        return Err(FetchError::Discovery(format!("jwks_uri {uri:?} refused: not https (plain http only to a loopback host)")));
-    }
+    check_jwks_uri(&uri, issuer, allow_plain_http, own_port).map_err(|why| FetchError::Discovery(format!("jwks_uri {} refused: {why}", shorten(&uri))))?;
     Ok((uri, cache))
+}
+
+/// The rule a discovered `jwks_uri` meets (see `discover_jwks_uri`).
+fn check_jwks_uri(uri: &str, issuer: &str, allow_plain_http: bool, own_port: u16) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(uri).map_err(|e| format!("not a URL: {e}"))?;
+    let host = parsed.host_str().unwrap_or("");
+    let loopback = crate::issuer::is_loopback_host(host);
+    match parsed.scheme() {
+        "https" => {}
+        "http" if !issuer.starts_with("http://") => return Err("plain http for an https issuer".into()),
+        "http" if !(loopback || allow_plain_http) => return Err("not https (plain http only to a loopback host)".into()),
+        "http" => {}
+        _ => return Err("not https".into()),
+    }
+    if loopback && parsed.port_or_known_default() == Some(own_port) {
+        return Err(format!("it names this aggregator's own merged set (port {own_port})"));
+    }
+    Ok(())
 }
 
 /// A URL cut short for messages: a tenant's document may name a huge one.
@@ -347,6 +380,35 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_discovered_jwks_uri_is_plain_http_only_when_its_issuer_is() {
+        let ok = |uri: &str, iss: &str, insecure: bool| check_jwks_uri(uri, iss, insecure, 9876);
+        assert!(ok("https://idp.example/certs", "https://idp.example", false).is_ok());
+        // An https issuer cannot send its keys' fetch to plain http, even on loopback.
+        assert!(ok("http://127.0.0.1:8080/certs", "https://idp.example", false).unwrap_err().contains("https issuer"));
+        assert!(ok("http://127.0.0.1:8080/certs", "https://idp.example", true).unwrap_err().contains("https issuer"));
+        assert!(ok("http://127.0.0.1:8080/certs", "http://127.0.0.1:8080/realms/a", false).is_ok());
+        assert!(ok("http://idp.example/certs", "http://127.0.0.1:8080", false).is_err());
+        assert!(ok("http://idp.example/certs", "http://idp.example", true).is_ok());
+        // Never the aggregator's own merged set, whatever the loopback spelling.
+        for own in ["http://127.0.0.1:9876/", "http://localhost:9876", "http://[::1]:9876/x", "http://127.0.0.2:9876/"] {
+            assert!(ok(own, "http://127.0.0.1:8080", false).unwrap_err().contains("own merged set"), "{own}");
+        }
+        assert!(ok("ftp://idp.example/certs", "https://idp.example", false).is_err());
+    }
+
+    #[test]
+    fn a_configured_origins_redirect_hops_meet_the_origins_rule() {
+        let hop = |u: &str, https: bool, insecure: bool| configured_hop(&reqwest::Url::parse(u).unwrap(), https, insecure);
+        assert!(hop("https://cdn.example/k", false, false).is_ok());
+        assert!(hop("http://127.0.0.1:1/k", false, false).is_ok());
+        assert!(hop("http://localhost/k", false, false).is_ok());
+        assert!(hop("http://idp.internal.test/jwks.json", false, false).unwrap_err().contains("non-loopback"));
+        assert!(hop("http://idp.internal.test/jwks.json", false, true).is_ok());
+        assert!(hop("http://127.0.0.1/k", true, true).unwrap_err().contains("https to plain http"));
+        assert!(hop("file:///etc/passwd", false, true).is_err());
+    }
 
     #[test]
     fn http_dates() {

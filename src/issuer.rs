@@ -44,6 +44,10 @@ pub enum Refused {
     Malformed,
     /// A well-formed issuer that no pattern covers.
     NoPattern,
+    /// Not a pattern's issuer, but one in another spelling (host or scheme case, an explicit
+    /// default port, a trailing slash, a query or fragment): refused outright, never tried
+    /// against the unbound origins, since it claims to be one of the pattern's tenants.
+    NearMiss,
 }
 
 impl fmt::Display for Refused {
@@ -51,6 +55,7 @@ impl fmt::Display for Refused {
         f.write_str(match self {
             Refused::Malformed => "not a canonical issuer URL (user info, query, fragment, percent-encoding, dot or empty segments, upper case, or another port)",
             Refused::NoPattern => "matches no issuer pattern",
+            Refused::NearMiss => "is another spelling of an issuer an issuer pattern covers (host case, default port, trailing slash, query); tokens must carry the issuer exactly",
         })
     }
 }
@@ -224,16 +229,34 @@ fn well_formed(iss: &str) -> bool {
 
 /// Finds the pattern an issuer matches, and the issuer to discover.
 pub fn match_issuer<'p>(patterns: &'p [IssuerPattern], iss: &str) -> Result<(&'p IssuerPattern, String), Refused> {
-    if !well_formed(iss) {
-        return Err(Refused::Malformed);
+    let refused = if !well_formed(iss) {
+        Refused::Malformed
+    } else if let Some(found) = patterns.iter().find_map(|p| p.matches(iss).map(|issuer| (p, issuer))) {
+        return Ok(found);
+    } else {
+        // A port, scheme or segment shape no pattern has reads as "no pattern", which it is.
+        Refused::NoPattern
+    };
+    // Patterns may end in "/" (Auth0's issuers do): both forms of the canonical spelling are tried.
+    let near = canonical_spelling(iss)
+        .is_some_and(|c| [format!("{c}/"), c].iter().any(|c| c != iss && patterns.iter().any(|p| p.matches(c).is_some())));
+    Err(if near { Refused::NearMiss } else { refused })
+}
+
+/// An issuer URL as a pattern would spell it: scheme and host in lower case, no default port,
+/// user info, query or fragment, no trailing slash. Only to recognise near misses; nothing is
+/// fetched from it.
+fn canonical_spelling(iss: &str) -> Option<String> {
+    if iss.len() > MAX_ISSUER_LEN {
+        return None;
     }
-    for p in patterns {
-        if let Some(issuer) = p.matches(iss) {
-            return Ok((p, issuer));
-        }
+    let url = reqwest::Url::parse(iss).ok()?;
+    let mut out = format!("{}://{}", url.scheme(), url.host_str()?);
+    if let Some(port) = url.port() {
+        out.push_str(&format!(":{port}"));
     }
-    // A port, scheme or segment shape no pattern has reads as "no pattern", which it is.
-    Err(Refused::NoPattern)
+    out.push_str(url.path().trim_end_matches('/'));
+    Some(out)
 }
 
 /// Where an issuer's OpenID Provider Configuration lives (OIDC Discovery 1.0 section 4).
@@ -281,7 +304,6 @@ mod tests {
         let p = pats(&["https://sso.example.com/realms/*"]);
         assert_eq!(match_issuer(&p, "https://sso.example.com/realms/acme").unwrap().1, "https://sso.example.com/realms/acme");
         for bad in [
-            "https://sso.example.com/realms/acme/",
             "https://sso.example.com/realms/",
             "https://sso.example.com/realms/a/b",
             "https://sso.example.com:8443/realms/acme",
@@ -297,16 +319,25 @@ mod tests {
             "https://sso.example.com/realms/../admin",
             "https://sso.example.com/realms/a%2fb",
             "https://sso.example.com/realms/%2e%2e",
+            "https://sso.example.com/realms/a\\b",
+            "https://sso.example.com/realms/ac me",
+        ] {
+            assert_eq!(match_issuer(&p, bad).map(|m| m.1), Err(Refused::Malformed), "{bad}");
+        }
+        // Other spellings of a realm's issuer: refused as near misses, never tried elsewhere.
+        for near in [
+            "https://sso.example.com/realms/acme/",
+            "https://sso.example.com/realms/acme//",
             "https://user:pw@sso.example.com/realms/acme",
             "https://sso.example.com/realms/acme?x=1",
             "https://sso.example.com/realms/acme#f",
-            "https://sso.example.com/realms/a\\b",
             "https://SSO.example.com/realms/acme",
-            "https://sso.example.com/realms/ac me",
+            "HTTPS://sso.example.com/realms/acme",
+            "https://sso.example.com:443/realms/acme",
             "https://sso.example.com:/realms/acme",
             "https://sso.example.com:0443/realms/acme",
         ] {
-            assert_eq!(match_issuer(&p, bad).map(|m| m.1), Err(Refused::Malformed), "{bad}");
+            assert_eq!(match_issuer(&p, near).map(|m| m.1), Err(Refused::NearMiss), "{near}");
         }
         assert_eq!(match_issuer(&p, &format!("https://sso.example.com/realms/{}", "a".repeat(600))).map(|m| m.1), Err(Refused::Malformed));
         assert_eq!(match_issuer(&p, &format!("https://sso.example.com/realms/{}", "a".repeat(64))).map(|m| m.1), Err(Refused::NoPattern));

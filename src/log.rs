@@ -44,6 +44,9 @@ pub enum Next {
 
 impl LogQueue {
     pub fn push(&self, level: JwkaLogLevel, msg: String) {
+        // Messages quote what issuers, documents and tokens say: a control character in them
+        // must not start a log line of its own.
+        let msg = if msg.contains(char::is_control) { msg.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect() } else { msg };
         let mut g = self.inner.lock();
         if g.events.len() >= CAPACITY {
             g.events.pop_front();

@@ -117,8 +117,8 @@ struct RuleBlock {
     issuer: Vec<String>,
     #[serde(default, deserialize_with = "strings")]
     audience: Vec<String>,
-    #[serde(default, deserialize_with = "matcher")]
-    audience_matcher: Matcher,
+    #[serde(default, deserialize_with = "optional_matcher")]
+    audience_matcher: Option<Matcher>,
     #[serde(default, deserialize_with = "name")]
     roles_key: Option<String>,
     #[serde(default, deserialize_with = "strings")]
@@ -169,20 +169,20 @@ impl AuthSettings {
         })
     }
 
-    /// The rules that protect a request path: the first rule matching the path as it came, and
-    /// the first matching it as KrakenD's router may clean it before routing (dot segments
-    /// resolved, as gin does with `remove_extra_slash`), when that is another one. The router
-    /// serves the endpoint of either spelling depending on its settings, so a request is allowed
-    /// only when every rule returned allows it. Empty when no rule covers the path.
+    /// The rules that protect a request path: every rule matching the path as it came, or as
+    /// KrakenD's router may clean it before routing (dot segments resolved, as gin does with
+    /// `remove_extra_slash`). The router serves the endpoint of either spelling depending on its
+    /// settings, and overlapping rules (`/orders/{id}` and `/orders/export`) may both cover the
+    /// endpoint it picks, so a request is allowed only when every rule returned allows it: a more
+    /// specific rule can only add requirements. Empty when no rule covers the path.
     pub fn rules_for(&self, path: &str) -> Vec<&Rule> {
-        let first = |p: &str| self.rules.iter().find(|r| r.paths.iter().any(|pat| path_matches(pat, p)));
-        let mut out: Vec<&Rule> = first(path).into_iter().collect();
-        if let Some(clean) = resolve_dots(path) {
-            if let Some(r) = first(&clean).filter(|r| !out.iter().any(|o| std::ptr::eq(*o, *r))) {
-                out.push(r);
-            }
-        }
-        out
+        let clean = resolve_dots(path);
+        let spellings = std::iter::once(path).chain(clean.as_deref());
+        let spellings: Vec<&str> = spellings.collect();
+        self.rules
+            .iter()
+            .filter(|r| r.paths.iter().any(|pat| spellings.iter().any(|p| path_matches(pat, p))))
+            .collect()
     }
 }
 
@@ -199,7 +199,8 @@ impl RuleBlock {
             algs: if self.alg.is_empty() { DEFAULT_ALGS.to_vec() } else { self.alg },
             issuers: self.issuer,
             audience: self.audience,
-            audience_matcher: self.audience_matcher,
+            // As in auth/validator: every listed audience must be present, unless "any" is asked for.
+            audience_matcher: self.audience_matcher.unwrap_or(Matcher::All),
             roles_key: self.roles_key.unwrap_or_else(|| "roles".into()),
             roles: self.roles,
             roles_matcher: self.roles_matcher,
@@ -269,6 +270,10 @@ fn matcher<'de, D: Deserializer<'de>>(d: D) -> Result<Matcher, D::Error> {
         Some("all") => Some(Matcher::All),
         _ => None,
     })
+}
+
+fn optional_matcher<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Matcher>, D::Error> {
+    matcher(d).map(Some)
 }
 
 /// A string or a list of strings.
@@ -393,23 +398,40 @@ pub fn resolve_dots(path: &str) -> Option<String> {
 pub const AMBIGUOUS_AUTHORIZATION: &str = "more than one Authorization header";
 pub const AMBIGUOUS_COOKIE: &str = "the token cookie is sent more than once with different values";
 pub const AMBIGUOUS_HEADER_AND_COOKIE: &str = "the Authorization header and the token cookie carry different tokens";
+pub const OTHER_AUTHORIZATION: &str = "the Authorization header carries a credential other than the token cookie's";
 
 /// The token from `Authorization: Bearer ...`, else from the cookie `cookie_key`.
-/// `authorization` holds every Authorization header of the request, one per line. A request whose
-/// credentials say two things (two Authorization headers, the cookie twice with different values,
-/// a bearer header and the cookie with different tokens) is refused as a whole: the backend might
-/// read the one that was not verified.
+/// `authorization` holds every Authorization header of the request, one per line; `cookies` every
+/// Cookie header, joined by "; ".
+///
+/// Credentials are read as leniently as any common parser of the backend may read them: the
+/// scheme in any case followed by any spaces or tabs; cookies split at `;` and `,`, names trimmed
+/// and compared in any case with `.`, space and `[` read as `_` (as PHP does), values trimmed and
+/// unquoted. A request whose credentials say two things (two Authorization headers, the token
+/// cookie twice with different values, a bearer header and the cookie with different tokens, or
+/// another credential in the Authorization header beside the token cookie) is refused as a whole
+/// rather than cleaned: whatever the backend reads is then the token that was verified, and no
+/// parser's reading of a half-removed header can differ from ours. No cookie crate is used here on
+/// purpose: the point is to see every cookie that any of those parsers would see, not to read the
+/// header as one of them does.
 pub fn extract<'a>(authorization: &'a str, cookies: &'a str, cookie_key: &str) -> Result<Option<&'a str>, &'static str> {
     if authorization.contains('\n') {
         return Err(AMBIGUOUS_AUTHORIZATION);
     }
-    let bearer = authorization.trim().split_once(' ').and_then(|(scheme, rest)| {
-        (scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty()).then(|| rest.trim())
+    let ws = [' ', '\t'];
+    let header = authorization.trim_matches(ws);
+    // None: no Authorization header; Some(None): one that holds no bearer token.
+    let bearer = (!header.is_empty()).then(|| {
+        let (scheme, rest) = header.split_once(ws)?;
+        let token = rest.trim_matches(ws);
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
     });
+    let key = cookie_name(cookie_key);
     let mut cookie: Option<&str> = None;
-    for (name, value) in cookies.split(';').filter_map(|c| c.trim().split_once('=')) {
-        let value = value.trim_matches('"');
-        if name != cookie_key || value.is_empty() {
+    for (name, value) in cookies.split([';', ',']).filter_map(|c| c.split_once('=')) {
+        let value = value.trim_matches(ws);
+        let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+        if value.is_empty() || cookie_name(name) != key {
             continue;
         }
         match cookie {
@@ -418,10 +440,22 @@ pub fn extract<'a>(authorization: &'a str, cookies: &'a str, cookie_key: &str) -
         }
     }
     match (bearer, cookie) {
-        (Some(b), Some(c)) if b != c => Err(AMBIGUOUS_HEADER_AND_COOKIE),
-        (Some(b), _) => Ok(Some(b)),
-        (None, c) => Ok(c),
+        (Some(Some(b)), Some(c)) if b != c => Err(AMBIGUOUS_HEADER_AND_COOKIE),
+        (Some(Some(b)), _) => Ok(Some(b)),
+        (Some(None), Some(_)) => Err(OTHER_AUTHORIZATION),
+        (_, c) => Ok(c),
     }
+}
+
+/// A cookie name as the most lenient backend parser reads it.
+fn cookie_name(name: &str) -> String {
+    name.trim_matches([' ', '\t'])
+        .chars()
+        .map(|c| match c {
+            '.' | ' ' | '[' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
 }
 
 /// Looks a claim up by its name, or, when absent and the name has dots, as a nested path.
@@ -603,7 +637,10 @@ mod tests {
     fn extraction_prefers_the_bearer_header_then_the_cookie() {
         assert_eq!(extract("Bearer abc", "access_token=abc", "access_token"), Ok(Some("abc")));
         assert_eq!(extract("bearer  abc ", "", "access_token"), Ok(Some("abc")));
-        assert_eq!(extract("Basic abc", "a=1; access_token=def", "access_token"), Ok(Some("def")));
+        assert_eq!(extract("Basic abc", "a=1", "access_token"), Ok(None));
+        assert_eq!(extract("", "a=1; access_token=def", "access_token"), Ok(Some("def")));
+        assert_eq!(extract("BEARER\tabc", "", "access_token"), Ok(Some("abc")));
+        assert_eq!(extract("", "access_token=\"abc\"", "access_token"), Ok(Some("abc")));
         assert_eq!(extract("", "session=def", "access_token"), Ok(None));
         assert_eq!(extract("Bearer ", "", "access_token"), Ok(None));
         assert_eq!(extract("", "access_token=a; x=1; access_token=a", "access_token"), Ok(Some("a")));
@@ -616,6 +653,19 @@ mod tests {
         assert_eq!(extract("Basic x\nBearer a", "", "access_token"), Err(AMBIGUOUS_AUTHORIZATION));
         assert_eq!(extract("", "access_token=a; access_token=b", "access_token"), Err(AMBIGUOUS_COOKIE));
         assert_eq!(extract("Bearer a", "access_token=b", "access_token"), Err(AMBIGUOUS_HEADER_AND_COOKIE));
+        // Spelled as other parsers read them: whitespace after the scheme, names trimmed, case,
+        // PHP's '.' and ' ' for '_', ',' as a separator.
+        assert_eq!(extract("Bearer\tforged", "access_token=a", "access_token"), Err(AMBIGUOUS_HEADER_AND_COOKIE));
+        assert_eq!(extract("bEaReR forged", "access_token=a", "access_token"), Err(AMBIGUOUS_HEADER_AND_COOKIE));
+        for jar in ["access_token =b; access_token=a", "access_token=a; Access_Token=b", "access.token=b; access_token=a",
+            "access_token=a, access_token=b", " access_token\t=b;access_token=a"] {
+            assert_eq!(extract("", jar, "access_token"), Err(AMBIGUOUS_COOKIE), "{jar}");
+        }
+        assert_eq!(extract("Bearer a", "access_token =b", "access_token"), Err(AMBIGUOUS_HEADER_AND_COOKIE));
+        // Another credential in the header beside the token cookie: the backend may read either.
+        assert_eq!(extract("Basic abc", "access_token=a", "access_token"), Err(OTHER_AUTHORIZATION));
+        assert_eq!(extract("Bearer", "access_token=a", "access_token"), Err(OTHER_AUTHORIZATION));
+        assert_eq!(extract("DPoP a", "access_token=a", "access_token"), Err(OTHER_AUTHORIZATION));
     }
 
     #[test]
@@ -632,6 +682,23 @@ mod tests {
         assert_eq!(n("/public/../orders/1"), 2);
         // A parameter may hold "..": the raw spelling is protected as it stands.
         assert_eq!(n("/orders/.."), 1);
+    }
+
+    #[test]
+    fn every_rule_covering_a_path_applies() {
+        let s = AuthSettings::from_value(&json!({"rules": [
+            {"paths": ["/orders/{id}"]},
+            {"paths": ["/orders/export"], "scopes": ["export"]},
+            {"paths": ["/orders/*"], "roles": ["clerk"]}
+        ]}))
+        .unwrap();
+        let scopes = |p: &str| s.rules_for(p).iter().map(|r| (r.scopes.len(), r.roles.len())).collect::<Vec<_>>();
+        // The router serves /orders/export from the /orders/export endpoint; every rule that matches decides.
+        assert_eq!(scopes("/orders/export"), vec![(0, 0), (1, 0), (0, 1)]);
+        assert_eq!(scopes("/orders/1"), vec![(0, 0), (0, 1)]);
+        // Empty and dot segments can make one path match more rules: all of them apply.
+        assert_eq!(scopes("/orders//export"), vec![(0, 0), (1, 0), (0, 1)]);
+        assert_eq!(scopes("/orders/x/../export"), vec![(0, 0), (1, 0), (0, 1)]);
     }
 
     #[test]
@@ -656,7 +723,10 @@ mod tests {
         let ok = |r: Value| check(&rule(r), &c, 1000.0);
         assert!(ok(json!({"issuer": "https://a"})).is_ok());
         assert_eq!(ok(json!({"issuer": ["https://b"]})), Err(Deny::Invalid("issuer not accepted".into())));
-        assert!(ok(json!({"audience": ["api", "other"]})).is_ok());
+        // As in auth/validator, every listed audience must be present by default.
+        assert_eq!(ok(json!({"audience": ["api", "other"]})), Err(Deny::Invalid("audience not accepted".into())));
+        assert!(ok(json!({"audience": ["api", "web"]})).is_ok());
+        assert!(ok(json!({"audience": ["api", "other"], "audience_matcher": "any"})).is_ok());
         assert!(ok(json!({"audience": ["api", "other"], "audience_matcher": "all"})).is_err());
         assert!(ok(json!({"audience": ["api", "web"], "audience_matcher": "all"})).is_ok());
         assert!(ok(json!({"roles_key": "realm_access.roles", "roles": ["admin"]})).is_ok());

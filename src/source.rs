@@ -410,7 +410,7 @@ impl Source {
                 return Ok((uri, None));
             }
         }
-        let (uri, cache) = fetch::discover_jwks_uri(f.clients(), &self.url, s.max_response_bytes, s.disable_jwk_security || self.is_dynamic(), scope)?;
+        let (uri, cache) = fetch::discover_jwks_uri(f.clients(), &self.url, s.max_response_bytes, s.disable_jwk_security || self.is_dynamic(), s.port, scope)?;
         Ok((uri.clone(), Some((uri, cache))))
     }
 

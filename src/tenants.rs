@@ -7,9 +7,14 @@
 //! which issuers become sources and for how long, and bounds everything a token can make happen:
 //! - a malformed or unmatched issuer costs no network traffic;
 //! - first sights are rate-limited per pattern (`discoveries_per_minute`), so a flood of made-up
-//!   issuers on one pattern cannot starve another; a discovery that succeeds gives its charge
-//!   back (the budget bounds what failures cost), issuers discovered before (live, evicted or
-//!   forgotten when idle) are found again without being charged, and refreshes never are;
+//!   issuers on one pattern cannot starve another; a discovery stays charged until a token
+//!   verifies with the keys it found, then gives its charge back (the budget bounds what forged
+//!   tokens cost, whether they name made-up issuers or real ones), issuers whose tokens verified
+//!   before (live, evicted or forgotten when idle) are found again without being charged, and
+//!   refreshes never are;
+//! - a tenant counts as in use (for eviction and idleness) only when one of its tokens verifies,
+//!   and unknown-kid refetches have one budget across all tenants (`discoveries_per_minute` a
+//!   minute), so forged tokens naming real tenants cannot make traffic either;
 //! - a first discovery joins the live issuers only once it succeeded, so failing discoveries
 //!   evict nobody; a failed one is remembered for `discovery_failure_ttl` (no traffic meanwhile);
 //! - at most `max_dynamic_issuers` are live (the least recently used is evicted), idle ones are
@@ -41,6 +46,8 @@ pub struct TenantStats {
     pub evictions: AtomicU64,
     /// Discoveries of issuers seen before, not charged to a budget.
     pub rediscoveries: AtomicU64,
+    /// Unknown-kid refetches refused because their budget across all tenants was spent.
+    pub kid_refetches_limited: AtomicU64,
 }
 
 /// A token bucket of first-sight discoveries for one pattern.
@@ -93,6 +100,10 @@ struct Inner {
     failed: HashMap<String, Instant>,
     known: Known,
     budgets: Vec<Bucket>,
+    /// Live issuers no token has verified with yet, and the pattern their discovery was charged to.
+    unconfirmed: HashMap<String, usize>,
+    /// Unknown-kid refetches of every dynamic issuer.
+    kid_refetches: Bucket,
     swept: Instant,
 }
 
@@ -123,7 +134,16 @@ impl Tenants {
         let budgets = s.patterns.iter().map(|_| Bucket { tokens: s.per_minute as f64, refilled: now }).collect();
         let known = Known { hasher: RandomState::new(), set: HashSet::new(), order: VecDeque::new(), max: s.max_issuers.saturating_mul(4) };
         Tenants {
-            inner: Mutex::new(Inner { live: HashMap::new(), pending: HashMap::new(), failed: HashMap::new(), known, budgets, swept: now }),
+            inner: Mutex::new(Inner {
+                live: HashMap::new(),
+                pending: HashMap::new(),
+                failed: HashMap::new(),
+                known,
+                budgets,
+                unconfirmed: HashMap::new(),
+                kid_refetches: Bucket { tokens: s.per_minute as f64, refilled: now },
+                swept: now,
+            }),
             s,
             stats: TenantStats::default(),
             fetches: Arc::default(),
@@ -150,13 +170,12 @@ impl Tenants {
             match (inner.live.get(&issuer), inner.pending.get(&issuer)) {
                 (Some(s), _) => (s.clone(), true),
                 (None, Some(p)) => (p.source.clone(), false),
-                (None, None) => match self.first_sight(&mut inner, pattern, &issuer, now) {
+                (None, None) => match self.first_sight(&mut inner, r, pattern, &issuer, now) {
                     Ok(s) => (s, false),
                     Err(why) => return Lookup::Refused(why),
                 },
             }
         };
-        source.touch(&r.fetcher, now);
         if source.state.lock().set.is_none() {
             // A discovery: start it unless it runs, and wait for it (shared with everyone who asks).
             r.start(&source, Mode::Ahead, now);
@@ -175,19 +194,53 @@ impl Tenants {
     /// Refetches a dynamic issuer's keys because a token named a kid they lack: at most once per
     /// `cooldown`, waiting at most `wait`. Returns the keys afterwards (`Lookup::Keys`),
     /// `Lookup::Pending` while the refetch runs, or anything else when there are none.
+    /// Each refetch that starts is charged to one budget shared by every dynamic issuer.
     pub fn refetch_unknown_kid(&self, r: &Arc<Refresher>, iss: &str, cooldown: Duration, wait: Duration, how: JwkaWait) -> Lookup {
-        let Some(source) = self.inner.lock().live.get(iss).cloned() else {
-            return Lookup::NotDynamic(None);
+        let source = {
+            let mut inner = self.inner.lock();
+            let Some(source) = inner.live.get(iss).cloned() else {
+                return Lookup::NotDynamic(None);
+            };
+            if !take(&mut inner.kid_refetches, self.s.per_minute, Instant::now()) {
+                self.stats.kid_refetches_limited.fetch_add(1, Relaxed);
+                return Lookup::Refused(format!(
+                    "issuer {iss:?}: unknown kid not refetched, {} unknown-kid refetches per minute across dynamic issuers reached",
+                    self.s.per_minute
+                ));
+            }
+            source
         };
-        if r.refetch_unknown_kid(std::slice::from_ref(&source), cooldown, wait, how).0.is_none() {
+        let (done, started) = r.refetch_unknown_kid(std::slice::from_ref(&source), cooldown, wait, how);
+        if started == 0 {
+            // Cooled down or already running: nothing was fetched, nothing is charged.
+            let b = &mut self.inner.lock().kid_refetches;
+            b.tokens = (b.tokens + 1.0).min(self.s.per_minute as f64);
+        }
+        if done.is_none() {
             return Lookup::Pending(wait);
         }
         self.answer(r, &source)
     }
 
+    /// A token of `iss` verified with its keys (now or from the cache): the issuer is in use, and
+    /// a first discovery that found those keys gives its pattern's budget its charge back.
+    pub fn confirm(&self, r: &Refresher, iss: &str) {
+        let now = Instant::now();
+        let mut inner = self.inner.lock();
+        if let Some(s) = inner.live.get(iss) {
+            s.touch(&r.fetcher, now);
+        }
+        if let Some(pattern) = inner.unconfirmed.remove(iss) {
+            if let Some(b) = inner.budgets.get_mut(pattern) {
+                b.tokens = (b.tokens + 1.0).min(self.s.per_minute as f64);
+            }
+            inner.known.insert(iss);
+        }
+    }
+
     /// A new issuer: refused when it failed recently or its pattern's budget is spent, else a
     /// pending source.
-    fn first_sight(&self, inner: &mut Inner, pattern: usize, issuer: &str, now: Instant) -> Result<Arc<Source>, String> {
+    fn first_sight(&self, inner: &mut Inner, r: &Refresher, pattern: usize, issuer: &str, now: Instant) -> Result<Arc<Source>, String> {
         if let Some(at) = inner.failed.get(issuer) {
             self.stats.recently_failed.fetch_add(1, Relaxed);
             let ago = fmt_duration(Duration::from_secs(now.duration_since(*at).as_secs()));
@@ -197,11 +250,7 @@ impl Tenants {
             self.stats.rediscoveries.fetch_add(1, Relaxed);
             None
         } else {
-            let per_minute = self.s.per_minute as f64;
-            let b = &mut inner.budgets[pattern];
-            b.tokens = (b.tokens + now.duration_since(b.refilled).as_secs_f64() * per_minute / 60.0).min(per_minute);
-            b.refilled = now;
-            if b.tokens < 1.0 {
+            if !take(&mut inner.budgets[pattern], self.s.per_minute, now) {
                 self.stats.rate_limited.fetch_add(1, Relaxed);
                 return Err(format!(
                     "issuer {issuer:?} not discovered: {} first-sight discoveries per minute reached for pattern {:?}",
@@ -209,12 +258,14 @@ impl Tenants {
                     self.s.patterns[pattern].as_str()
                 ));
             }
-            b.tokens -= 1.0;
             Some(pattern)
         };
         let plain_http = self.s.patterns[pattern].is_plain_http() && issuer.starts_with("http://");
         let kind = Kind::Dynamic { authorities: source::authorities(issuer, &self.s.jwks_hosts), plain_http };
         let s = Arc::new(Source::new(issuer.to_owned(), kind, self.fetches.clone()));
+        // Its discovery counts as one use, so that it is not the first to be forgotten before its
+        // first token has been checked; later lookups do not count, verified tokens do.
+        s.touch(&r.fetcher, now);
         inner.pending.insert(issuer.to_owned(), Pending { source: s.clone(), charged });
         Ok(s)
     }
@@ -231,18 +282,18 @@ impl Tenants {
     }
 
     /// A pending issuer whose discovery ended: live when it has keys (evicting the least recently
-    /// used past the cap; it is known from now on), else remembered as failed. Its failure was
-    /// logged by the fetch. A discovery that succeeded gives its pattern's budget back: the
-    /// budget bounds what failures (made-up issuers) cost the provider, while real tenants, a
-    /// restarted gateway's thousands among them, are found as fast as they come.
+    /// used past the cap), else remembered as failed. Its failure was logged by the fetch. A
+    /// discovery that succeeded stays charged until a token verifies with its keys (`confirm`),
+    /// which gives the charge back and makes the issuer known: the budget bounds what forged
+    /// tokens cost the provider, while real tenants, a restarted gateway's thousands among them,
+    /// are found as fast as their tokens come.
     fn settle_locked(&self, inner: &mut Inner, r: &Refresher, issuer: &str, now: Instant) {
         let Some(Pending { source, charged }) = inner.pending.remove(issuer) else { return };
         if source.state.lock().set.is_some() {
-            if let Some(b) = charged.and_then(|p| inner.budgets.get_mut(p)) {
-                b.tokens = (b.tokens + 1.0).min(self.s.per_minute as f64);
+            if let Some(p) = charged {
+                inner.unconfirmed.insert(issuer.to_owned(), p);
             }
             self.stats.discoveries_ok.fetch_add(1, Relaxed);
-            inner.known.insert(issuer);
             inner.live.insert(issuer.to_owned(), source);
             self.evict(inner, r, issuer, now);
         } else {
@@ -275,6 +326,8 @@ impl Tenants {
         inner.swept = now;
         let idle = self.s.idle;
         inner.live.retain(|_, s| s.idle(&r.fetcher, now) < idle);
+        let Inner { live, unconfirmed, .. } = &mut *inner;
+        unconfirmed.retain(|k, _| live.contains_key(k));
         let ttl = self.s.failure_ttl;
         inner.failed.retain(|_, at| now.duration_since(*at) < ttl);
         // The failure memory is bounded like the live set: the oldest go first.
@@ -304,6 +357,7 @@ impl Tenants {
             match victim {
                 Some(k) => {
                     inner.live.remove(&k);
+                    inner.unconfirmed.remove(&k);
                     self.stats.evictions.fetch_add(1, Relaxed);
                 }
                 None => break,
@@ -352,6 +406,7 @@ impl Tenants {
                 "refused_before_fetch": s.refused_before_fetch.load(Relaxed),
                 "recently_failed": s.recently_failed.load(Relaxed),
             },
+            "kid_refetches_limited": s.kid_refetches_limited.load(Relaxed),
             "evictions": s.evictions.load(Relaxed),
             "issuers": issuers,
         })
@@ -384,8 +439,23 @@ impl Tenants {
         let _ = writeln!(out, "# TYPE jwk_aggregator_dynamic_issuer_refreshes_total counter");
         let _ = writeln!(out, "jwk_aggregator_dynamic_issuer_refreshes_total{{result=\"ok\"}} {refreshed_ok}");
         let _ = writeln!(out, "jwk_aggregator_dynamic_issuer_refreshes_total{{result=\"failed\"}} {refreshed_failed}");
+        let _ = writeln!(out, "# HELP jwk_aggregator_dynamic_issuer_kid_refetches_limited_total Unknown-kid refetches of dynamic issuers refused: their budget across all issuers was spent.");
+        let _ = writeln!(out, "# TYPE jwk_aggregator_dynamic_issuer_kid_refetches_limited_total counter");
+        let _ = writeln!(out, "jwk_aggregator_dynamic_issuer_kid_refetches_limited_total {}", s.kid_refetches_limited.load(Relaxed));
         let _ = writeln!(out, "# HELP jwk_aggregator_dynamic_issuer_evictions_total Dynamic issuers evicted past max_dynamic_issuers.");
         let _ = writeln!(out, "# TYPE jwk_aggregator_dynamic_issuer_evictions_total counter");
         let _ = writeln!(out, "jwk_aggregator_dynamic_issuer_evictions_total {}", s.evictions.load(Relaxed));
     }
+}
+
+/// Takes one token from a bucket refilled at `per_minute` a minute (and holding at most that).
+fn take(b: &mut Bucket, per_minute: u32, now: Instant) -> bool {
+    let per_minute = per_minute as f64;
+    b.tokens = (b.tokens + now.duration_since(b.refilled).as_secs_f64() * per_minute / 60.0).min(per_minute);
+    b.refilled = now;
+    if b.tokens < 1.0 {
+        return false;
+    }
+    b.tokens -= 1.0;
+    true
 }

@@ -313,3 +313,23 @@ fn deeply_nested_json_is_an_error_not_a_stack_overflow() {
     let e = Settings::from_json(deep.as_bytes()).unwrap_err();
     assert!(e.0.contains("not valid JSON"), "{e}");
 }
+
+// Every redirect hop of a configured origin meets the rule the origin itself met: https, or plain
+// http to a loopback host (unless disable_jwk_security). A loopback origin that redirects to plain
+// http on another host is refused before anything is requested there; to another loopback
+// address it is followed.
+#[test]
+fn a_redirect_off_the_trusted_transport_is_refused() {
+    let good = Origin::start(Reply::json(jwks(&[rsa_jwk("moved")])));
+    let redirect = |to: &str| Origin::start(Reply { status: 302, headers: vec![("Location".into(), to.into())], ..Reply::json("") });
+    let off = redirect("http://idp.internal.test/jwks.json");
+    let agg = aggregator(&[&off, &good], json!({}));
+    assert_eq!(kids(&agg.jwks()), ["moved"]);
+    let (_, h) = health(&agg);
+    let why = h["origins"][0]["last_error"].as_str().unwrap();
+    assert!(why.contains("plain http on the non-loopback host \"idp.internal.test\""), "{h}");
+    // A loopback origin's redirect to another loopback address stays on the trusted transport.
+    let on = redirect(&good.url.replace("127.0.0.1", "localhost"));
+    let agg = aggregator(&[&on], json!({}));
+    assert_eq!(kids(&agg.jwks()), ["moved"]);
+}

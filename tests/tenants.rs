@@ -67,7 +67,8 @@ fn issuers_outside_the_pattern_cost_no_traffic() {
         format!("{}/realms/acme?x", realms.base),
     ] {
         match check(&auth, &token(&key, &iss)) {
-            Outcome::Invalid(why) => assert!(why.contains("not bound"), "{iss}: {why}"),
+            // Spellings that read as a realm's issuer are refused as near misses (see below).
+            Outcome::Invalid(why) => assert!(why.contains("not bound") || why.contains("another spelling"), "{iss}: {why}"),
             other => panic!("{iss}: {other:?}"),
         }
     }
@@ -350,4 +351,81 @@ fn a_pending_discovery_and_a_pending_rotation_end_in_the_new_keys() {
     let rotated = pending(&token(&k2, &realms.issuer("acme")));
     assert!(matches!(rotated[0], Outcome::Pending { .. }), "{rotated:?}");
     assert!(matches!(rotated.last().unwrap(), Outcome::Allow(_)), "{rotated:?}");
+}
+
+
+// Forged tokens naming real tenants spend the first-sight budget: a discovery gives its charge back
+// only once a token verifies with the keys it found (it made 2 requests per forged token before).
+#[test]
+fn forged_tokens_naming_real_tenants_spend_the_first_sight_budget() {
+    let realms = Realms::start();
+    let (_agg, auth) = setup(&realms, json!({"discoveries_per_minute": 3}));
+    let (key, forger) = (Key::ed("k"), Key::ed("k"));
+    for i in 0..12 {
+        realms.create(&format!("t{i}"), key.jwk());
+    }
+    for i in 0..12 {
+        let o = check(&auth, &token(&forger, &realms.issuer(&format!("t{i}"))));
+        assert!(!accepted(&o), "a made-up signature was accepted: {o:?}");
+    }
+    let hits = realms.hits();
+    assert!(hits <= 3 * 2, "12 forged tokens naming real realms made {hits} requests; the budget allows 3 discoveries (6 requests)");
+    // A real token of a discovered tenant verifies and gives its discovery's charge back, which
+    // the next real tenant can use.
+    assert!(accepted(&check(&auth, &token(&key, &realms.issuer("t0")))));
+    let o = check(&auth, &token(&key, &realms.issuer("t11")));
+    assert!(accepted(&o), "the charge given back by t0 did not let t11 be discovered: {o:?}");
+}
+
+// Unknown-kid refetches have one budget across every dynamic issuer (discoveries_per_minute a
+// minute): tokens with made-up kids naming many real tenants cannot make one refetch each.
+#[test]
+fn unknown_kid_refetches_share_one_budget_across_tenants() {
+    let realms = Realms::start();
+    let (agg, auth) = setup(&realms, json!({"discoveries_per_minute": 3}));
+    let key = Key::ed("k");
+    for i in 0..8 {
+        let r = format!("t{i}");
+        realms.create(&r, key.jwk());
+        assert!(accepted(&check(&auth, &token(&key, &realms.issuer(&r)))));
+    }
+    let before = realms.hits();
+    for i in 0..8 {
+        let forged = Key::ed(&format!("made-up-{i}"));
+        assert!(!accepted(&check(&auth, &token(&forged, &realms.issuer(&format!("t{i}"))))));
+    }
+    let spent = realms.hits() - before;
+    assert!(spent <= 3 * 2, "8 made-up kids over 8 tenants made {spent} requests; at most 3 refetches may run");
+    assert!(agg.core().tenants().stats.kid_refetches_limited.load(std::sync::atomic::Ordering::Relaxed) >= 5);
+}
+
+// A near miss of a pattern's issuer (another spelling of it) is refused outright, never tried
+// against the unbound origins, whose keys could otherwise vouch for "a tenant" of the pattern.
+#[test]
+fn a_near_miss_of_a_patterns_issuer_is_refused_not_tried_elsewhere() {
+    let realms = Realms::start();
+    let other = Key::rsa("other-idp");
+    let origin = common::Origin::start(common::Reply::json(common::jwks(&[other.jwk()])));
+    let mut s = json!({"port": 9876, "issuer_patterns": [realms.pattern()], "origins": [origin.url]});
+    s["discoveries_per_minute"] = json!(3);
+    let agg = Aggregator::new(Settings::from_json(s.to_string().as_bytes()).unwrap()).unwrap();
+    let auth = Auth::new(AuthSettings::from_value(&json!({"rules": [{"paths": ["/t/*"]}]})).unwrap(), agg.core());
+    realms.create("acme", Key::ed("k").jwk());
+    let port = realms.base.rsplit(':').next().unwrap().to_owned();
+    for iss in [
+        format!("{}/", realms.issuer("acme")),
+        format!("{}//", realms.issuer("acme")),
+        format!("{}?x=1", realms.issuer("acme")),
+        format!("{}#f", realms.issuer("acme")),
+        format!("HTTP://127.0.0.1:{port}/realms/acme"),
+        format!("http://u@127.0.0.1:{port}/realms/acme"),
+    ] {
+        match check(&auth, &token(&other, &iss)) {
+            Outcome::Invalid(why) => assert!(why.contains("another spelling"), "{iss}: {why}"),
+            o => panic!("{iss}: a near miss of the pattern was accepted by an unbound origin: {o:?}"),
+        }
+    }
+    assert_eq!(realms.hits(), 0, "a near miss is not discovered either");
+    // An issuer that is no spelling of a pattern's issuer still goes to the unbound origins.
+    assert!(accepted(&check(&auth, &token(&other, "https://idp.example/other"))));
 }

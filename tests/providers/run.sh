@@ -10,7 +10,7 @@
 # HYDRA_ADMIN_URL, OIDC_PROVIDER_URL, OIDC_PROVIDER_CLIENT_SECRET) are also written to
 # build/providers.env. Logs: build/providers/*.log, their tails printed on failure.
 # What is missing is installed first (Java, Node.js, Maven, unzip from Debian's packages), then
-# downloaded or built once into .cache/providers/ and reused: Keycloak's distribution from Maven
+# downloaded or built once into ~/.cache/jwk-aggregator/providers/ and reused: Keycloak's distribution from Maven
 # Central, Hydra built from its Go module, oidc-provider from npm.
 set -euo pipefail
 
@@ -20,7 +20,8 @@ GO=${GO:-go}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$ROOT/tests/providers
-CACHE=$ROOT/.cache/providers
+# Outside the clone, beside the Makefile's pinned tools, so that a fresh clone (CI) reuses them.
+CACHE=${JWKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/jwk-aggregator}/providers
 LOGS=$ROOT/build/providers
 ENV_FILE=$ROOT/build/providers.env
 RUN=$LOGS/run # pid files of the servers and of the preparing jobs
@@ -30,7 +31,7 @@ die() { log "ERROR: $*"; exit 1; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
 
-# ---- downloads and builds, each once into .cache/providers ----
+# ---- downloads and builds, each once into $CACHE ----
 
 KC_HOME=$CACHE/keycloak-$KEYCLOAK_VERSION
 prepare_keycloak() {

@@ -125,7 +125,7 @@ pub fn keys(settings: &Settings) -> Result<KeysReport, String> {
             keys: vec![],
         };
         let url = if o.discover {
-            match fetch::discover_jwks_uri(&clients, &o.url, settings.max_response_bytes, settings.disable_jwk_security, Scope::Configured) {
+            match fetch::discover_jwks_uri(&clients, &o.url, settings.max_response_bytes, settings.disable_jwk_security, settings.port, Scope::Configured) {
                 Ok((u, _)) => Some(u),
                 Err(e) => {
                     r.error = Some(e.to_string());
