@@ -135,7 +135,11 @@ func cookieReaders(t *testing.T, jars [][]string) map[string][][]string {
 		}
 		out["Go net/http"] = append(out["Go net/http"], vals)
 	}
-	in, _ := json.Marshal(jars)
+	clean := make([][]string, len(jars))
+	for i, jar := range jars {
+		clean[i] = append([]string{}, jar...)
+	}
+	in, _ := json.Marshal(clean)
 	py := `
 import json, sys
 from http.cookies import SimpleCookie
@@ -155,9 +159,10 @@ print(json.dumps(out))
 `
 	run := func(name string, cmd *exec.Cmd) {
 		cmd.Stdin = strings.NewReader(string(in))
+		cmd.Stderr = &strings.Builder{}
 		b, err := cmd.Output()
 		if err != nil {
-			t.Fatalf("%s: %v", name, err)
+			t.Fatalf("%s: %v\n%s", name, err, cmd.Stderr)
 		}
 		var res [][]string
 		if err := json.Unmarshal(b, &res); err != nil || len(res) != len(jars) {

@@ -157,3 +157,19 @@ const (
 	Missing   = int(C.JWKA_AUTH_OUTCOME_MISSING)
 	Forbidden = int(C.JWKA_AUTH_OUTCOME_FORBIDDEN)
 )
+
+// WithRules is another token checker on the same aggregator, with its own rules (and its own
+// verified-token cache); Release frees it.
+func (c *Core) WithRules(auth string) (*Core, error) {
+	o := &Core{agg: c.agg}
+	var e C.JwkaBuf
+	if C.jwka_auth_new(c.agg, (*C.uint8_t)(unsafe.Pointer(unsafe.StringData(auth))), C.size_t(len(auth)), &o.auth, &e) != C.JWKA_STATUS_OK {
+		return nil, takeErr(e)
+	}
+	return o, nil
+}
+
+// Release frees a checker made by WithRules (not its aggregator).
+func (c *Core) Release() {
+	C.jwka_auth_free(c.auth)
+}
