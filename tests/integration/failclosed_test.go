@@ -272,7 +272,7 @@ func TestRefusalsAreLoggedWithoutLineBreaks(t *testing.T) {
 	p := provider(t, "idp-a", "RS256")
 	aggPort := freePort(t)
 	server := map[string]interface{}{
-		"name":                []string{"jwk-aggregator", "jwk-aggregator-auth"},
+		"name": []string{"jwk-aggregator", "jwk-aggregator-auth"},
 		"jwk-aggregator": map[string]interface{}{"port": aggPort, "origins": []string{p.JWKSURL()},
 			"issuers": []interface{}{map[string]interface{}{"origin": p.JWKSURL(), "issuer": p.Issuer}}},
 		"jwk-aggregator-auth": map[string]interface{}{"rules": []interface{}{map[string]interface{}{"paths": []string{"/orders/*"}}}},
