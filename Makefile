@@ -504,7 +504,7 @@ test-gateway: $(PLUGIN_OUT) build/plugin-check $(if $(KRAKEND_EXEC),krakend-exec
 test:
 	$(WITH_PROVIDERS) $(MAKE) --no-print-directory test-all
 
-test-all: test-rust test-shim test-build test-cli test-realidp check-symbols memcheck test-dist test-sbom lint-workflows test-gateways
+test-all: test-rust test-shim test-build test-cli test-realidp check-symbols memcheck test-dist test-sbom lint-workflows test-gateways test-releases
 
 # The gateway tests on each gateway of GATEWAY_LIBCS: KRAKEND_VERSION's glibc and musl (Alpine)
 # builds, made by `make krakend` (or reused), each with its own plugin. KRAKEND_BIN=... names one
@@ -528,16 +528,22 @@ else
 endif
 
 # The gateway tests on the older releases of TEST_RELEASES (glibc), each built by `make krakend` with
-# its own Go (their module path is github.com/krakendio/krakend-ce/v2).
+# its own Go (their module path is github.com/krakendio/krakend-ce/v2). Part of `make test` unless
+# KRAKEND_BIN names one gateway; like the others, NOT RUN where no gateway can be built, a failure
+# in CI.
 TEST_RELEASES ?= 2.10.2 2.6.1
 test-releases:
+ifeq ($(filter command line environment,$(origin KRAKEND_BIN)),)
 	@failed=""; for v in $(TEST_RELEASES); do \
 		start=$$(date +%s); \
-		$(MAKE) --no-print-directory krakend KRAKEND_VERSION=$$v LIBC=glibc || { failed="$$failed $$v"; continue; }; \
+		if ! $(MAKE) --no-print-directory krakend KRAKEND_VERSION=$$v LIBC=glibc; then \
+			if [ -n "$$CI$$REQUIRE_GATEWAY" ]; then echo "FAIL: the gateway tests on KrakenD $$v cannot run: the gateway could not be built (see the ERROR above)"; failed="$$failed $$v"; \
+			else echo "NOT RUN: $(GATEWAY_COUNT) gateway tests on KrakenD $$v glibc (the gateway could not be built; see the ERROR above)"; fi; continue; fi; \
 		echo "gateway KrakenD $$v glibc ready after $$(( $$(date +%s) - start ))s"; \
 		$(MAKE) --no-print-directory test-gateway KRAKEND_VERSION=$$v LIBC=glibc || failed="$$failed $$v"; \
 	done; \
 	[ -z "$$failed" ] || { echo "FAIL: gateway tests on KrakenD$$failed"; exit 1; }
+endif
 
 # Speed figures live here, never in tests. Writes BENCHMARKS.md. The gateway part needs KrakenD
 # (see `make krakend`) and wrk, which it installs from Debian's packages when missing.
