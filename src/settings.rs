@@ -108,7 +108,7 @@ pub const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const MAX_KEYS_PER_ORIGIN: usize = 10_000;
 
-/// The fields of `Block`, for the unknown-key message (tests/settings.rs holds it to README.md).
+/// The fields of `Block`, for the unknown-key message (tests/settings.rs holds it to docs/settings.md).
 const KNOWN_KEYS: &[&str] = &[
     "origins",
     "port",

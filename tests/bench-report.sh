@@ -74,7 +74,7 @@ $(section "$gateway")
 10,000 tenants of a multi-tenant provider, each trusted by \`issuer_patterns\` at its first token:
 how fast they are discovered, the memory and threads they cost the gateway, a known tenant's
 latency while new tenants arrive, and the refresh load each tenant puts on its provider (see
-"Sizing a fleet" in the README for what that means for a fleet).
+"Sizing a fleet" (docs/sizing.md) for what that means for a fleet).
 
 $(section "$tenants")
 

@@ -1,4 +1,4 @@
-//! The settings tables of README.md against the parsers: every documented setting exists, no
+//! The settings tables of the manual (docs/settings.md, docs/auth-handler.md) against the parsers: every documented setting exists, no
 //! setting is undocumented, and a documented default is the default the code applies.
 
 use jwk_aggregator::settings::Settings;
@@ -20,10 +20,10 @@ enum Default {
     Prose(String),
 }
 
-/// The rows of the first table after the line that starts with `marker`.
-fn table(marker: &str) -> Vec<Row> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
-    let after = &readme[readme.find(marker).unwrap_or_else(|| panic!("README.md has no {marker:?}"))..];
+/// The rows of the first table of the manual page `doc` after the line that starts with `marker`.
+fn table(doc: &str, marker: &str) -> Vec<Row> {
+    let page = std::fs::read_to_string(format!("{}/docs/{doc}", env!("CARGO_MANIFEST_DIR"))).expect(doc);
+    let after = &page[page.find(marker).unwrap_or_else(|| panic!("docs/{doc} has no {marker:?}"))..];
     let header: Vec<&str> = after.lines().find(|l| l.starts_with('|')).unwrap().split('|').map(str::trim).collect();
     let default_col = header.iter().position(|c| *c == "default").expect("a default column");
     let mut rows = Vec::new();
@@ -68,7 +68,7 @@ fn every_documented_aggregator_setting_is_accepted_with_its_documented_default()
     let base = json!({"port": 9876, "origins": ["https://idp-a.example/jwks.json"]});
     let parse = |v: &Value| Settings::from_json(v.to_string().as_bytes());
     let defaults = parse(&base).unwrap();
-    let rows = table("## Settings");
+    let rows = table("settings.md", "# Settings of the");
     let documented: BTreeSet<String> = rows.iter().map(|r| r.name.clone()).collect();
     let unknown = parse(&with(&base, "no_such_setting", json!(1))).unwrap_err().0;
     assert_eq!(documented, known(unknown, "(known settings: "));
@@ -102,7 +102,7 @@ fn every_documented_aggregator_setting_is_accepted_with_its_documented_default()
 fn every_documented_auth_setting_is_accepted_with_its_documented_default() {
     let base = json!({"rules": [{"paths": ["/x"]}]});
     let defaults = AuthSettings::from_value(&base).unwrap();
-    let rows = table("Handler settings");
+    let rows = table("auth-handler.md", "Handler settings");
     let documented: BTreeSet<String> = rows.iter().map(|r| r.name.clone()).collect();
     let unknown = AuthSettings::from_value(&with(&base, "no_such_setting", json!(1))).unwrap_err().0;
     assert_eq!(documented, known(unknown, "(known: "));
@@ -126,7 +126,7 @@ fn every_documented_rule_setting_is_accepted_with_its_documented_default() {
     let rule = json!({"paths": ["/x"]});
     let parse = |rule: Value| AuthSettings::from_value(&json!({ "rules": [rule] }));
     let defaults = parse(rule.clone()).unwrap();
-    let rows = table("Rule settings");
+    let rows = table("auth-handler.md", "Rule settings");
     let documented: BTreeSet<String> = rows.iter().map(|r| r.name.clone()).collect();
     let unknown = parse(with(&rule, "no_such_setting", json!(1))).unwrap_err().0;
     assert_eq!(documented, known(unknown, "(known: "));

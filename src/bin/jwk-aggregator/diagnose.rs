@@ -181,7 +181,7 @@ pub fn check(cfg: &GatewayConfig, opts: &CheckOptions) -> Vec<Finding> {
     let agg_place = format!("{SERVER}.\"{AGG}\"");
     let auth_place = format!("{SERVER}.\"{AUTH}\"");
     let Some(agg_block) = cfg.block(AGG) else {
-        out.push(finding("error", SERVER, "no \"jwk-aggregator\" block", "add the block with \"origins\" and \"port\" (see the README's Configure section)"));
+        out.push(finding("error", SERVER, "no \"jwk-aggregator\" block", "add the block with \"origins\" and \"port\" (see Configure in the README)"));
         return out;
     };
     if !names.iter().any(|n| n == AGG || n == AUTH) {
