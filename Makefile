@@ -148,6 +148,11 @@ KRAKEND_LDFLAGS = -X github.com/$$org/krakend-ce/v2/pkg.Version=$(KRAKEND_VERSIO
 	-X github.com/luraproject/lura/v2/core.KrakendVersion=$(KRAKEND_VERSION) \
 	-X github.com/luraproject/lura/v2/core.GlibcVersion=$(LIBC_STRING)
 
+# What a gateway this Makefile starts runs with: no KRAKEND_* variable (KrakenD reads them as
+# configuration overrides, and make exports its command line: KRAKEND_VERSION=2.10.2 would become
+# the configuration's "version"), and no usage report leaving the machine.
+GATEWAY_ENV = env $$(env | awk -F= '/^KRAKEND_/ {printf "-u %s ", $$1}') USAGE_DISABLE=1
+
 # Plugin and gateway must come from the same Go, both with cgo, neither with -trimpath.
 export CGO_ENABLED := 1
 # Go's build cache does not look inside the Rust static library it links, so a changed library
@@ -245,7 +250,7 @@ install: build build/plugin-check
 	@[ -n "$(KRAKEND)" ] && [ -n "$(PLUGIN_DIR)" ] || { echo "usage: make install KRAKEND=/path/to/krakend PLUGIN_DIR=/path/to/plugins"; exit 2; }
 	@[ -d "$(PLUGIN_DIR)" ] || { echo "ERROR: PLUGIN_DIR=$(PLUGIN_DIR) is not a folder; nothing installed"; exit 1; }
 	@build/plugin-check compare -min-go $(SHIM_GO_MIN) "$(KRAKEND)" $(PLUGIN_OUT) || { echo "ERROR: nothing installed"; exit 1; }
-	@out=$$(USAGE_DISABLE=1 $(KRAKEND_EXEC) "$(KRAKEND)" test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; \
+	@out=$$($(GATEWAY_ENV) $(KRAKEND_EXEC) "$(KRAKEND)" test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; \
 		grep -q '\[OK\] SERVER' <<<"$$out" || { echo "ERROR: $(KRAKEND) test-plugin did not load $(PLUGIN_OUT); nothing installed"; exit 1; }
 	install -m 0644 $(PLUGIN_OUT) "$(PLUGIN_DIR)/jwk-aggregator.so"
 	@for f in "$(PLUGIN_DIR)"/*.so*; do [ "$$f" = "$(PLUGIN_DIR)/jwk-aggregator.so" ] && continue; [ -e "$$f" ] || continue; \
@@ -438,7 +443,7 @@ run: build build/demo-idp $(if $(KRAKEND_EXEC),krakend-exec)
 	echo '  curl -X DELETE http://127.0.0.1:9104/admin/realms/newco     # deleted: refused once max_stale passes'; \
 	echo '  curl -s http://127.0.0.1:9876/ ; curl -s http://127.0.0.1:9876/__health ; curl -s http://127.0.0.1:9876/metrics'; \
 	echo "Ctrl-C stops everything."; echo; \
-	USAGE_DISABLE=1 $(RUN_KRAKEND) run -c krakend-config/krakend.json
+	$(GATEWAY_ENV) $(RUN_KRAKEND) run -c krakend-config/krakend.json
 
 test-rust: | tools
 	$(CARGO) test --release --locked
@@ -492,7 +497,7 @@ krakend-exec:
 GATEWAY_NAME = KrakenD $(KRAKEND_VERSION) $(LIBC) $(ARCH)
 test-gateway: $(PLUGIN_OUT) build/plugin-check $(if $(KRAKEND_EXEC),krakend-exec)
 	build/plugin-check compare -min-go $(SHIM_GO_MIN) $(KRAKEND_BIN) $(PLUGIN_OUT)
-	out=$$(USAGE_DISABLE=1 $(RUN_KRAKEND) test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; grep -q '\[OK\] SERVER' <<<"$$out"
+	out=$$($(GATEWAY_ENV) $(RUN_KRAKEND) test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; grep -q '\[OK\] SERVER' <<<"$$out"
 	@start=$$(date +%s); log=$(CURDIR)/build/gateway-test-$(KRAKEND_VERSION)-$(LIBC)-$(ARCH).log; \
 	cd tests && KRAKEND_BIN=$(RUN_KRAKEND) PLUGIN_SO=$(CURDIR)/$(PLUGIN_OUT) $(WITH_PROVIDERS:tests/%=../tests/%) $(GO) test -count=1 -v -timeout $(GATEWAY_TIMEOUT) $(if $(GATEWAY_RUN),-run '$(GATEWAY_RUN)') ./integration/ 2>&1 | tee $$log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; \
 	rc=$${PIPESTATUS[0]}; \

@@ -214,8 +214,11 @@ func TestRequestsWaitForADiscoveryAndNoLonger(t *testing.T) {
 			t.Errorf("request %d for the tenant being discovered: %d, want 200", i, c)
 		}
 	}
-	if docs["acme"] != 1 {
-		t.Errorf("%d discovery documents fetched for 8 waiting requests, want 1", docs["acme"])
+	mu.Lock()
+	acme := docs["acme"]
+	mu.Unlock()
+	if acme != 1 {
+		t.Errorf("%d discovery documents fetched for 8 waiting requests, want 1", acme)
 	}
 	if slow.Code != 401 || logs.find("discovery_wait") == "" {
 		t.Errorf("a discovery slower than discovery_wait: %d, log %q; want 401 naming discovery_wait", slow.Code, logs.find("discovery_wait"))

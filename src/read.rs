@@ -232,6 +232,52 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
+// Field readers both blocks share. Each returns what the field means, or an error "expected ...,
+// got <the value as written>" that `read_block` puts the field's name in front of.
+
+/// `true` or `false`.
+pub(crate) fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    expect(d, "true or false", Value::as_bool)
+}
+
+/// A duration as KrakenD configurations write them.
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    as_duration(&Value::deserialize(d)?).map(Some)
+}
+
+pub(crate) fn as_duration<E: de::Error>(v: &Value) -> Result<Duration, E> {
+    match v {
+        Value::String(s) => parse_duration(s).ok_or_else(|| invalid(r#"a duration such as "500ms", "5s", "10m" or "1h30m", at most 2562047h"#, v)),
+        _ => Err(invalid(r#"a duration string such as "5s""#, v)),
+    }
+}
+
+/// An integer from `min` to `max` (Go's floats included).
+pub(crate) fn count<'de, D: Deserializer<'de>>(d: D, min: usize, max: usize) -> Result<usize, D::Error> {
+    expect(d, &format!("an integer from {min} to {max}"), |v| {
+        integer(v).filter(|&n| n >= min as i64 && n as u64 <= max as u64).map(|n| n as usize)
+    })
+}
+
+/// A non-empty string.
+pub(crate) fn name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    expect(d, "a non-empty string", |v| v.as_str().filter(|s| !s.is_empty()).map(|s| Some(s.to_owned())))
+}
+
+/// A string or a list of strings.
+pub(crate) fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Value::deserialize(d)?;
+    match &v {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(list) => list
+            .iter()
+            .map(|x| x.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(|| invalid("a list of strings", &v)),
+        _ => Err(invalid("a string or a list of strings", &v)),
+    }
+}
+
 /// "invalid \"<field>\": expected ..., got <value>" for checks made after reading.
 pub(crate) fn err(field: &str, expected: &str, got: &Value) -> ConfigError {
     ConfigError(format!("invalid \"{field}\": expected {expected}, got {}", show(got)))

@@ -9,7 +9,7 @@
 //! passed.
 
 use crate::issuer::{is_loopback_host, IssuerPattern};
-use crate::read::{err, expect, integer, invalid, non_empty_list, read_block, show, unknown_key, Object, Others};
+use crate::read::{as_duration, count, duration, err, expect, flag, integer, invalid, non_empty_list, read_block, show, unknown_key, Object, Others};
 pub use crate::read::{fmt_duration, parse_duration, ConfigError, MAX_DURATION};
 use reqwest::Url;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -292,30 +292,16 @@ impl Settings {
 // Field readers of `Block`. Each returns what the field means, or an error "expected ..., got
 // <the value as written>"; `read_block` puts the field's name in front.
 
-fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    expect(d, "true or false", Value::as_bool)
-}
-
 fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
     expect(d, "an integer from 1 to 65535", |v| integer(v).filter(|p| (1..=65535).contains(p)).map(|p| Some(p as u16)))
 }
 
 fn response_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-    count(d, MAX_RESPONSE_BYTES).map(Some)
+    count(d, 1, MAX_RESPONSE_BYTES).map(Some)
 }
 
 fn keys_per_origin<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-    count(d, MAX_KEYS_PER_ORIGIN).map(Some)
-}
-
-fn count<'de, D: Deserializer<'de>>(d: D, max: usize) -> Result<usize, D::Error> {
-    expect(d, &format!("an integer from 1 to {max}"), |v| {
-        integer(v).filter(|&n| n >= 1 && n as u64 <= max as u64).map(|n| n as usize)
-    })
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    as_duration(&Value::deserialize(d)?).map(Some)
+    count(d, 1, MAX_KEYS_PER_ORIGIN).map(Some)
 }
 
 fn min_ttl<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -325,13 +311,6 @@ fn min_ttl<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error
         // hammer the identity provider.
         ttl if ttl < Duration::from_secs(1) => Err(invalid("at least 1s", &v)),
         ttl => Ok(Some(ttl)),
-    }
-}
-
-fn as_duration<E: de::Error>(v: &Value) -> Result<Duration, E> {
-    match v {
-        Value::String(s) => parse_duration(s).ok_or_else(|| invalid(r#"a duration such as "500ms", "5s", "10m" or "1h30m", at most 2562047h"#, v)),
-        _ => Err(invalid(r#"a duration string such as "5s""#, v)),
     }
 }
 
@@ -365,11 +344,11 @@ fn pattern_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Pattern>, D::Erro
 }
 
 fn dynamic_issuers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-    count(d, MAX_DYNAMIC_ISSUERS).map(Some)
+    count(d, 1, MAX_DYNAMIC_ISSUERS).map(Some)
 }
 
 fn discovery_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-    count(d, MAX_DISCOVERIES_PER_MINUTE).map(Some)
+    count(d, 1, MAX_DISCOVERIES_PER_MINUTE).map(Some)
 }
 
 /// `jwks_uri_hosts`: host names, or host:port, in lower case as URLs carry them.

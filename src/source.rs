@@ -159,7 +159,8 @@ pub struct Source {
     done: Condvar,
     /// Its own counters, or for dynamic issuers the counters they all share.
     pub stats: Arc<SourceStats>,
-    /// Milliseconds since `Fetcher::epoch` of the last token that used it (dynamic issuers).
+    /// Microseconds since `Fetcher::epoch` of the last token that used it (dynamic issuers): fine
+    /// enough that tenants used one after another within a millisecond are told apart for eviction.
     last_used: AtomicU64,
 }
 
@@ -241,12 +242,12 @@ impl Source {
     }
 
     pub fn touch(&self, f: &Fetcher, now: Instant) {
-        self.last_used.store(now.duration_since(f.epoch).as_millis() as u64, Relaxed);
+        self.last_used.store(now.duration_since(f.epoch).as_micros() as u64, Relaxed);
     }
 
     /// How long no token has used it.
     pub fn idle(&self, f: &Fetcher, now: Instant) -> Duration {
-        now.duration_since(f.epoch).saturating_sub(Duration::from_millis(self.last_used.load(Relaxed)))
+        now.duration_since(f.epoch).saturating_sub(Duration::from_micros(self.last_used.load(Relaxed)))
     }
 
     /// Whether a caller that arrived at `start` needs a fetch of this source.

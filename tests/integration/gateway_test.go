@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/jwk-aggregator/jwk-aggregator/tests/idp"
+	"github.com/jwk-aggregator/jwk-aggregator/tests/internal/gw"
 )
 
 func freePort(t *testing.T) int {
@@ -185,8 +186,7 @@ func startGatewayUntil(t *testing.T, aggPort int, server map[string]interface{},
 	}
 	g := &gateway{t: t, port: port, aggPort: aggPort, out: &syncBuf{}, done: make(chan struct{})}
 	g.cmd = exec.Command(bin, "run", "-c", cfgPath)
-	// A test gateway never sends KrakenD's usage report out of the machine.
-	g.cmd.Env = append(os.Environ(), "USAGE_DISABLE=1")
+	g.cmd.Env = gw.Env()
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -48,6 +48,19 @@ func PluginDir(dir, plugin string) string {
 	return pd + "/"
 }
 
+// Env is the environment a test gateway runs with: this process's, less the KRAKEND_* variables
+// (KrakenD reads them as configuration overrides: make's KRAKEND_VERSION=2.10.2 would become the
+// configuration's "version"), and with KrakenD's usage report off (it never leaves the machine).
+func Env() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KRAKEND_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "USAGE_DISABLE=1")
+}
+
 // Gateway is one running KrakenD.
 type Gateway struct {
 	cmd  *exec.Cmd
@@ -65,8 +78,7 @@ func Start(bin string, cfg map[string]interface{}, dir string, log io.Writer) *G
 		Die("%v", err)
 	}
 	cmd := exec.Command(bin, "run", "-c", path)
-	// A test gateway never sends KrakenD's usage report out of the machine.
-	cmd.Env = append(os.Environ(), "USAGE_DISABLE=1")
+	cmd.Env = Env()
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		Die("%v", err)
