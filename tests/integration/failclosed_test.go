@@ -340,3 +340,70 @@ func TestForgedTokensNamingRealRealmsCostTheBudgetOnly(t *testing.T) {
 		t.Errorf("a real token of the last realm after the charge came back: %d, want 200", code)
 	}
 }
+
+// A `discover` issuer whose document names the aggregator's own merged set as its jwks_uri would
+// bind every origin's keys to that issuer: refused, and so is a token of that issuer signed with
+// another origin's key.
+func TestADiscoveredJWKSURIMayNotBeTheAggregatorsOwnSet(t *testing.T) {
+	p := provider(t, "idp-a", "RS256")
+	realms := startRealms(t)
+	realms.Create("evil", "ES256")
+	aggPort := freePort(t)
+	realms.SetJWKSURI("evil", fmt.Sprintf("http://127.0.0.1:%d/", aggPort))
+	server := map[string]interface{}{
+		"name": []string{"jwk-aggregator", "jwk-aggregator-auth"},
+		"jwk-aggregator": map[string]interface{}{
+			"port": aggPort, "origins": []string{p.JWKSURL()}, "discover": []string{realms.Issuer("evil")},
+			"issuers": []interface{}{map[string]interface{}{"origin": p.JWKSURL(), "issuer": p.Issuer}},
+		},
+		"jwk-aggregator-auth": map[string]interface{}{"rules": []interface{}{map[string]interface{}{"paths": []string{"/p"}}}},
+	}
+	g := startGatewayWith(t, aggPort, server, []endpoint{{path: "/p"}})
+	now := time.Now().Unix()
+	if code := g.call("/p", p.Key(0).Sign(map[string]interface{}{"iss": p.Issuer, "exp": now + 600}, nil)); code != 200 {
+		t.Fatalf("a token of the configured origin: %d, want 200", code)
+	}
+	if !g.waitOriginState(realms.Issuer("evil"), "down") {
+		t.Errorf("the discover issuer naming the aggregator's own set did not fail")
+	}
+	if lines := waitLog(g, "own merged set"); len(lines) == 0 {
+		t.Errorf("no log line says why the jwks_uri was refused:\n%s", g.out.String())
+	}
+	if code := g.call("/p", p.Key(0).Sign(map[string]interface{}{"iss": realms.Issuer("evil"), "exp": now + 600}, nil)); code != 401 {
+		t.Errorf("a token of the discover issuer signed with another origin's key: %d, want 401", code)
+	}
+}
+
+// A near miss of a pattern's issuer (a trailing slash, an explicit port, upper case, a query) is
+// refused, never verified by the unbound origins' keys.
+func TestANearMissOfAPatternsIssuerIsRefused(t *testing.T) {
+	p := provider(t, "idp-a", "RS256")
+	realms := startRealms(t)
+	realms.Create("acme", "ES256")
+	aggPort := freePort(t)
+	server := map[string]interface{}{
+		"name": []string{"jwk-aggregator", "jwk-aggregator-auth"},
+		"jwk-aggregator": map[string]interface{}{
+			"port": aggPort, "origins": []string{p.JWKSURL()}, "issuer_patterns": []string{realms.Pattern()},
+		},
+		"jwk-aggregator-auth": map[string]interface{}{"rules": []interface{}{map[string]interface{}{"paths": []string{"/p"}}}},
+	}
+	g := startGatewayWith(t, aggPort, server, []endpoint{{path: "/p"}})
+	now := time.Now().Unix()
+	sign := func(iss string) string { return p.Key(0).Sign(map[string]interface{}{"iss": iss, "exp": now + 600}, nil) }
+	if code := g.call("/p", sign("https://other.example/")); code != 200 {
+		t.Fatalf("a token of another issuer, verified by the unbound origin: %d, want 200", code)
+	}
+	acme := realms.Issuer("acme")
+	for _, iss := range []string{acme + "/", acme + "?x=1", strings.Replace(acme, "http://", "HTTP://", 1), acme + "#f"} {
+		if code := g.call("/p", sign(iss)); code != 401 {
+			t.Errorf("iss %q, a near miss of the pattern, signed by the unbound origin: %d, want 401", iss, code)
+		}
+	}
+	if len(waitLog(g, "another spelling")) == 0 {
+		t.Errorf("no DEBUG line says why:\n%s", g.out.String())
+	}
+	if n := realms.Requests(); n != 0 {
+		t.Errorf("near misses made %d requests to the provider; want 0", n)
+	}
+}
