@@ -390,7 +390,9 @@ func TestANearMissOfAPatternsIssuerIsRefused(t *testing.T) {
 	}
 	g := startGatewayWith(t, aggPort, server, []endpoint{{path: "/p"}})
 	now := time.Now().Unix()
-	sign := func(iss string) string { return p.Key(0).Sign(map[string]interface{}{"iss": iss, "exp": now + 600}, nil) }
+	sign := func(iss string) string {
+		return p.Key(0).Sign(map[string]interface{}{"iss": iss, "exp": now + 600}, nil)
+	}
 	if code := g.call("/p", sign("https://other.example/")); code != 200 {
 		t.Fatalf("a token of another issuer, verified by the unbound origin: %d, want 200", code)
 	}
