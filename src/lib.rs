@@ -10,6 +10,7 @@
 //! - `source`: one key source and one fetch of it; `refresh`: the engine that keeps every source
 //!   fresh; `tenants`: the dynamic issuers, as sources;
 //! - `aggregator`: the origins, the merged set, health and metrics;
+//! - `keys`: the key directory, where a token's keys come from, by its issuer;
 //! - `policy`: the `jwk-aggregator-auth` block and its rules; `auth`: one request's decision;
 //! - `ffi`: the C API.
 
@@ -25,6 +26,7 @@ pub mod source;
 pub mod refresh;
 pub mod tenants;
 pub mod aggregator;
+pub mod keys;
 pub mod policy;
 pub mod auth;
 pub mod ffi;

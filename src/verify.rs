@@ -335,7 +335,8 @@ pub struct Jws<'a> {
 pub struct Parsed<'a> {
     pub alg: Alg,
     pub kid: Option<String>,
-    pub claims: Map<String, Value>,
+    /// Shared with the `Verified` a good signature makes of it: a token is parsed once per request.
+    pub claims: Arc<Map<String, Value>>,
     signing_input: &'a [u8],
     signature: Vec<u8>,
 }
@@ -376,14 +377,14 @@ pub fn parse<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Result<P
         Ok(Value::Object(m)) => m,
         _ => return Err(Invalid::Malformed("payload is not base64url JSON")),
     };
-    Ok(Parsed { alg, kid, claims, signing_input, signature })
+    Ok(Parsed { alg, kid, claims: Arc::new(claims), signing_input, signature })
 }
 
 impl KeyStore {
     /// Verifies a JWT's signature; see `verify_signature`.
-    pub fn verify(&self, t: Parsed<'_>, origin_ok: &dyn Fn(usize) -> bool) -> Result<Verified, Invalid> {
+    pub fn verify(&self, t: &Parsed<'_>, origin_ok: &dyn Fn(usize) -> bool) -> Result<Verified, Invalid> {
         let origin = self.verify_signature(t.alg, t.kid.as_deref(), t.signing_input, &t.signature, origin_ok)?;
-        Ok(Verified { claims: Arc::new(t.claims), origin, alg: t.alg })
+        Ok(Verified { claims: t.claims.clone(), origin, alg: t.alg })
     }
 
     /// Checks `signature` over `message` with a key of a permitted origin: the kid's keys, or

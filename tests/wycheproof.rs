@@ -156,7 +156,7 @@ fn verify_jws(store: &KeyStore, token: &str) -> Result<(), String> {
     // only when its payload is a JSON object, and then through the very same `verify`.
     let is_jwt = matches!(serde_json::from_slice::<Value>(&jws.payload), Ok(Value::Object(_)));
     match verify::parse(token.as_bytes(), DEFAULT_MAX_TOKEN_BYTES, &Alg::ALL) {
-        Ok(jwt) => assert!(is_jwt && store.verify(jwt, &|_| true).is_ok(), "JWT path disagrees on {token}"),
+        Ok(jwt) => assert!(is_jwt && store.verify(&jwt, &|_| true).is_ok(), "JWT path disagrees on {token}"),
         Err(e) => assert!(!is_jwt && e == Invalid::Malformed("payload is not base64url JSON"), "JWT path: {e}"),
     }
     Ok(())

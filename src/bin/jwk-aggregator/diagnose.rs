@@ -518,7 +518,7 @@ fn explain_validator(e: &Endpoint, report: &KeysReport, header: &Value, claims: 
     };
     let Some(a) = Alg::parse(alg) else { return refuse(format!("alg {alg:?} is not supported")) };
     let (store, _) = KeyStore::build([(0, std::slice::from_ref(key))], true);
-    let verified = verify::parse(token.as_bytes(), usize::MAX, &[a]).and_then(|p| store.verify(p, &|_| true));
+    let verified = verify::parse(token.as_bytes(), usize::MAX, &[a]).and_then(|p| store.verify(&p, &|_| true));
     if let Err(why) = verified {
         return refuse(format!("the key KrakenD picks for kid {:?} (from {}) does not verify it: {why}", kid.unwrap_or(""), origin.origin));
     }
