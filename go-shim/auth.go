@@ -79,20 +79,19 @@ func cbytes(s string) (*C.uint8_t, C.size_t) {
 	return (*C.uint8_t)(unsafe.Pointer(unsafe.StringData(s))), C.size_t(len(s))
 }
 
+// ServeHTTP hands the request to the core and applies its answer as it stands: pass on (after
+// setting the claim headers), or the status and challenge it names. Every decision, the CORS
+// preflight's included, is the core's.
 func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodOptions {
-		// CORS preflights carry no credentials by design; KrakenD's CORS module answers them.
-		h.next.ServeHTTP(w, r)
-		return
-	}
 	// Every Authorization header: a request carrying two is refused whole, never half verified.
 	path, authz := r.URL.Path, strings.Join(r.Header.Values("Authorization"), "\n")
 	cookies := strings.Join(r.Header.Values("Cookie"), "; ")
+	mp, ml := cbytes(r.Method)
 	pp, pl := cbytes(path)
 	ap, al := cbytes(authz)
 	cp, cl := cbytes(cookies)
 	var res C.JwkaAuthResult
-	var reason, headers []byte
+	var reason, headers, challenge []byte
 	wait := C.enum_JwkaWait(C.JWKA_WAIT_BLOCK)
 	if h.agg.poll.Load() {
 		wait = C.JWKA_WAIT_PENDING
@@ -106,14 +105,14 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "", http.StatusServiceUnavailable)
 			return
 		}
-		status := C.jwka_auth_check(h.handle, pp, pl, ap, al, cp, cl, wait, &res, nil)
+		status := C.jwka_auth_check(h.handle, mp, ml, pp, pl, ap, al, cp, cl, wait, &res, nil)
 		h.mu.RUnlock()
 		if status != C.JWKA_STATUS_OK {
 			log().Error(logPrefix, authName, "internal error:", C.GoString(C.jwka_status_str(status)))
 			http.Error(w, "", http.StatusInternalServerError)
 			return
 		}
-		reason, headers = takeBuf(res.reason), takeBuf(res.headers)
+		reason, headers, challenge = takeBuf(res.reason), takeBuf(res.headers), takeBuf(res.challenge)
 		if res.outcome != C.JWKA_AUTH_OUTCOME_PENDING {
 			break
 		}
@@ -129,35 +128,25 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			wait = C.JWKA_WAIT_EXPIRED
 		}
 	}
-	switch res.outcome {
-	case C.JWKA_AUTH_OUTCOME_UNPROTECTED:
-		h.next.ServeHTTP(w, r)
-	case C.JWKA_AUTH_OUTCOME_ALLOW:
-		for _, line := range strings.Split(string(headers), "\n") {
-			if line == "" {
-				continue
-			}
-			name, value, set := strings.Cut(line, "\t")
-			dropClientCopies(r.Header, name)
-			if set {
-				r.Header.Set(name, value)
-			}
-		}
-		h.next.ServeHTTP(w, r)
-	case C.JWKA_AUTH_OUTCOME_MISSING:
-		w.Header().Set("WWW-Authenticate", `Bearer realm="krakend"`)
-		w.WriteHeader(http.StatusUnauthorized)
-	case C.JWKA_AUTH_OUTCOME_INVALID:
+	if res.status != 0 {
 		// Quoted: the path and the reason (an issuer, a kid) come from the client and must not
 		// write log lines of their own.
-		log().Debug(logPrefix, authName, "refused a token on", strconv.Quote(path)+":", strconv.Quote(string(reason)))
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		w.WriteHeader(http.StatusUnauthorized)
-	default:
-		log().Debug(logPrefix, authName, "forbade", strconv.Quote(path)+":", strconv.Quote(string(reason)))
-		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope"`)
-		w.WriteHeader(http.StatusForbidden)
+		log().Debug(logPrefix, authName, "refused", strconv.Quote(path), "with", strconv.Itoa(int(res.status))+":", strconv.Quote(string(reason)))
+		w.Header().Set("WWW-Authenticate", string(challenge))
+		w.WriteHeader(int(res.status))
+		return
 	}
+	for _, line := range strings.Split(string(headers), "\n") {
+		if line == "" {
+			continue
+		}
+		name, value, set := strings.Cut(line, "\t")
+		dropClientCopies(r.Header, name)
+		if set {
+			r.Header.Set(name, value)
+		}
+	}
+	h.next.ServeHTTP(w, r)
 }
 
 // dropClientCopies removes every header a backend could read as the claim header name: any

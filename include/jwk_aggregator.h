@@ -21,7 +21,7 @@
  Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
  mismatch, which can only happen when a header and a library from different builds meet.
  */
-#define JWKA_ABI_VERSION 4
+#define JWKA_ABI_VERSION 5
 
 typedef enum JwkaStatus {
   JWKA_STATUS_OK = 0,
@@ -82,7 +82,7 @@ typedef enum JwkaWait {
  */
 typedef enum JwkaAuthOutcome {
   /*
-   No rule covers the path: pass the request on untouched.
+   No rule covers the path, or the request is a CORS preflight: pass it on untouched.
    */
   JWKA_AUTH_OUTCOME_UNPROTECTED = 0,
   /*
@@ -137,7 +137,8 @@ typedef struct JwkaHttpResponse {
 } JwkaHttpResponse;
 
 /*
- The decision on one request. Free both buffers with `jwka_buf_free`.
+ The decision on one request, down to the answer to give: the shim applies it as it stands.
+ Free the three buffers with `jwka_buf_free`.
  */
 typedef struct JwkaAuthResult {
   enum JwkaAuthOutcome outcome;
@@ -157,6 +158,14 @@ typedef struct JwkaAuthResult {
    For `Pending`: how long, in milliseconds from now, the request may still wait.
    */
   uint32_t wait_ms;
+  /*
+   The HTTP status to answer with (401, 403), or 0 to pass the request on.
+   */
+  uint16_t status;
+  /*
+   The `WWW-Authenticate` value of that answer (RFC 6750 section 3); empty when none.
+   */
+  struct JwkaBuf challenge;
 } JwkaAuthResult;
 
 
@@ -292,7 +301,7 @@ enum JwkaStatus jwka_auth_new(const struct JwkaAggregator *agg,
                               struct JwkaBuf *error);
 
 /*
- Decides one request from its path (as the router routes it: decoded, not cleaned), its raw
+ Decides one request from its method, its path (as the router routes it: decoded, not cleaned), its raw
  `Authorization` header values (every one of them, one per line: a request carrying two is
  refused) and its `Cookie` header values (null or empty when absent). If `claims` is not null
  and the token verified, it receives the claims as JSON (free with `jwka_buf_free`). Does no
@@ -305,6 +314,8 @@ enum JwkaStatus jwka_auth_new(const struct JwkaAggregator *agg,
  bytes; `out` and `claims` must be null or valid for writes.
  */
 enum JwkaStatus jwka_auth_check(const struct JwkaAuth *auth,
+                                const uint8_t *method,
+                                size_t method_len,
                                 const uint8_t *path,
                                 size_t path_len,
                                 const uint8_t *authorization,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
 /// mismatch, which can only happen when a header and a library from different builds meet.
-pub const JWKA_ABI_VERSION: u32 = 4;
+pub const JWKA_ABI_VERSION: u32 = 5;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,7 +309,7 @@ pub unsafe extern "C" fn jwka_buf_free(buf: JwkaBuf) {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwkaAuthOutcome {
-    /// No rule covers the path: pass the request on untouched.
+    /// No rule covers the path, or the request is a CORS preflight: pass it on untouched.
     Unprotected = 0,
     /// Pass it on after applying `headers`.
     Allow = 1,
@@ -325,7 +325,8 @@ pub enum JwkaAuthOutcome {
     Pending = 5,
 }
 
-/// The decision on one request. Free both buffers with `jwka_buf_free`.
+/// The decision on one request, down to the answer to give: the shim applies it as it stands.
+/// Free the three buffers with `jwka_buf_free`.
 #[repr(C)]
 #[derive(Debug)]
 pub struct JwkaAuthResult {
@@ -340,6 +341,10 @@ pub struct JwkaAuthResult {
     pub headers: JwkaBuf,
     /// For `Pending`: how long, in milliseconds from now, the request may still wait.
     pub wait_ms: u32,
+    /// The HTTP status to answer with (401, 403), or 0 to pass the request on.
+    pub status: u16,
+    /// The `WWW-Authenticate` value of that answer (RFC 6750 section 3); empty when none.
+    pub challenge: JwkaBuf,
 }
 
 /// Opaque token checker handle, sharing the key store of the aggregator it was made from.
@@ -393,7 +398,7 @@ unsafe fn text<'a>(ptr: *const u8, len: usize) -> std::borrow::Cow<'a, str> {
     String::from_utf8_lossy(std::slice::from_raw_parts(ptr, len))
 }
 
-/// Decides one request from its path (as the router routes it: decoded, not cleaned), its raw
+/// Decides one request from its method, its path (as the router routes it: decoded, not cleaned), its raw
 /// `Authorization` header values (every one of them, one per line: a request carrying two is
 /// refused) and its `Cookie` header values (null or empty when absent). If `claims` is not null
 /// and the token verified, it receives the claims as JSON (free with `jwka_buf_free`). Does no
@@ -407,6 +412,8 @@ unsafe fn text<'a>(ptr: *const u8, len: usize) -> std::borrow::Cow<'a, str> {
 #[no_mangle]
 pub unsafe extern "C" fn jwka_auth_check(
     auth: *const JwkaAuth,
+    method: *const u8,
+    method_len: usize,
     path: *const u8,
     path_len: usize,
     authorization: *const u8,
@@ -422,8 +429,10 @@ pub unsafe extern "C" fn jwka_auth_check(
         let (Some(auth), false) = (auth.as_ref(), out.is_null()) else {
             return JwkaStatus::NullArgument;
         };
-        let (path, authz, cookies_s) = (text(path, path_len), text(authorization, authorization_len), text(cookies, cookies_len));
-        let (outcome, verified) = auth.inner.check_with_claims(&path, &authz, &cookies_s, !claims.is_null(), wait);
+        let (method, path, authz, cookies_s) =
+            (text(method, method_len), text(path, path_len), text(authorization, authorization_len), text(cookies, cookies_len));
+        let (outcome, verified) = auth.inner.check_with_claims(&method, &path, &authz, &cookies_s, !claims.is_null(), wait);
+        let (status, challenge) = crate::auth::answer(&outcome);
         let mut wait_ms = 0;
         if let Some(c) = verified {
             put(claims, JwkaBuf::from_vec(serde_json::to_vec(&*c).unwrap_or_default()));
@@ -450,7 +459,17 @@ pub unsafe extern "C" fn jwka_auth_check(
                 (JwkaAuthOutcome::Pending, String::new(), String::new())
             }
         };
-        put(out, JwkaAuthResult { outcome: code, reason: JwkaBuf::from_vec(reason.into_bytes()), headers: JwkaBuf::from_vec(headers.into_bytes()), wait_ms });
+        put(
+            out,
+            JwkaAuthResult {
+                outcome: code,
+                reason: JwkaBuf::from_vec(reason.into_bytes()),
+                headers: JwkaBuf::from_vec(headers.into_bytes()),
+                wait_ms,
+                status,
+                challenge: JwkaBuf::from_vec(challenge.as_bytes().to_vec()),
+            },
+        );
         JwkaStatus::Ok
     })
 }

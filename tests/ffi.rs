@@ -129,10 +129,13 @@ fn serves_routes_and_logs_from_many_threads() {
 
 fn check(auth: *const JwkaAuth, token: &str, wait: JwkaWait) -> (JwkaAuthOutcome, String, u32) {
     let (path, authz) = ("/p", format!("Bearer {token}"));
-    let mut out = JwkaAuthResult { outcome: JwkaAuthOutcome::Missing, reason: JwkaBuf { data: null_mut(), len: 0 }, headers: JwkaBuf { data: null_mut(), len: 0 }, wait_ms: 0 };
-    let st = unsafe { jwka_auth_check(auth, path.as_ptr(), path.len(), authz.as_ptr(), authz.len(), null(), 0, wait, &mut out, null_mut()) };
+    let empty = || JwkaBuf { data: null_mut(), len: 0 };
+    let mut out = JwkaAuthResult { outcome: JwkaAuthOutcome::Missing, reason: empty(), headers: empty(), wait_ms: 0, status: 0, challenge: empty() };
+    let method = "GET";
+    let st = unsafe { jwka_auth_check(auth, method.as_ptr(), method.len(), path.as_ptr(), path.len(), authz.as_ptr(), authz.len(), null(), 0, wait, &mut out, null_mut()) };
     assert_eq!(st, JwkaStatus::Ok);
     take(out.headers);
+    take(out.challenge);
     (out.outcome, take(out.reason), out.wait_ms)
 }
 

@@ -335,7 +335,7 @@ fn a_pending_discovery_and_a_pending_rotation_end_in_the_new_keys() {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut answers = Vec::new();
         loop {
-            let (o, _) = auth.check_with_claims("/t/x", &format!("Bearer {token}"), "", false, JwkaWait::Pending);
+            let (o, _) = auth.check_with_claims("GET", "/t/x", &format!("Bearer {token}"), "", false, JwkaWait::Pending);
             let done = !matches!(o, Outcome::Pending { .. }) || Instant::now() > deadline;
             answers.push(o);
             if done {

@@ -46,6 +46,17 @@ fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// The answer for a refused request: its status and `WWW-Authenticate` challenge (RFC 6750
+/// section 3); `(0, "")` when the request goes on (or is still pending).
+pub fn answer(outcome: &Outcome) -> (u16, &'static str) {
+    match outcome {
+        Outcome::Unprotected | Outcome::Allow(_) | Outcome::Pending { .. } => (0, ""),
+        Outcome::Missing => (401, r#"Bearer realm="krakend""#),
+        Outcome::Invalid(_) => (401, r#"Bearer error="invalid_token""#),
+        Outcome::Forbidden(_) => (403, r#"Bearer error="insufficient_scope""#),
+    }
+}
+
 /// One token of a request, parsed once and verified at most once, whichever rules read it.
 struct Seen<'t> {
     token: &'t str,
@@ -59,9 +70,9 @@ impl Auth {
         Auth { settings, keys, cache: Mutex::new(TokenCache::default()) }
     }
 
-    /// Decides one request. `authorization` and `cookies` are the raw header values ("" if absent).
+    /// Decides one GET request. `authorization` and `cookies` are the raw header values ("" if absent).
     pub fn check(&self, path: &str, authorization: &str, cookies: &str) -> Outcome {
-        self.check_with_claims(path, authorization, cookies, false, JwkaWait::Block).0
+        self.check_with_claims("GET", path, authorization, cookies, false, JwkaWait::Block).0
     }
 
     /// Like `check`, also returning the claims of a verified token when `want_claims`, and
@@ -70,13 +81,16 @@ impl Auth {
     /// not decides the answer.
     pub fn check_with_claims(
         &self,
+        method: &str,
         path: &str,
         authorization: &str,
         cookies: &str,
         want_claims: bool,
         how: JwkaWait,
     ) -> (Outcome, Option<Arc<Map<String, Value>>>) {
-        let rules = self.settings.rules_for(path);
+        // CORS preflights carry no credentials by design; KrakenD's CORS module (or the router's
+        // auto_options) answers them, and KrakenD never routes OPTIONS to a backend.
+        let rules = if method == "OPTIONS" { vec![] } else { self.settings.rules_for(path) };
         if rules.is_empty() {
             return (Outcome::Unprotected, None);
         }

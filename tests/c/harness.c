@@ -48,13 +48,21 @@ static JwkaAuthOutcome check_as(const JwkaAuth *auth, const char *path, const ch
                                 JwkaWait wait) {
   JwkaAuthResult res;
   JwkaBuf claims = {0};
-  JwkaStatus st = jwka_auth_check(auth, u8(path), strlen(path), authz ? u8(authz) : NULL, authz ? strlen(authz) : 0,
+  JwkaStatus st = jwka_auth_check(auth, u8("GET"), 3, u8(path), strlen(path), authz ? u8(authz) : NULL, authz ? strlen(authz) : 0,
                                   cookie ? u8(cookie) : NULL, cookie ? strlen(cookie) : 0, wait, &res,
                                   want_claims ? &claims : NULL);
   EXPECT(st == JWKA_STATUS_OK, "auth check status");
   if (want_claims && res.outcome == JWKA_AUTH_OUTCOME_ALLOW) EXPECT(claims.len > 0, "claims returned");
+  /* The answer comes decided: a status and its challenge for a refusal, nothing otherwise. */
+  int refused = res.outcome == JWKA_AUTH_OUTCOME_MISSING || res.outcome == JWKA_AUTH_OUTCOME_INVALID ||
+                res.outcome == JWKA_AUTH_OUTCOME_FORBIDDEN;
+  EXPECT(refused ? (res.status == 401 || res.status == 403) && res.challenge.len > 6 &&
+                       memcmp(res.challenge.data, "Bearer", 6) == 0
+                 : res.status == 0 && res.challenge.len == 0,
+         "status and challenge");
   jwka_buf_free(res.reason);
   jwka_buf_free(res.headers);
+  jwka_buf_free(res.challenge);
   jwka_buf_free(claims);
   return res.outcome;
 }
@@ -164,7 +172,7 @@ int main(int argc, char **argv) {
   EXPECT(check(auth, "/api/1", huge, NULL, 1) == JWKA_AUTH_OUTCOME_INVALID, "oversized token");
   free(huge);
   JwkaAuthResult res;
-  EXPECT(jwka_auth_check(NULL, NULL, 0, NULL, 0, NULL, 0, JWKA_WAIT_BLOCK, &res, NULL) == JWKA_STATUS_NULL_ARGUMENT, "check null");
+  EXPECT(jwka_auth_check(NULL, NULL, 0, NULL, 0, NULL, 0, NULL, 0, JWKA_WAIT_BLOCK, &res, NULL) == JWKA_STATUS_NULL_ARGUMENT, "check null");
 
   /* Logs: drain, then close wakes and ends. */
   int events = 0;
