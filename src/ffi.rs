@@ -2,7 +2,10 @@
 //! free function for everything Rust hands out.
 //!
 //! Rules every exported function keeps:
-//! - null pointers and invalid UTF-8 are errors, never undefined behaviour;
+//! - every byte string a caller passes is read by `input`: null with length 0 is absent (empty),
+//!   null with a length is `JWKA_STATUS_NULL_ARGUMENT`, as is a null handle or out-pointer; settings that
+//!   are not UTF-8 are invalid settings; a request's bytes go to the core as bytes, which decides
+//!   what bytes that are not UTF-8 mean (`Auth::check_request`); never undefined behaviour;
 //! - a panic is caught here and becomes `JWKA_STATUS_PANIC`; it never unwinds into Go;
 //! - errors come back through out-parameters, never thread-local state (goroutines change OS
 //!   threads between cgo calls);
@@ -89,14 +92,19 @@ unsafe fn invalid(error: *mut JwkaBuf, msg: String) -> JwkaStatus {
     JwkaStatus::InvalidSettings
 }
 
-/// The settings bytes a caller passed: null with length 0 reads as JSON `null` (a missing block),
-/// null with a length is a caller error.
-unsafe fn settings_bytes<'a>(settings: *const u8, len: usize) -> Result<&'a [u8], JwkaStatus> {
-    match (settings.is_null(), len) {
-        (true, 0) => Ok(b"null"),
+/// A byte string a caller passed: null with length 0 is absent (`None`), null with a length a
+/// caller error.
+unsafe fn input<'a>(ptr: *const u8, len: usize) -> Result<Option<&'a [u8]>, JwkaStatus> {
+    match (ptr.is_null(), len) {
+        (true, 0) => Ok(None),
         (true, _) => Err(JwkaStatus::NullArgument),
-        (false, n) => Ok(std::slice::from_raw_parts(settings, n)),
+        (false, n) => Ok(Some(std::slice::from_raw_parts(ptr, n))),
     }
+}
+
+/// The settings bytes a caller passed: absent reads as JSON `null` (a missing block).
+unsafe fn settings_bytes<'a>(settings: *const u8, len: usize) -> Result<&'a [u8], JwkaStatus> {
+    Ok(input(settings, len)?.unwrap_or(b"null"))
 }
 
 /// The ABI version of this library; compare with `JWKA_ABI_VERSION` from the header.
@@ -203,10 +211,9 @@ pub unsafe extern "C" fn jwka_aggregator_serve(
     out: *mut JwkaHttpResponse,
 ) -> JwkaStatus {
     guard(|| {
-        let (Some(agg), false, false) = (agg.as_ref(), path.is_null(), out.is_null()) else {
+        let (Some(agg), Ok(Some(path)), false) = (agg.as_ref(), input(path, path_len), out.is_null()) else {
             return JwkaStatus::NullArgument;
         };
-        let path = std::slice::from_raw_parts(path, path_len);
         let resp = match path {
             b"/" | b"" => agg.inner.jwks(),
             b"/__health" => agg.inner.health(),
@@ -374,7 +381,10 @@ pub unsafe extern "C" fn jwka_auth_new(
             return JwkaStatus::NullArgument;
         };
         let fail = |msg: String| invalid(error, msg);
-        let bytes: &[u8] = if settings.is_null() { b"null" } else { std::slice::from_raw_parts(settings, settings_len) };
+        let bytes = match settings_bytes(settings, settings_len) {
+            Ok(b) => b,
+            Err(status) => return status,
+        };
         let value: serde_json::Value = match std::str::from_utf8(bytes).map(serde_json::from_str) {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return fail(format!("jwk-aggregator-auth settings are not valid JSON: {e}")),
@@ -389,13 +399,6 @@ pub unsafe extern "C" fn jwka_auth_new(
             Err(e) => fail(e.0),
         }
     })
-}
-
-unsafe fn text<'a>(ptr: *const u8, len: usize) -> std::borrow::Cow<'a, str> {
-    if ptr.is_null() {
-        return std::borrow::Cow::Borrowed("");
-    }
-    String::from_utf8_lossy(std::slice::from_raw_parts(ptr, len))
 }
 
 /// Decides one request from its method, its path (as the router routes it: decoded, not cleaned), its raw
@@ -429,9 +432,14 @@ pub unsafe extern "C" fn jwka_auth_check(
         let (Some(auth), false) = (auth.as_ref(), out.is_null()) else {
             return JwkaStatus::NullArgument;
         };
-        let (method, path, authz, cookies_s) =
-            (text(method, method_len), text(path, path_len), text(authorization, authorization_len), text(cookies, cookies_len));
-        let (outcome, verified) = auth.inner.check_with_claims(&method, &path, &authz, &cookies_s, !claims.is_null(), wait);
+        let (Ok(method), Ok(path), Ok(authz), Ok(cookies)) =
+            (input(method, method_len), input(path, path_len), input(authorization, authorization_len), input(cookies, cookies_len))
+        else {
+            return JwkaStatus::NullArgument;
+        };
+        // An absent path (a CONNECT request has none) is the empty path, which no rule covers.
+        let [method, path, authz, cookies] = [method, path, authz, cookies].map(Option::unwrap_or_default);
+        let (outcome, verified) = auth.inner.check_request(method, path, authz, cookies, !claims.is_null(), wait);
         let (status, challenge) = crate::auth::answer(&outcome);
         let mut wait_ms = 0;
         if let Some(c) = verified {

@@ -201,3 +201,52 @@ fn a_token_whose_keys_are_being_fetched_is_pending_until_the_wake_socket_says_so
         jwka_aggregator_free(agg);
     }
 }
+
+// Every byte string is read one way: absent (empty) when null with length 0, a caller error when
+// null with a length; a request's bytes are the
+// core's to judge: credentials that are not UTF-8 are refused where a rule applies, a path that
+// is not UTF-8 still finds its rule through a parameter, and the answer comes decided.
+#[test]
+fn request_bytes_are_read_one_way() {
+    let k = common::Key::ed("k");
+    let origin = Origin::start(Reply::json(jwks(&[k.jwk()])));
+    let (st, agg, msg) = new(format!(r#"{{"port": 9876, "origins": ["{}"]}}"#, origin.url).as_bytes());
+    assert_eq!(st, JwkaStatus::Ok, "{msg}");
+    let settings = br#"{"rules": [{"paths": ["/p/{id}"]}]}"#;
+    let mut auth = null_mut();
+    assert_eq!(unsafe { jwka_auth_new(agg, settings.as_ptr(), settings.len(), &mut auth, null_mut()) }, JwkaStatus::Ok);
+    let run = |method: Option<&[u8]>, path: Option<&[u8]>, authz: &[u8]| {
+        let empty = || JwkaBuf { data: null_mut(), len: 0 };
+        let mut out = JwkaAuthResult { outcome: JwkaAuthOutcome::Missing, reason: empty(), headers: empty(), wait_ms: 0, status: 0, challenge: empty() };
+        let (mp, ml) = method.map_or((null(), 0), |m| (m.as_ptr(), m.len()));
+        let (pp, pl) = path.map_or((null(), 0), |p| (p.as_ptr(), p.len()));
+        let st = unsafe { jwka_auth_check(auth, mp, ml, pp, pl, authz.as_ptr(), authz.len(), null(), 0, JwkaWait::Block, &mut out, null_mut()) };
+        let r = (st, out.outcome, out.status, take(out.challenge), take(out.reason));
+        take(out.headers);
+        r
+    };
+    let token = format!("Bearer {}", k.sign(serde_json::json!({"exp": 4_000_000_000u64})));
+    // Null with a length is a caller error; absent is empty (no rule covers the empty path).
+    let empty = || JwkaBuf { data: null_mut(), len: 0 };
+    let mut out = JwkaAuthResult { outcome: JwkaAuthOutcome::Missing, reason: empty(), headers: empty(), wait_ms: 0, status: 0, challenge: empty() };
+    let st = unsafe { jwka_auth_check(auth, b"GET".as_ptr(), 3, null(), 4, null(), 0, null(), 0, JwkaWait::Block, &mut out, null_mut()) };
+    assert_eq!(st, JwkaStatus::NullArgument);
+    assert_eq!(run(Some(b"GET"), None, token.as_bytes()).1, JwkaAuthOutcome::Unprotected);
+    let ok = run(Some(b"GET"), Some(b"/p/1"), token.as_bytes());
+    assert_eq!((ok.0, ok.1, ok.2, ok.3.as_str()), (JwkaStatus::Ok, JwkaAuthOutcome::Allow, 0, ""));
+    // A path segment that is not UTF-8 reaches the {id} parameter, as in the router.
+    assert_eq!(run(Some(b"GET"), Some(b"/p/\xff"), token.as_bytes()).1, JwkaAuthOutcome::Allow);
+    assert_eq!(run(Some(b"GET"), Some(b"/p/\xff"), b"Bearer \xff").1, JwkaAuthOutcome::Invalid);
+    let bad = run(Some(b"GET"), Some(b"/p/1"), b"Bearer \xffabc");
+    assert_eq!((bad.1, bad.2, bad.3.as_str()), (JwkaAuthOutcome::Invalid, 401, r#"Bearer error="invalid_token""#));
+    assert!(bad.4.contains("not valid UTF-8"), "{}", bad.4);
+    assert_eq!(run(Some(b"GET"), Some(b"/other"), b"Bearer \xff").1, JwkaAuthOutcome::Unprotected);
+    // The CORS preflight is the core's decision too.
+    assert_eq!(run(Some(b"OPTIONS"), Some(b"/p/1"), b"").1, JwkaAuthOutcome::Unprotected);
+    let missing = run(Some(b"GET"), Some(b"/p/1"), b"");
+    assert_eq!((missing.1, missing.2, missing.3.as_str()), (JwkaAuthOutcome::Missing, 401, r#"Bearer realm="krakend""#));
+    unsafe {
+        jwka_auth_free(auth);
+        jwka_aggregator_free(agg);
+    }
+}

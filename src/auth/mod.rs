@@ -75,6 +75,31 @@ impl Auth {
         self.check_with_claims("GET", path, authorization, cookies, false, JwkaWait::Block).0
     }
 
+    /// A request as HTTP carries it, in bytes (the C API's input). A path that is not UTF-8 is read
+    /// with U+FFFD in place of what is not, which no rule's literal segment holds: such a segment
+    /// can only match a parameter, as it can only reach a parameter in the router. Credentials
+    /// that are not UTF-8 are no token anyone issued: refused wherever a rule applies.
+    pub fn check_request(
+        &self,
+        method: &[u8],
+        path: &[u8],
+        authorization: &[u8],
+        cookies: &[u8],
+        want_claims: bool,
+        how: JwkaWait,
+    ) -> (Outcome, Option<Arc<Map<String, Value>>>) {
+        let (method, path) = (String::from_utf8_lossy(method), String::from_utf8_lossy(path));
+        match (std::str::from_utf8(authorization), std::str::from_utf8(cookies)) {
+            (Ok(a), Ok(c)) => self.check_with_claims(&method, &path, a, c, want_claims, how),
+            _ if method == "OPTIONS" || self.settings.rules_for(&path).is_empty() => (Outcome::Unprotected, None),
+            _ => {
+                let outcome = Outcome::Invalid("the Authorization or Cookie header is not valid UTF-8".into());
+                self.count(&outcome);
+                (outcome, None)
+            }
+        }
+    }
+
     /// Like `check`, also returning the claims of a verified token when `want_claims`, and
     /// waiting for the network as `how` says (the shim: `JwkaWait::Pending`). Every rule that
     /// covers the path (`AuthSettings::rules_for`) must allow the request; the first that does
