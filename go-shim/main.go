@@ -159,15 +159,19 @@ type aggregator struct {
 	mu     sync.RWMutex
 	handle *C.JwkaAggregator
 	logs   sync.WaitGroup
-	// wake is the core's wake socket, read in Go's poller by pumpLogs; nil when the core could
-	// not make one, and calls then wait inside C as before. Go must not wait in a C call: the
+	// wake is the core's log socket, read in Go's poller by pumpLogs, and keys its keys socket,
+	// read by pumpKeys; nil when the core could not make one. Go must not wait in a C call: the
 	// goroutine keeps its scheduler slot (P) until Go's monitor takes it back, up to about 10 ms
 	// later, and every request queued on that slot waits meanwhile.
-	wake *os.File
-	// poll says requests may be told to come back: the wake socket works.
+	wake, keys *os.File
+	// poll says requests may be told to come back: the keys socket works. Without it they wait
+	// inside C, as before.
 	poll atomic.Bool
-	// news is closed, and replaced, whenever the wake socket has had a byte: requests told to
-	// come back (JWKA_AUTH_OUTCOME_PENDING) wait on it. Read by every request: no lock.
+	// closing is set before the core is closed, so that pumpKeys ends at its last wake-up.
+	closing atomic.Bool
+	// news is closed, and replaced, whenever the keys socket has had a byte: requests told to
+	// come back (JWKA_AUTH_OUTCOME_PENDING) wait on it. Log lines do not close it. Read by every
+	// request: no lock.
 	news atomic.Pointer[chan struct{}]
 }
 
@@ -177,7 +181,7 @@ func (a *aggregator) nextNews() <-chan struct{} {
 	return *a.news.Load()
 }
 
-// broadcast wakes every request waiting for news (only pumpLogs calls it).
+// broadcast wakes every request waiting for news (only pumpKeys calls it).
 func (a *aggregator) broadcast() {
 	next := make(chan struct{})
 	close(*a.news.Swap(&next))
@@ -199,6 +203,10 @@ func start(ctx context.Context, settings []byte) (*aggregator, error) {
 	}
 	agg.logs.Add(1)
 	go agg.pumpLogs()
+	if agg.keys != nil {
+		agg.logs.Add(1)
+		go agg.pumpKeys()
+	}
 
 	srv := &http.Server{
 		Handler:           agg,
@@ -306,9 +314,12 @@ func newAggregator(settings []byte) (*aggregator, error) {
 	a := &aggregator{handle: handle}
 	news := make(chan struct{})
 	a.news.Store(&news)
+	// Non-blocking descriptors, so os.NewFile puts them in Go's poller.
 	if fd := int(C.jwka_aggregator_wake_fd(handle)); fd >= 0 {
-		// Non-blocking, so os.NewFile puts it in Go's poller.
-		a.wake = os.NewFile(uintptr(fd), "jwk-aggregator wake socket")
+		a.wake = os.NewFile(uintptr(fd), "jwk-aggregator log socket")
+	}
+	if fd := int(C.jwka_aggregator_keys_fd(handle)); fd >= 0 {
+		a.keys = os.NewFile(uintptr(fd), "jwk-aggregator keys socket")
 		a.poll.Store(true)
 	}
 	return a, nil
@@ -352,23 +363,44 @@ func (a *aggregator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// pumpLogs moves the core's log events to KrakenD's logger, and wakes the requests waiting for
-// keys, until the aggregator closes. It waits for news on the wake socket, in Go's poller.
+// pumpLogs moves the core's log events to KrakenD's logger until the aggregator closes. It waits
+// for them on the log socket, in Go's poller (without one, inside the core).
 func (a *aggregator) pumpLogs() {
 	defer a.logs.Done()
 	buf := make([]byte, 512)
+	wake := a.wake
 	for {
 		waitMs := C.uint32_t(250)
-		if a.poll.Load() {
-			if _, err := a.wake.Read(buf); err != nil {
-				log().Error(logPrefix, "wake socket:", err.Error(), "- waiting inside the core from now on")
-				a.poll.Store(false)
+		if wake != nil {
+			if _, err := wake.Read(buf); err != nil {
+				log().Error(logPrefix, "log socket:", err.Error(), "- waiting inside the core for log events from now on")
+				wake = nil
 			} else {
 				waitMs = 0
 			}
-			a.broadcast()
 		}
 		if !a.drainLogs(waitMs) {
+			return
+		}
+	}
+}
+
+// pumpKeys wakes the requests told to come back (JWKA_AUTH_OUTCOME_PENDING) whenever the core
+// says a fetch they wait for has ended, until the aggregator closes.
+func (a *aggregator) pumpKeys() {
+	defer a.logs.Done()
+	buf := make([]byte, 512)
+	for {
+		if _, err := a.keys.Read(buf); err != nil {
+			if !a.closing.Load() {
+				log().Error(logPrefix, "keys socket:", err.Error(), "- requests wait inside the core from now on")
+			}
+			a.poll.Store(false)
+			a.broadcast()
+			return
+		}
+		a.broadcast()
+		if a.closing.Load() {
 			return
 		}
 	}
@@ -414,14 +446,17 @@ func (a *aggregator) drainLogs(waitMs C.uint32_t) bool {
 // free closes the log queue, waits for the pump to drain it, and releases the Rust handle once
 // no call is in flight.
 func (a *aggregator) free() {
+	a.closing.Store(true)
 	a.mu.RLock()
 	if a.handle != nil {
 		C.jwka_aggregator_close(a.handle)
 	}
 	a.mu.RUnlock()
 	a.logs.Wait()
-	if a.wake != nil {
-		a.wake.Close()
+	for _, f := range []*os.File{a.wake, a.keys} {
+		if f != nil {
+			f.Close()
+		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -62,11 +62,11 @@ typedef enum JwkaLogLevel {
 typedef enum JwkaWait {
   /*
    Inside the call, up to `discovery_wait` or `unknown_kid_wait` (the operator's command,
-   tests, a shim without the wake socket).
+   tests, a shim without the keys socket).
    */
   JWKA_WAIT_BLOCK = 0,
   /*
-   Not at all: answer `JWKA_AUTH_OUTCOME_PENDING` instead, and come back when the wake socket
+   Not at all: answer `JWKA_AUTH_OUTCOME_PENDING` instead, and come back when the keys socket
    signals. Go should wait in its poller, not in a C call: a goroutine blocked in C keeps its
    scheduler slot for up to about 10 ms.
    */
@@ -102,8 +102,8 @@ typedef enum JwkaAuthOutcome {
    */
   JWKA_AUTH_OUTCOME_FORBIDDEN = 4,
   /*
-   Only with `JWKA_WAIT_PENDING`: the token's keys are being fetched. Wait until the wake
-   socket (`jwka_aggregator_wake_fd`) is readable and ask again, at most `wait_ms` from the
+   Only with `JWKA_WAIT_PENDING`: the token's keys are being fetched. Wait until the keys
+   socket (`jwka_aggregator_keys_fd`) is readable and ask again, at most `wait_ms` from the
    first answer; then ask once more with `JWKA_WAIT_EXPIRED`.
    */
   JWKA_AUTH_OUTCOME_PENDING = 5,
@@ -249,11 +249,11 @@ enum JwkaStatus jwka_aggregator_next_log(const struct JwkaAggregator *agg,
                                          struct JwkaBuf *message);
 
 /*
- A new descriptor of the aggregator's wake socket, non-blocking and close-on-exec, owned by the
+ A new descriptor of the aggregator's log socket, non-blocking and close-on-exec, owned by the
  caller (close it when done); -1 if none can be made. A byte arrives whenever a log event is
- queued (read them with `jwka_aggregator_next_log` and `wait_ms` 0), when the aggregator is
- closed, and when keys a `JWKA_AUTH_OUTCOME_PENDING` answer waited for have been fetched. Read
- and discard the bytes; what they mean is asked of the calls above.
+ queued (read them with `jwka_aggregator_next_log` and `wait_ms` 0) and when the aggregator is
+ closed. Read and discard the bytes. Requests told to come back watch the keys socket instead
+ (`jwka_aggregator_keys_fd`).
 
  # Safety
  `agg` must be null or a live handle.
@@ -261,8 +261,20 @@ enum JwkaStatus jwka_aggregator_next_log(const struct JwkaAggregator *agg,
 int jwka_aggregator_wake_fd(const struct JwkaAggregator *agg);
 
 /*
- Wakes every `jwka_aggregator_next_log` waiter; they drain what is left and then answer
- `JWKA_STATUS_CLOSED`. Call it before `jwka_aggregator_free` when another thread may be waiting.
+ A descriptor of the keys socket, non-blocking, owned by the caller (close it), or -1. A byte
+ arrives whenever a fetch ends that a `JWKA_AUTH_OUTCOME_PENDING` answer told a request to
+ come back for, and at `jwka_aggregator_close`; log events do not write to it. Read it in a
+ poller and ask again.
+
+ # Safety
+ `agg` must be null or a live handle.
+ */
+int jwka_aggregator_keys_fd(const struct JwkaAggregator *agg);
+
+/*
+ Wakes every `jwka_aggregator_next_log` waiter, which drain what is left and then answer
+ `JWKA_STATUS_CLOSED`, and writes to the keys socket. Call it before `jwka_aggregator_free`
+ when another thread may be waiting.
 
  # Safety
  `agg` must be null or a live handle.

@@ -263,11 +263,11 @@ pub unsafe extern "C" fn jwka_aggregator_next_log(
     })
 }
 
-/// A new descriptor of the aggregator's wake socket, non-blocking and close-on-exec, owned by the
+/// A new descriptor of the aggregator's log socket, non-blocking and close-on-exec, owned by the
 /// caller (close it when done); -1 if none can be made. A byte arrives whenever a log event is
-/// queued (read them with `jwka_aggregator_next_log` and `wait_ms` 0), when the aggregator is
-/// closed, and when keys a `JWKA_AUTH_OUTCOME_PENDING` answer waited for have been fetched. Read
-/// and discard the bytes; what they mean is asked of the calls above.
+/// queued (read them with `jwka_aggregator_next_log` and `wait_ms` 0) and when the aggregator is
+/// closed. Read and discard the bytes. Requests told to come back watch the keys socket instead
+/// (`jwka_aggregator_keys_fd`).
 ///
 /// # Safety
 /// `agg` must be null or a live handle.
@@ -276,8 +276,21 @@ pub unsafe extern "C" fn jwka_aggregator_wake_fd(agg: *const JwkaAggregator) -> 
     catch_unwind(AssertUnwindSafe(|| agg.as_ref().and_then(|a| a.inner.logs().wake.reader()))).ok().flatten().unwrap_or(-1)
 }
 
-/// Wakes every `jwka_aggregator_next_log` waiter; they drain what is left and then answer
-/// `JWKA_STATUS_CLOSED`. Call it before `jwka_aggregator_free` when another thread may be waiting.
+/// A descriptor of the keys socket, non-blocking, owned by the caller (close it), or -1. A byte
+/// arrives whenever a fetch ends that a `JWKA_AUTH_OUTCOME_PENDING` answer told a request to
+/// come back for, and at `jwka_aggregator_close`; log events do not write to it. Read it in a
+/// poller and ask again.
+///
+/// # Safety
+/// `agg` must be null or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn jwka_aggregator_keys_fd(agg: *const JwkaAggregator) -> libc::c_int {
+    catch_unwind(AssertUnwindSafe(|| agg.as_ref().and_then(|a| a.inner.refresher().fetcher.keys_ready.reader()))).ok().flatten().unwrap_or(-1)
+}
+
+/// Wakes every `jwka_aggregator_next_log` waiter, which drain what is left and then answer
+/// `JWKA_STATUS_CLOSED`, and writes to the keys socket. Call it before `jwka_aggregator_free`
+/// when another thread may be waiting.
 ///
 /// # Safety
 /// `agg` must be null or a live handle.
@@ -286,6 +299,7 @@ pub unsafe extern "C" fn jwka_aggregator_close(agg: *const JwkaAggregator) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         if let Some(a) = agg.as_ref() {
             a.inner.logs().close();
+            a.inner.refresher().fetcher.keys_ready.signal();
         }
     }));
 }
@@ -326,8 +340,8 @@ pub enum JwkaAuthOutcome {
     Invalid = 3,
     /// Valid token lacking roles or scopes: answer 403.
     Forbidden = 4,
-    /// Only with `JWKA_WAIT_PENDING`: the token's keys are being fetched. Wait until the wake
-    /// socket (`jwka_aggregator_wake_fd`) is readable and ask again, at most `wait_ms` from the
+    /// Only with `JWKA_WAIT_PENDING`: the token's keys are being fetched. Wait until the keys
+    /// socket (`jwka_aggregator_keys_fd`) is readable and ask again, at most `wait_ms` from the
     /// first answer; then ask once more with `JWKA_WAIT_EXPIRED`.
     Pending = 5,
 }

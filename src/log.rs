@@ -1,7 +1,7 @@
 //! Log events waiting for the shim, which hands them to KrakenD's logger.
 //!
 //! Rust never calls into Go: the shim pulls events with `jwka_aggregator_next_log`, when the
-//! wake socket says there are some. The queue is bounded so a shim that stops reading cannot make
+//! log socket says there are some. The queue is bounded so a shim that stops reading cannot make
 //! the gateway grow without limit.
 
 use crate::wake::Wake;

@@ -16,6 +16,7 @@ use crate::keyset::{self, DropReason};
 use crate::log::{JwkaLogLevel, LogQueue};
 use crate::settings::{fmt_duration, Settings};
 use crate::verify::KeyStore;
+use crate::wake::Wake;
 use parking_lot::{Condvar, Mutex};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -104,9 +105,9 @@ pub struct SourceStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwkaWait {
     /// Inside the call, up to `discovery_wait` or `unknown_kid_wait` (the operator's command,
-    /// tests, a shim without the wake socket).
+    /// tests, a shim without the keys socket).
     Block = 0,
-    /// Not at all: answer `JWKA_AUTH_OUTCOME_PENDING` instead, and come back when the wake socket
+    /// Not at all: answer `JWKA_AUTH_OUTCOME_PENDING` instead, and come back when the keys socket
     /// signals. Go should wait in its poller, not in a C call: a goroutine blocked in C keeps its
     /// scheduler slot for up to about 10 ms.
     Pending = 1,
@@ -169,6 +170,9 @@ pub struct Fetcher {
     pub settings: Settings,
     clients: Clients,
     pub log: LogQueue,
+    /// Written when a fetch that a request was told to come back for ends: the shim's waiting
+    /// requests watch it, apart from the log queue's socket, so that log lines wake none of them.
+    pub keys_ready: Wake,
     generations: AtomicU64,
     epoch: Instant,
 }
@@ -179,7 +183,14 @@ fn unix_now() -> u64 {
 
 impl Fetcher {
     pub fn new(settings: Settings) -> Result<Fetcher, String> {
-        Ok(Fetcher { clients: fetch::build_clients(&settings)?, settings, log: LogQueue::default(), generations: AtomicU64::new(0), epoch: Instant::now() })
+        Ok(Fetcher {
+            clients: fetch::build_clients(&settings)?,
+            settings,
+            log: LogQueue::default(),
+            keys_ready: Wake::default(),
+            generations: AtomicU64::new(0),
+            epoch: Instant::now(),
+        })
     }
 
     pub fn log(&self, level: JwkaLogLevel, msg: String) {
@@ -517,7 +528,7 @@ impl Source {
         drop(st);
         self.done.notify_all();
         if awaited {
-            f.log.wake.signal();
+            f.keys_ready.signal();
         }
         due
     }

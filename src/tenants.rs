@@ -123,7 +123,7 @@ pub enum Lookup {
     Keys(Arc<KeyStore>, u64),
     /// A dynamic issuer whose keys cannot be had now; the reason names the issuer, never the token.
     Refused(String),
-    /// Its fetch runs: come back when the wake socket signals, within this wait
+    /// Its fetch runs: come back when the keys socket signals, within this wait
     /// (`JwkaWait::Pending` only).
     Pending(Duration),
 }

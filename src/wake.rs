@@ -1,10 +1,11 @@
-//! A socket the shim's Go poller watches, so that Go never waits inside a C call.
+//! A socket the shim's Go poller watches, so that Go never waits inside a C call. There are two:
+//! the log queue's (a log event is queued) and the keys socket (a fetch ends that a request was
+//! told to come back for), so that log lines wake no waiting request.
 //!
 //! A goroutine blocked in C keeps its Go scheduler slot (a P) until Go's system monitor takes it
 //! back, up to about 10 ms later, and every request queued on that slot waits meanwhile. So the
 //! shim asks the core not to wait (a token whose issuer is being discovered answers "pending"),
-//! parks on this socket through Go's poller, and asks again when a byte arrives. One byte is
-//! written whenever a log event is queued or a fetch someone was told to wait for ends.
+//! parks on the keys socket through Go's poller, and asks again when a byte arrives.
 
 use std::io::Write;
 use std::os::unix::io::{IntoRawFd, RawFd};

@@ -164,8 +164,9 @@ fn a_token_whose_keys_are_being_fetched_is_pending_until_the_wake_socket_says_so
     let mut auth = null_mut();
     let mut err = JwkaBuf { data: null_mut(), len: 0 };
     assert_eq!(unsafe { jwka_auth_new(agg, settings.as_ptr(), settings.len(), &mut auth, &mut err) }, JwkaStatus::Ok, "{}", take(err));
-    let fd = unsafe { jwka_aggregator_wake_fd(agg) };
-    assert!(fd >= 0);
+    let fd = unsafe { jwka_aggregator_keys_fd(agg) };
+    let logs = unsafe { jwka_aggregator_wake_fd(agg) };
+    assert!(fd >= 0 && logs >= 0);
     woken(fd, 0);
 
     let exp = 4_000_000_000u64;
@@ -195,8 +196,14 @@ fn a_token_whose_keys_are_being_fetched_is_pending_until_the_wake_socket_says_so
     }
     assert_eq!(outcome, JwkaAuthOutcome::Allow, "the rotated key, once fetched");
     assert_eq!(origin.hits(), 2, "one start-up fetch and one refetch for the unknown kid");
+    // Closing writes to both sockets, so that both of the shim's pumps end.
+    woken(fd, 0);
+    woken(logs, 0);
+    unsafe { jwka_aggregator_close(agg) };
+    assert!(woken(fd, 1000) && woken(logs, 1000), "close wakes both sockets");
     unsafe {
         libc::close(fd);
+        libc::close(logs);
         jwka_auth_free(auth);
         jwka_aggregator_free(agg);
     }

@@ -31,7 +31,7 @@ pub enum Outcome {
     Invalid(String),
     /// Good token without the required roles or scopes: 403.
     Forbidden(String),
-    /// Its keys are being fetched: ask again when the wake socket signals, or with
+    /// Its keys are being fetched: ask again when the keys socket signals, or with
     /// `JwkaWait::Expired` once `wait` has passed (`JwkaWait::Pending` only).
     Pending { wait: std::time::Duration },
 }

@@ -151,11 +151,12 @@ int main(int argc, char **argv) {
   EXPECT(check(auth, "/api/1", forged, NULL, 1) == JWKA_AUTH_OUTCOME_INVALID, "bad signature");
   /* Unknown kid: header {"alg":"EdDSA","kid":"nobody"} triggers a bounded refetch. Asked the
      shim's way it is PENDING while the refetch runs (or already refused, if it was that fast),
-     the wake socket turns readable when it ends, and EXPIRED decides with what there is. */
+     the keys socket turns readable when it ends, and EXPIRED decides with what there is. */
   const char *nobody = "Bearer eyJhbGciOiJFZERTQSIsImtpZCI6Im5vYm9keSJ9.e30.AAAA";
-  int fd = jwka_aggregator_wake_fd(agg);
-  EXPECT(fd >= 0, "wake socket");
-  EXPECT(jwka_aggregator_wake_fd(NULL) == -1, "wake socket of null");
+  int fd = jwka_aggregator_keys_fd(agg);
+  EXPECT(fd >= 0, "keys socket");
+  EXPECT(jwka_aggregator_keys_fd(NULL) == -1, "keys socket of null");
+  EXPECT(jwka_aggregator_wake_fd(NULL) == -1, "log socket of null");
   JwkaAuthOutcome o = check_as(auth, "/api/1", nobody, NULL, 0, JWKA_WAIT_PENDING);
   EXPECT(o == JWKA_AUTH_OUTCOME_PENDING || o == JWKA_AUTH_OUTCOME_INVALID, "unknown kid, pending");
   if (o == JWKA_AUTH_OUTCOME_PENDING) {
