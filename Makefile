@@ -557,6 +557,7 @@ bench: build $(if $(KRAKEND_EXEC),krakend-exec)
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'ColdMerge' -benchtime 10x -count 3 . | tee ../build/bench.txt
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'ConcurrentColdRequests' -benchtime 3x -count 3 . | tee -a ../build/bench.txt
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'Serve' -benchtime 3s -count 3 . | tee -a ../build/bench.txt
+	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'AuthHandler' -benchtime 1s -count 5 . | tee -a ../build/bench.txt
 	cd tests && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'Verify' -benchtime 1s -count 3 ./bench/ | tee -a ../build/bench.txt
 	@rm -f build/gateway-bench.md build/tenant-bench.md build/cache-bench.md
 	@if [ "$(KRAKEND_BIN)" = "$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend || true; fi

@@ -41,7 +41,7 @@ func (k edKey) sign(claims map[string]interface{}) string {
 
 // authSetup starts the aggregator and the auth handler the way KrakenD does: same root context,
 // same plugin/http-server block, auth factory first.
-func authSetup(t *testing.T, key edKey, rules []interface{}) (http.Handler, *http.Header) {
+func authSetup(t testing.TB, key edKey, rules []interface{}) (http.Handler, *http.Header) {
 	body, _ := json.Marshal(map[string]interface{}{"keys": []interface{}{key.jwk()}})
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -97,7 +97,7 @@ func factories(t testing.TB) map[string]factoryFunc {
 
 func factory(t testing.TB) factoryFunc { return factories(t)["jwk-aggregator"] }
 
-func get(t *testing.T, url string) (int, string, []byte) {
+func get(t testing.TB, url string) (int, string, []byte) {
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)

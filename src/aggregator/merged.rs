@@ -90,7 +90,14 @@ impl Core {
     /// The parsed keys of the usable sets, with a generation that changes whenever they do.
     /// Never touches the network.
     pub fn key_store(&self) -> (u64, Arc<KeyStore>) {
-        let usable = self.usable(Instant::now());
+        let now = Instant::now();
+        // Every request asks (a verified-token cache hit too): when the keys have not changed,
+        // the answer takes a look at each origin and no allocation.
+        let built = self.store.lock().clone();
+        if let Some(c) = built.filter(|c| self.still_usable(&c.versions, now)) {
+            return (c.generation, c.store.clone());
+        }
+        let usable = self.usable(now);
         let mut cache = self.store.lock();
         if let Some(c) = cache.as_ref().filter(|c| c.versions == usable.versions) {
             return (c.generation, c.store.clone());
@@ -103,8 +110,15 @@ impl Core {
         // the very keys that made it.
         let generation = self.refresher.fetcher.next_generation();
         let store = Arc::new(store);
-        *cache = Some(StoreCache { versions: usable.versions, generation, store: store.clone() });
+        *cache = Some(Arc::new(StoreCache { versions: usable.versions, generation, store: store.clone() }));
         (generation, store)
+    }
+
+    /// Whether the sets each origin contributes now are still those of `versions`.
+    fn still_usable(&self, versions: &[Option<u64>], now: Instant) -> bool {
+        let max_stale = self.settings().max_stale;
+        self.origins.len() == versions.len()
+            && self.origins.iter().zip(versions).all(|(o, v)| Source::usable(&o.state.lock(), now, max_stale).map(|s| s.generation) == *v)
     }
 
     /// `GET /`: the merged JWK Set, or 503 when no origin has usable keys.

@@ -46,7 +46,7 @@ pub struct Core {
     origins: Vec<Arc<Source>>,
     // The merged view (merged.rs).
     merged: Mutex<Option<MergedCache>>,
-    store: Mutex<Option<StoreCache>>,
+    store: Mutex<Option<Arc<StoreCache>>>,
     logged_collisions: Mutex<HashSet<(String, usize, usize)>>,
     // Issuers trusted by pattern, each a source of its own (tenants.rs).
     tenants: Tenants,

@@ -32,12 +32,11 @@ pub fn extract<'a>(authorization: &'a str, cookies: &'a str, cookie_key: &str) -
         let token = rest.trim_matches(ws);
         (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
     });
-    let key = cookie_name(cookie_key);
     let mut cookie: Option<&str> = None;
     for (name, value) in cookies.split([';', ',']).filter_map(|c| c.split_once('=')) {
         let value = value.trim_matches(ws);
         let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
-        if value.is_empty() || cookie_name(name) != key {
+        if value.is_empty() || !same_cookie_name(name, cookie_key) {
             continue;
         }
         match cookie {
@@ -54,14 +53,15 @@ pub fn extract<'a>(authorization: &'a str, cookies: &'a str, cookie_key: &str) -
 }
 
 /// A cookie name as the most lenient backend parser reads it.
-fn cookie_name(name: &str) -> String {
-    name.trim_matches([' ', '\t'])
-        .chars()
-        .map(|c| match c {
-            '.' | ' ' | '[' => '_',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect()
+/// Whether two cookie names are one as the most lenient backend parser reads them (compared
+/// without allocating: this runs for every cookie of every protected request).
+fn same_cookie_name(a: &str, b: &str) -> bool {
+    let fold = |c: char| match c {
+        '.' | ' ' | '[' => '_',
+        c => c.to_ascii_lowercase(),
+    };
+    let ws = [' ', '\t'];
+    a.trim_matches(ws).chars().map(fold).eq(b.trim_matches(ws).chars().map(fold))
 }
 
 

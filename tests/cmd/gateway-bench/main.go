@@ -1,17 +1,22 @@
 // Command gateway-bench measures real KrakenD throughput with a load generator (wrk), side by side
 // in one run: a gateway without the plugin, and one with it on an unprotected endpoint, an
-// auth/validator endpoint pointed at the aggregator, and a jwk-aggregator-auth endpoint.
+// auth/validator endpoint pointed at the aggregator, and a jwk-aggregator-auth endpoint. Every
+// gateway runs for the whole measurement, and the rows take turns over several rounds (each row's
+// median is reported): on a shared 2-core machine, rows measured one after another differ by
+// more than what the plugin costs.
 //
 //	gateway-bench -krakend bin/krakend -plugin build/jwk-aggregator.so -duration 10s
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -23,8 +28,9 @@ import (
 var rpsRe = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 var non2xxRe = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
 
-func load(url, token string, d time.Duration, conns int) float64 {
-	// Warm up: the validator fetches keys on first use.
+// warm makes sure a row answers 200 and has run under load once, so that no row pays for
+// warming up its gateway (the validator fetches keys on first use).
+func warm(url, token string, conns int) {
 	req, _ := http.NewRequest("GET", url, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
@@ -32,10 +38,12 @@ func load(url, token string, d time.Duration, conns int) float64 {
 		gw.Die("%s does not answer 200 before the run: %v %v", url, err, resp)
 	}
 	resp.Body.Close()
-	// A short unmeasured run first, so that no row pays for warming up the gateway.
 	if out, err := exec.Command("wrk", "-t2", fmt.Sprintf("-c%d", conns), "-d2s", "-H", "Authorization: Bearer "+token, url).CombinedOutput(); err != nil {
 		gw.Die("wrk: %v\n%s", err, out)
 	}
+}
+
+func load(url, token string, d time.Duration, conns int) float64 {
 	out, err := exec.Command("wrk", "-t2", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(d.Seconds())),
 		"-H", "Authorization: Bearer "+token, url).CombinedOutput()
 	if err != nil {
@@ -56,6 +64,8 @@ func main() {
 	bin := flag.String("krakend", "bin/krakend", "KrakenD binary")
 	plugin := flag.String("plugin", "build/jwk-aggregator.so", "plugin")
 	d := flag.Duration("duration", 10*time.Second, "per measurement")
+	rounds := flag.Int("rounds", 3, "rounds: each row is measured once a round, the rows taking turns")
+	passThrough := flag.String("pass-through-plugin", "", "a Go http-server plugin registering jwk-aggregator-auth as a bare pass-through (built with the gateway's Go): adds the row of what being a plugin costs")
 	conns := flag.Int("connections", 32, "wrk connections")
 	flag.Parse()
 
@@ -75,8 +85,7 @@ func main() {
 	logging := map[string]interface{}{"telemetry/logging": map[string]interface{}{"level": "ERROR", "stdout": true}}
 
 	plain := gw.Start(*bin, map[string]interface{}{"endpoints": []interface{}{ep("/noauth", nil)}, "extra_config": logging}, dir, nil)
-	base := load(plain.URL("/noauth"), token, *d, *conns)
-	plain.Stop()
+	defer plain.Stop()
 
 	aggPort := gw.FreePort()
 	cfg := map[string]interface{}{
@@ -97,28 +106,64 @@ func main() {
 		},
 	}
 	g := gw.Start(*bin, cfg, dir, nil)
-	unprotected := load(g.URL("/noauth"), token, *d, *conns)
-	validator := load(g.URL("/validator"), token, *d, *conns)
-	handler := load(g.URL("/handler"), token, *d, *conns)
-	g.Stop()
-
+	defer g.Stop()
 	// The same handler with its verified-token cache off: every request verifies the signature.
-	srv := cfg["extra_config"].(map[string]interface{})["plugin/http-server"].(map[string]interface{})
+	uncachedCfg := map[string]interface{}{}
+	raw, _ := json.Marshal(cfg)
+	_ = json.Unmarshal(raw, &uncachedCfg)
+	srv := uncachedCfg["extra_config"].(map[string]interface{})["plugin/http-server"].(map[string]interface{})
 	srv["jwk-aggregator"].(map[string]interface{})["port"] = gw.FreePort()
 	srv["jwk-aggregator-auth"].(map[string]interface{})["cache_size"] = 0
-	g = gw.Start(*bin, cfg, dir, nil)
-	uncached := load(g.URL("/handler"), token, *d, *conns)
-	g.Stop()
+	u := gw.Start(*bin, uncachedCfg, dir, nil)
+	defer u.Stop()
 
-	fmt.Printf("| gateway endpoint | requests/s | ratio to no auth |\n| --- | --- | --- |\n")
-	row := func(name string, v float64) { fmt.Printf("| %s | %.0f | %.2f |\n", name, v, v/base) }
-	row("no auth, gateway without the plugin", base)
-	row("no auth, unprotected path through jwk-aggregator-auth", unprotected)
-	row("auth/validator (RS256, cache on) with jwk_url at the aggregator", validator)
-	row("jwk-aggregator-auth (RS256, verified-token cache on)", handler)
-	row("jwk-aggregator-auth (RS256, cache_size 0: every request verified)", uncached)
-	fmt.Printf("\nwrk -t2 -c%d -d%s per row, one after another in one run, RS256 token with a 2048-bit key.\n", *conns, d)
-	fmt.Printf("wrk, KrakenD, the backend and the identity provider share this machine's cores, so differences\n")
+	rows := []struct{ name, url string }{
+		{"no auth, gateway without the plugin", plain.URL("/noauth")},
+	}
+	if *passThrough != "" {
+		ptDir, _ := os.MkdirTemp("", "gateway-bench-pt")
+		defer os.RemoveAll(ptDir)
+		pt := gw.Start(*bin, map[string]interface{}{
+			"plugin":    map[string]interface{}{"pattern": ".so", "folder": gw.PluginDir(ptDir, *passThrough)},
+			"endpoints": []interface{}{ep("/noauth", nil)},
+			"extra_config": map[string]interface{}{"telemetry/logging": logging["telemetry/logging"],
+				"plugin/http-server": map[string]interface{}{"name": []string{"jwk-aggregator-auth"}}},
+		}, ptDir, nil)
+		defer pt.Stop()
+		rows = append(rows, struct{ name, url string }{"no auth, a bare pass-through Go plugin (what being a plugin costs)", pt.URL("/noauth")})
+	}
+	rows = append(rows, []struct{ name, url string }{
+		{"no auth, unprotected path through jwk-aggregator-auth", g.URL("/noauth")},
+		{"auth/validator (RS256, cache on) with jwk_url at the aggregator", g.URL("/validator")},
+		{"jwk-aggregator-auth (RS256, verified-token cache on)", g.URL("/handler")},
+		{"jwk-aggregator-auth (RS256, cache_size 0: every request verified)", u.URL("/handler")},
+	}...)
+	for _, r := range rows {
+		warm(r.url, token, *conns)
+	}
+	runs := make([][]float64, len(rows))
+	for round := 0; round < *rounds; round++ {
+		for i, r := range rows {
+			runs[i] = append(runs[i], load(r.url, token, *d, *conns))
+		}
+	}
+	median := func(v []float64) float64 {
+		s := append([]float64{}, v...)
+		sort.Float64s(s)
+		return s[len(s)/2]
+	}
+	base := median(runs[0])
+	fmt.Printf("| gateway endpoint | requests/s (median) | ratio to no auth | each round |\n| --- | --- | --- | --- |\n")
+	for i, r := range rows {
+		var each []string
+		for _, v := range runs[i] {
+			each = append(each, fmt.Sprintf("%.0f", v))
+		}
+		fmt.Printf("| %s | %.0f | %.2f | %s |\n", r.name, median(runs[i]), median(runs[i])/base, strings.Join(each, ", "))
+	}
+	fmt.Printf("\nwrk -t2 -c%d -d%s per row and round, %d rounds, the rows taking turns, every gateway running\n", *conns, d, *rounds)
+	fmt.Printf("throughout; RS256 token with a 2048-bit key. wrk, KrakenD, the backend and the identity provider\n")
+	fmt.Printf("share this machine's cores, so differences\n")
 	// The report describes the gateway build (KrakenD prints its version lines on stderr), never
 	// where it sits on this machine.
 	ver, _ := exec.Command(*bin, "version").CombinedOutput()
