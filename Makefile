@@ -144,8 +144,11 @@ KRAKEND_GOENV   := $(if $(wildcard $(KRAKEND_GOPROXY)/github.com),GOPROXY="file:
 # What the official Makefile stamps into KrakenD (its find_glibc.sh computes the libc string).
 OS_RELEASE = $$(. /etc/os-release; echo "$$ID-$$VERSION_ID")
 LIBC_STRING = $(if $(filter musl,$(LIBC)),MUSL-$$(/lib/ld-musl-x86_64.so.1 2>&1 | awk '/^Version/{print $$2}'),GLIBC-$$(ldd --version 2>&1 | awk '/^ldd/{print $$NF}'))_($(OS_RELEASE))
+# Older releases' Makefiles (2.6.1) stamp the Go version too (core.GoVersion): without it their
+# `krakend version` says "Go Version: undefined". Where lura reads it at run time, it says the same.
 KRAKEND_LDFLAGS = -X github.com/$$org/krakend-ce/v2/pkg.Version=$(KRAKEND_VERSION) \
 	-X github.com/luraproject/lura/v2/core.KrakendVersion=$(KRAKEND_VERSION) \
+	-X github.com/luraproject/lura/v2/core.GoVersion=$(GO_VERSION) \
 	-X github.com/luraproject/lura/v2/core.GlibcVersion=$(LIBC_STRING)
 
 # What a gateway this Makefile starts runs with: no KRAKEND_* variable (KrakenD reads them as
