@@ -26,13 +26,7 @@ var (
 // that it was reached. lura's parameter check (on unless disable_path_decoding) is left out:
 // it only refuses more, and the plugin must hold without it.
 func engine(settings byte, reached *string) *gin.Engine {
-	gin.SetMode(gin.ReleaseMode)
-	e := gin.New()
-	e.RedirectTrailingSlash = settings&1 == 0
-	e.RedirectFixedPath = settings&2 == 0
-	e.HandleMethodNotAllowed = settings&4 == 0
-	e.RemoveExtraSlash = settings&8 != 0
-	e.ContextWithFallback = true
+	e := bareEngine(settings)
 	for _, p := range append(append([]string{}, protectedEndpoints...), publicEndpoints...) {
 		p := p
 		h := func(c *gin.Context) { *reached = p }
@@ -44,6 +38,20 @@ func engine(settings byte, reached *string) *gin.Engine {
 			e.OPTIONS(p, func(c *gin.Context) {})
 		}
 	}
+	return e
+}
+
+// bareEngine is gin as lura's router/gin NewEngine sets it up for one combination of the router
+// settings that decide routing (bit 0: no trailing-slash redirect, 1: no fixed-path redirect,
+// 2: no 405s, 3: remove_extra_slash), with no endpoint yet.
+func bareEngine(settings byte) *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.RedirectTrailingSlash = settings&1 == 0
+	e.RedirectFixedPath = settings&2 == 0
+	e.HandleMethodNotAllowed = settings&4 == 0
+	e.RemoveExtraSlash = settings&8 != 0
+	e.ContextWithFallback = true
 	return e
 }
 

@@ -178,7 +178,6 @@ var routedCases, coveredChecks atomic.Int64
 func checkRuleCase(t *testing.T, ruleSeed uint64, settings byte, targetSeed uint64, targets int) {
 	t.Helper()
 	c, token := rulesChecker(t)
-	gin.SetMode(gin.ReleaseMode)
 	{
 		r := rand.New(rand.NewPCG(ruleSeed, 0))
 		type rule struct {
@@ -202,12 +201,7 @@ func checkRuleCase(t *testing.T, ruleSeed uint64, settings byte, targetSeed uint
 			return
 		}
 		var reached string
-		e := gin.New()
-		e.RedirectTrailingSlash = settings&1 == 0
-		e.RedirectFixedPath = settings&2 == 0
-		e.HandleMethodNotAllowed = settings&4 == 0
-		e.RemoveExtraSlash = settings&8 != 0
-		e.ContextWithFallback = true
+		e := bareEngine(settings)
 		registered := map[string]bool{}
 		ok := func() (ok bool) {
 			defer func() { ok = recover() == nil }()
