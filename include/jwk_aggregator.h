@@ -47,6 +47,9 @@ typedef enum JwkaStatus {
   JWKA_STATUS_PANIC = 99,
 } JwkaStatus;
 
+/*
+ A log event's level.
+ */
 typedef enum JwkaLogLevel {
   JWKA_LOG_LEVEL_DEBUG = 0,
   JWKA_LOG_LEVEL_INFO = 1,
@@ -56,8 +59,8 @@ typedef enum JwkaLogLevel {
 } JwkaLogLevel;
 
 /*
- How a caller waits for keys being fetched (a first discovery, an unknown kid's refetch);
- `jwka_auth_check` takes it.
+ How `jwka_auth_check` waits for keys being fetched (a first discovery, an unknown kid's
+ refetch).
  */
 typedef enum JwkaWait {
   /*

@@ -13,8 +13,8 @@
 
 use crate::aggregator::{Aggregator, HttpResponse};
 use crate::settings::Settings;
-use crate::log::{JwkaLogLevel, Next};
-pub use crate::source::JwkaWait; // part of the C API, defined where it is used
+use crate::log::{Level, Next};
+use crate::source::Wait;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
@@ -36,6 +36,55 @@ pub enum JwkaStatus {
     Closed = 4,
     /// A bug: Rust panicked. The call had no effect beyond what it logged.
     Panic = 99,
+}
+
+/// A log event's level.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum JwkaLogLevel {
+    Debug = 0,
+    Info = 1,
+    Warning = 2,
+    Error = 3,
+    Critical = 4,
+}
+
+impl From<Level> for JwkaLogLevel {
+    fn from(l: Level) -> JwkaLogLevel {
+        match l {
+            Level::Debug => JwkaLogLevel::Debug,
+            Level::Info => JwkaLogLevel::Info,
+            Level::Warning => JwkaLogLevel::Warning,
+            Level::Error => JwkaLogLevel::Error,
+            Level::Critical => JwkaLogLevel::Critical,
+        }
+    }
+}
+
+/// How `jwka_auth_check` waits for keys being fetched (a first discovery, an unknown kid's
+/// refetch).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwkaWait {
+    /// Inside the call, up to `discovery_wait` or `unknown_kid_wait` (the operator's command,
+    /// tests, a shim without the keys socket).
+    Block = 0,
+    /// Not at all: answer `JWKA_AUTH_OUTCOME_PENDING` instead, and come back when the keys socket
+    /// signals. Go should wait in its poller, not in a C call: a goroutine blocked in C keeps its
+    /// scheduler slot for up to about 10 ms.
+    Pending = 1,
+    /// Not any more: the caller's wait is over; keys still being fetched were not had in time.
+    Expired = 2,
+}
+
+impl From<JwkaWait> for Wait {
+    fn from(w: JwkaWait) -> Wait {
+        match w {
+            JwkaWait::Block => Wait::Block,
+            JwkaWait::Pending => Wait::Pending,
+            JwkaWait::Expired => Wait::Expired,
+        }
+    }
 }
 
 /// Bytes owned by Rust. Release with `jwka_buf_free`, exactly once. `data` is null when `len` is 0.
@@ -253,7 +302,7 @@ pub unsafe extern "C" fn jwka_aggregator_next_log(
         };
         match agg.inner.logs().next(Duration::from_millis(wait_ms.into())) {
             Next::Event(l, m) => {
-                put(level, l);
+                put(level, JwkaLogLevel::from(l));
                 put(message, JwkaBuf::from_vec(m.into_bytes()));
                 JwkaStatus::Ok
             }
@@ -453,7 +502,7 @@ pub unsafe extern "C" fn jwka_auth_check(
         };
         // An absent path (a CONNECT request has none) is the empty path, which no rule covers.
         let [method, path, authz, cookies] = [method, path, authz, cookies].map(Option::unwrap_or_default);
-        let (outcome, verified) = auth.inner.check_request(method, path, authz, cookies, !claims.is_null(), wait);
+        let (outcome, verified) = auth.inner.check_request(method, path, authz, cookies, !claims.is_null(), wait.into());
         let (status, challenge) = crate::auth::answer(&outcome);
         let mut wait_ms = 0;
         if let Some(c) = verified {

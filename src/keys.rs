@@ -12,11 +12,11 @@
 //! remembered for them (the verified-token cache) is dropped the moment they change. Nothing here
 //! waits for the network on a shared lock: a fetch runs on the refresh engine's workers, and the
 //! caller either waits for it (bounded by `discovery_wait` or `unknown_kid_wait`) or is told to
-//! come back (`JwkaWait::Pending`).
+//! come back (`Wait::Pending`).
 
 use crate::aggregator::Core;
 use crate::issuer::Refused;
-use crate::source::JwkaWait;
+use crate::source::Wait;
 use crate::tenants::Lookup;
 use crate::verify::{Invalid, KeyStore, Parsed, Verified};
 use std::collections::HashMap;
@@ -92,7 +92,7 @@ impl Directory {
     }
 
     /// The keys for tokens of `iss` (see the order above).
-    pub fn for_issuer(&self, iss: Option<&str>, how: JwkaWait) -> Result<Keys, Unavailable> {
+    pub fn for_issuer(&self, iss: Option<&str>, how: Wait) -> Result<Keys, Unavailable> {
         if let Some(bound) = iss.and_then(|iss| self.bound.get(iss)) {
             return Ok(self.origin_keys(bound.clone()));
         }
@@ -118,7 +118,7 @@ impl Directory {
     /// the sources that could hold it (each at most once per `unknown_kid_cooldown`, dynamic
     /// issuers within one budget), waits for them at most `unknown_kid_wait`, and returns the keys
     /// afterwards; `Ok(None)` when nothing could be refetched or it ended without new keys.
-    pub fn after_unknown_kid(&self, keys: &Keys, how: JwkaWait) -> Result<Option<Keys>, Unavailable> {
+    pub fn after_unknown_kid(&self, keys: &Keys, how: Wait) -> Result<Option<Keys>, Unavailable> {
         let (cooldown, wait) = (self.unknown_kid_cooldown, self.unknown_kid_wait);
         match &keys.holder {
             Holder::Origins(origins) => match self.core.refetch_unknown_kid(origins, cooldown, wait, how) {
@@ -136,7 +136,7 @@ impl Directory {
 
     /// Whether keys of `holder` at `generation` are still the ones in use: a verification made
     /// with them still stands.
-    pub fn still_current(&self, holder: &Holder, generation: u64, how: JwkaWait) -> Result<bool, Unavailable> {
+    pub fn still_current(&self, holder: &Holder, generation: u64, how: Wait) -> Result<bool, Unavailable> {
         match holder {
             Holder::Origins(_) => Ok(self.core.key_store().0 == generation),
             // A dynamic issuer's keys may have changed, expired or been evicted since.

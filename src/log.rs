@@ -9,21 +9,21 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-#[repr(C)]
+/// A log event's level; the C API's `JwkaLogLevel` (ffi.rs) stands for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum JwkaLogLevel {
-    Debug = 0,
-    Info = 1,
-    Warning = 2,
-    Error = 3,
-    Critical = 4,
+pub enum Level {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
 }
 
 const CAPACITY: usize = 1024;
 
 #[derive(Default)]
 struct Inner {
-    events: VecDeque<(JwkaLogLevel, String)>,
+    events: VecDeque<(Level, String)>,
     lost: u64,
     closed: bool,
 }
@@ -37,13 +37,13 @@ pub struct LogQueue {
 }
 
 pub enum Next {
-    Event(JwkaLogLevel, String),
+    Event(Level, String),
     Empty,
     Closed,
 }
 
 impl LogQueue {
-    pub fn push(&self, level: JwkaLogLevel, msg: String) {
+    pub fn push(&self, level: Level, msg: String) {
         // Messages quote what issuers, documents and tokens say: a control character in them
         // must not start a log line of its own.
         let msg = if msg.contains(char::is_control) { msg.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect() } else { msg };
@@ -66,7 +66,7 @@ impl LogQueue {
         }
         if g.lost > 0 {
             let lost = std::mem::take(&mut g.lost);
-            return Next::Event(JwkaLogLevel::Warning, format!("{lost} log messages were dropped (log queue full)"));
+            return Next::Event(Level::Warning, format!("{lost} log messages were dropped (log queue full)"));
         }
         match g.events.pop_front() {
             Some((level, msg)) => Next::Event(level, msg),
@@ -91,10 +91,10 @@ mod tests {
     fn bounded_and_closable() {
         let q = LogQueue::default();
         for i in 0..CAPACITY + 5 {
-            q.push(JwkaLogLevel::Info, format!("m{i}"));
+            q.push(Level::Info, format!("m{i}"));
         }
         match q.next(Duration::ZERO) {
-            Next::Event(JwkaLogLevel::Warning, m) => assert!(m.starts_with("5 log messages were dropped"), "{m}"),
+            Next::Event(Level::Warning, m) => assert!(m.starts_with("5 log messages were dropped"), "{m}"),
             _ => panic!("expected the lost-events warning"),
         }
         match q.next(Duration::ZERO) {
@@ -103,9 +103,9 @@ mod tests {
         }
         assert!(matches!(LogQueue::default().next(Duration::from_millis(1)), Next::Empty));
         let q = LogQueue::default();
-        q.push(JwkaLogLevel::Error, "last".into());
+        q.push(Level::Error, "last".into());
         q.close();
-        assert!(matches!(q.next(Duration::from_secs(5)), Next::Event(JwkaLogLevel::Error, _)));
+        assert!(matches!(q.next(Duration::from_secs(5)), Next::Event(Level::Error, _)));
         assert!(matches!(q.next(Duration::from_secs(5)), Next::Closed));
     }
 }

@@ -12,7 +12,7 @@
 //! Nothing here holds a source's lock while it queues work or starts a thread, so a thread that
 //! cannot start fails the fetch at once instead of hanging anyone.
 
-use crate::source::{Fetcher, Mode, Source, JwkaWait};
+use crate::source::{Fetcher, Mode, Source, Wait};
 use parking_lot::{Condvar, Mutex};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
@@ -212,9 +212,9 @@ impl Refresher {
     /// A token carried a kid no key has: refetch these sources, each at most once per
     /// `cooldown`, waiting at most `wait`. Callers that arrive while such a refetch runs share it;
     /// callers that find every source cooling down return at once. Returns whether a refetch
-    /// ended in time (`None`: one still runs and the caller, `JwkaWait::Pending`, comes back), and how
+    /// ended in time (`None`: one still runs and the caller, `Wait::Pending`, comes back), and how
     /// many were started.
-    pub fn refetch_unknown_kid(self: &Arc<Self>, sources: &[Arc<Source>], cooldown: Duration, wait: Duration, how: JwkaWait) -> (Option<bool>, usize) {
+    pub fn refetch_unknown_kid(self: &Arc<Self>, sources: &[Arc<Source>], cooldown: Duration, wait: Duration, how: Wait) -> (Option<bool>, usize) {
         let now = Instant::now();
         let mut waiting = Vec::new();
         let mut started = 0;

@@ -13,7 +13,7 @@
 use crate::fetch::{self, CacheInfo, Clients, Conditional, FetchError, Fetched, Scope};
 use crate::issuer;
 use crate::keyset::{self, DropReason};
-use crate::log::{JwkaLogLevel, LogQueue};
+use crate::log::{Level, LogQueue};
 use crate::settings::{fmt_duration, Settings};
 use crate::verify::KeyStore;
 use crate::wake::Wake;
@@ -99,20 +99,17 @@ pub struct SourceStats {
     pub private_stripped: AtomicU64,
 }
 
-/// How a caller waits for keys being fetched (a first discovery, an unknown kid's refetch);
-/// `jwka_auth_check` takes it.
-#[repr(C)]
+/// How a caller waits for keys being fetched (a first discovery, an unknown kid's refetch). The
+/// C API's `JwkaWait` (ffi.rs) stands for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwkaWait {
+pub enum Wait {
     /// Inside the call, up to `discovery_wait` or `unknown_kid_wait` (the operator's command,
     /// tests, a shim without the keys socket).
-    Block = 0,
-    /// Not at all: answer `JWKA_AUTH_OUTCOME_PENDING` instead, and come back when the keys socket
-    /// signals. Go should wait in its poller, not in a C call: a goroutine blocked in C keeps its
-    /// scheduler slot for up to about 10 ms.
-    Pending = 1,
+    Block,
+    /// Not at all: answer "pending" instead, and come back when the keys socket signals.
+    Pending,
     /// Not any more: the caller's wait is over; keys still being fetched were not had in time.
-    Expired = 2,
+    Expired,
 }
 
 /// What is known of a source now.
@@ -136,7 +133,7 @@ pub struct State {
     /// A fetch is queued or running; callers that need one wait for it instead of starting another.
     pub(crate) in_flight: bool,
     last_done: Option<Instant>,
-    /// Someone was told to come back when the fetch in flight ends (`JwkaWait::Pending`).
+    /// Someone was told to come back when the fetch in flight ends (`Wait::Pending`).
     awaited: bool,
     /// Last refetch caused by an unknown kid (for its cooldown).
     pub(crate) kid_refetch_at: Option<Instant>,
@@ -193,7 +190,7 @@ impl Fetcher {
         })
     }
 
-    pub fn log(&self, level: JwkaLogLevel, msg: String) {
+    pub fn log(&self, level: Level, msg: String) {
         self.log.push(level, msg);
     }
 
@@ -307,11 +304,11 @@ impl Source {
         }
     }
 
-    /// `wait`, as the caller asks: `None` when it must come back later (`JwkaWait::Pending`).
-    pub fn wait_as(&self, how: JwkaWait, start: Instant, deadline: Instant) -> Option<bool> {
+    /// `wait`, as the caller asks: `None` when it must come back later (`Wait::Pending`).
+    pub fn wait_as(&self, how: Wait, start: Instant, deadline: Instant) -> Option<bool> {
         match how {
-            JwkaWait::Block => Some(self.wait(start, deadline)),
-            JwkaWait::Pending => {
+            Wait::Block => Some(self.wait(start, deadline)),
+            Wait::Pending => {
                 let mut st = self.state.lock();
                 if st.in_flight && st.last_done.is_none_or(|t| t < start) {
                     st.awaited = true;
@@ -319,7 +316,7 @@ impl Source {
                 }
                 Some(st.last_done.is_some_and(|t| t >= start))
             }
-            JwkaWait::Expired => Some(self.wait(start, start)),
+            Wait::Expired => Some(self.wait(start, start)),
         }
     }
 
@@ -369,7 +366,7 @@ impl Source {
         let now = Instant::now();
         self.stats.latency_us.fetch_add(now.duration_since(t0).as_micros() as u64, Relaxed);
         f.log(
-            JwkaLogLevel::Debug,
+            Level::Debug,
             format!(
                 "fetched {} in {} ms{}: {}",
                 self.url,
@@ -444,7 +441,7 @@ impl Source {
         let (keys, store) = if self.is_dynamic() {
             let (store, skipped) = KeyStore::build([(0, keys.as_slice())], f.settings.allow_symmetric_keys);
             for (_, kid, why) in skipped {
-                f.log(JwkaLogLevel::Warning, format!("{}: key kid={kid:?} not usable for verification: {why}", self.label()));
+                f.log(Level::Warning, format!("{}: key kid={kid:?} not usable for verification: {why}", self.label()));
             }
             (Vec::new(), Some(Arc::new(store)))
         } else {
@@ -479,7 +476,7 @@ impl Source {
                     st.set = Some(set);
                 }
                 if st.failures > 0 && !first {
-                    f.log(JwkaLogLevel::Info, format!("{} recovered after {} failed fetch(es)", self.label(), st.failures));
+                    f.log(Level::Info, format!("{} recovered after {} failed fetch(es)", self.label(), st.failures));
                 }
                 st.confirmed = Some(now);
                 st.confirmed_unix = unix_now();
@@ -499,7 +496,7 @@ impl Source {
                 self.stats.fetch_ok.fetch_add(1, Relaxed);
                 if first && self.is_dynamic() {
                     f.log(
-                        JwkaLogLevel::Info,
+                        Level::Info,
                         format!("discovered {}: {} key(s) in {} ms", self.label(), st.set.as_ref().map_or(0, |k| k.count), now.duration_since(started).as_millis()),
                     );
                 }
@@ -521,7 +518,7 @@ impl Source {
                     ),
                     (Some(_), None) => "its last good keys are past max_stale and are no longer used".into(),
                 };
-                f.log(JwkaLogLevel::Error, format!("{} {e}; {keeping}; next try in {}", self.label(), fmt_duration(wait)));
+                f.log(Level::Error, format!("{} {e}; {keeping}; next try in {}", self.label(), fmt_duration(wait)));
                 now + wait
             }
         };
@@ -544,13 +541,13 @@ impl Source {
             if st.logged.insert((d.kid.clone(), d.reason)) {
                 let kid = d.kid.as_deref().map_or("(none)".to_owned(), |k| format!("{k:?}"));
                 // A key that is not a signing key is information, not a fault of the provider.
-                let level = if d.reason.is_fault() { JwkaLogLevel::Warning } else { JwkaLogLevel::Info };
+                let level = if d.reason.is_fault() { Level::Warning } else { Level::Info };
                 f.log(level, format!("{}: key kid={kid} dropped ({}): {}", self.label(), d.reason.as_str(), d.detail));
             }
         }
         if clean.stripped_private > 0 && st.logged.insert((None, DropReason::NotAnObject)) {
             f.log(
-                JwkaLogLevel::Critical,
+                Level::Critical,
                 format!(
                     "{} publishes private key members; they were removed and are never served. \
                      Rotate those keys: they are exposed to anyone who reads that URL",

@@ -24,7 +24,7 @@
 use crate::issuer::{self, IssuerPattern, Refused};
 use crate::refresh::Refresher;
 use crate::settings::{fmt_duration, TenantSettings};
-use crate::source::{self, Kind, Mode, Source, SourceStats, JwkaWait};
+use crate::source::{self, Kind, Mode, Source, SourceStats, Wait};
 use crate::verify::KeyStore;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -124,7 +124,7 @@ pub enum Lookup {
     /// A dynamic issuer whose keys cannot be had now; the reason names the issuer, never the token.
     Refused(String),
     /// Its fetch runs: come back when the keys socket signals, within this wait
-    /// (`JwkaWait::Pending` only).
+    /// (`Wait::Pending` only).
     Pending(Duration),
 }
 
@@ -152,7 +152,7 @@ impl Tenants {
 
     /// The keys for tokens of `iss`, discovering the issuer first when a pattern trusts it.
     /// Never waits for the network longer than `discovery_wait`, and only for a first discovery.
-    pub fn lookup(&self, r: &Arc<Refresher>, iss: &str, how: JwkaWait) -> Lookup {
+    pub fn lookup(&self, r: &Arc<Refresher>, iss: &str, how: Wait) -> Lookup {
         if self.s.patterns.is_empty() {
             return Lookup::NotDynamic(None);
         }
@@ -195,7 +195,7 @@ impl Tenants {
     /// `cooldown`, waiting at most `wait`. Returns the keys afterwards (`Lookup::Keys`),
     /// `Lookup::Pending` while the refetch runs, or anything else when there are none.
     /// Each refetch that starts is charged to one budget shared by every dynamic issuer.
-    pub fn refetch_unknown_kid(&self, r: &Arc<Refresher>, iss: &str, cooldown: Duration, wait: Duration, how: JwkaWait) -> Lookup {
+    pub fn refetch_unknown_kid(&self, r: &Arc<Refresher>, iss: &str, cooldown: Duration, wait: Duration, how: Wait) -> Lookup {
         let source = {
             let mut inner = self.inner.lock();
             let Some(source) = inner.live.get(iss).cloned() else {

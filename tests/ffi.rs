@@ -4,7 +4,6 @@ mod common;
 
 use common::{jwks, rsa_jwk, Origin, Reply};
 use jwk_aggregator::ffi::*;
-use jwk_aggregator::log::JwkaLogLevel;
 use std::ffi::CStr;
 use std::ptr::{null, null_mut};
 

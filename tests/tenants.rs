@@ -322,11 +322,11 @@ fn failing_discoveries_evict_no_real_tenant() {
     assert_eq!(realms.hits(), hits, "the real tenants were still live: no rediscovery");
 }
 
-/// The shim's way of waiting (`JwkaWait::Pending`): a new tenant and a rotated key are each answered
+/// The shim's way of waiting (`Wait::Pending`): a new tenant and a rotated key are each answered
 /// "pending" while their fetch runs, then verified.
 #[test]
 fn a_pending_discovery_and_a_pending_rotation_end_in_the_new_keys() {
-    use jwk_aggregator::source::JwkaWait;
+    use jwk_aggregator::source::Wait;
     let realms = Realms::start();
     let (_agg, auth) = setup(&realms, json!({}));
     let (k1, k2) = (Key::ed("k1"), Key::ed("k2"));
@@ -335,7 +335,7 @@ fn a_pending_discovery_and_a_pending_rotation_end_in_the_new_keys() {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut answers = Vec::new();
         loop {
-            let (o, _) = auth.check_with_claims("GET", "/t/x", &format!("Bearer {token}"), "", false, JwkaWait::Pending);
+            let (o, _) = auth.check_with_claims("GET", "/t/x", &format!("Bearer {token}"), "", false, Wait::Pending);
             let done = !matches!(o, Outcome::Pending { .. }) || Instant::now() > deadline;
             answers.push(o);
             if done {

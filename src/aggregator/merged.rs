@@ -3,9 +3,9 @@
 //! the refetch of origins that a token with an unknown kid causes.
 
 use super::{Core, HttpResponse};
-use crate::source::{KeySet, Mode, Source, JwkaWait};
+use crate::source::{KeySet, Mode, Source, Wait};
 use crate::keyset::{self, Collision, Merged};
-use crate::log::JwkaLogLevel;
+use crate::log::Level;
 use crate::verify::KeyStore;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::Ordering::Relaxed;
@@ -82,7 +82,7 @@ impl Core {
                         c.kid
                     )
                 };
-                self.log(JwkaLogLevel::Warning, msg);
+                self.log(Level::Warning, msg);
             }
         }
     }
@@ -104,7 +104,7 @@ impl Core {
         }
         let (store, skipped) = KeyStore::build(usable.keys(), self.settings().allow_symmetric_keys);
         for (origin, kid, why) in skipped {
-            self.log(JwkaLogLevel::Warning, format!("origin {}: key kid={kid:?} not usable for verification: {why}", self.origins[origin].url));
+            self.log(Level::Warning, format!("origin {}: key kid={kid:?} not usable for verification: {why}", self.origins[origin].url));
         }
         // From the same counter as every key set's: a remembered verification can match only
         // the very keys that made it.
@@ -144,8 +144,8 @@ impl Core {
 
     /// A token carried a kid no key has: refetch the given origins, each at most once per
     /// `cooldown`, waiting at most `wait` (`Refresher::refetch_unknown_kid`). Returns whether a
-    /// refetch ended in time (`None`: one still runs, see `JwkaWait::Pending`).
-    pub fn refetch_unknown_kid(&self, origins: &[usize], cooldown: Duration, wait: Duration, how: JwkaWait) -> Option<bool> {
+    /// refetch ended in time (`None`: one still runs, see `Wait::Pending`).
+    pub fn refetch_unknown_kid(&self, origins: &[usize], cooldown: Duration, wait: Duration, how: Wait) -> Option<bool> {
         let sources: Vec<Arc<Source>> = origins.iter().filter_map(|&i| self.origins.get(i).cloned()).collect();
         let (done, started) = self.refresher.refetch_unknown_kid(&sources, cooldown, wait, how);
         self.auth_stats.unknown_kid_refetches.fetch_add(started as u64, Relaxed);

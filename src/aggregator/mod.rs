@@ -12,7 +12,7 @@ mod merged;
 
 pub use health::AuthStats;
 
-use crate::log::{JwkaLogLevel, LogQueue};
+use crate::log::{Level, LogQueue};
 use crate::refresh::Refresher;
 use crate::settings::Settings;
 use crate::source::{Fetcher, Kind, Source};
@@ -126,7 +126,7 @@ impl Core {
         };
         let s = agg.settings();
         agg.log(
-            JwkaLogLevel::Info,
+            Level::Info,
             format!(
                 "aggregating {} origin(s) on 127.0.0.1:{}, cache {}{}",
                 agg.origins.len(),
@@ -149,7 +149,7 @@ impl Core {
         &self.refresher.fetcher.log
     }
 
-    pub(crate) fn log(&self, level: JwkaLogLevel, msg: String) {
+    pub(crate) fn log(&self, level: Level, msg: String) {
         self.refresher.fetcher.log(level, msg);
     }
 

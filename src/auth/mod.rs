@@ -9,7 +9,7 @@ mod cache;
 use crate::aggregator::Core;
 use crate::keys::{Directory, Unavailable};
 use crate::policy::{self, AuthSettings, Deny, Rule};
-use crate::source::JwkaWait;
+use crate::source::Wait;
 use crate::verify::{self, Alg, Invalid, Parsed, Verified};
 use cache::TokenCache;
 use parking_lot::Mutex;
@@ -32,7 +32,7 @@ pub enum Outcome {
     /// Good token without the required roles or scopes: 403.
     Forbidden(String),
     /// Its keys are being fetched: ask again when the keys socket signals, or with
-    /// `JwkaWait::Expired` once `wait` has passed (`JwkaWait::Pending` only).
+    /// `Wait::Expired` once `wait` has passed (`Wait::Pending` only).
     Pending { wait: std::time::Duration },
 }
 
@@ -72,7 +72,7 @@ impl Auth {
 
     /// Decides one GET request. `authorization` and `cookies` are the raw header values ("" if absent).
     pub fn check(&self, path: &str, authorization: &str, cookies: &str) -> Outcome {
-        self.check_with_claims("GET", path, authorization, cookies, false, JwkaWait::Block).0
+        self.check_with_claims("GET", path, authorization, cookies, false, Wait::Block).0
     }
 
     /// A request as HTTP carries it, in bytes (the C API's input). A path that is not UTF-8 is read
@@ -86,7 +86,7 @@ impl Auth {
         authorization: &[u8],
         cookies: &[u8],
         want_claims: bool,
-        how: JwkaWait,
+        how: Wait,
     ) -> (Outcome, Option<Arc<Map<String, Value>>>) {
         let (method, path) = (String::from_utf8_lossy(method), String::from_utf8_lossy(path));
         match (std::str::from_utf8(authorization), std::str::from_utf8(cookies)) {
@@ -101,7 +101,7 @@ impl Auth {
     }
 
     /// Like `check`, also returning the claims of a verified token when `want_claims`, and
-    /// waiting for the network as `how` says (the shim: `JwkaWait::Pending`). Every rule that
+    /// waiting for the network as `how` says (the shim: `Wait::Pending`). Every rule that
     /// covers the path (`AuthSettings::rules_for`) must allow the request; the first that does
     /// not decides the answer.
     pub fn check_with_claims(
@@ -111,7 +111,7 @@ impl Auth {
         authorization: &str,
         cookies: &str,
         want_claims: bool,
-        how: JwkaWait,
+        how: Wait,
     ) -> (Outcome, Option<Arc<Map<String, Value>>>) {
         // CORS preflights carry no credentials by design; KrakenD's CORS module (or the router's
         // auto_options) answers them, and KrakenD never routes OPTIONS to a backend.
@@ -151,7 +151,7 @@ impl Auth {
         cookies: &'t str,
         seen: &mut Vec<Seen<'t>>,
         now: f64,
-        how: JwkaWait,
+        how: Wait,
     ) -> Result<(Vec<(String, Option<String>)>, Arc<Map<String, Value>>), Outcome> {
         let token = match policy::extract(authorization, cookies, &rule.cookie_key) {
             Ok(Some(token)) => token,
@@ -175,7 +175,7 @@ impl Auth {
 
     /// The token's verification, for a rule whose algorithms it must be signed with: from this
     /// request's earlier rules, or worked out once (`verify_token`).
-    fn verified(&self, t: &mut Seen<'_>, rule: &Rule, now: f64, how: JwkaWait) -> Result<Verified, Outcome> {
+    fn verified(&self, t: &mut Seen<'_>, rule: &Rule, now: f64, how: Wait) -> Result<Verified, Outcome> {
         if t.verified.is_none() {
             t.verified = Some(match self.verify_token(t, rule, now, how) {
                 Ok(v) => Ok(v),
@@ -193,7 +193,7 @@ impl Auth {
     }
 
     /// A token whose signature checks out: from the cache, or parsed (once) and verified now.
-    fn verify_token(&self, t: &mut Seen<'_>, rule: &Rule, now: f64, how: JwkaWait) -> Result<Verified, Unavailable> {
+    fn verify_token(&self, t: &mut Seen<'_>, rule: &Rule, now: f64, how: Wait) -> Result<Verified, Unavailable> {
         let stats = &self.keys.core().auth_stats;
         if let Some(v) = self.cached(t.token, now, how)? {
             stats.cache_hits.fetch_add(1, Relaxed);
@@ -228,7 +228,7 @@ impl Auth {
     }
 
     /// A remembered verification, if the keys that made it are still the ones in use.
-    fn cached(&self, token: &str, now: f64, how: JwkaWait) -> Result<Option<Verified>, Unavailable> {
+    fn cached(&self, token: &str, now: f64, how: Wait) -> Result<Option<Verified>, Unavailable> {
         let Some((holder, generation, v)) = self.cache.lock().get(token, now) else { return Ok(None) };
         if self.keys.still_current(&holder, generation, how)? {
             self.keys.verified_with(&holder);
