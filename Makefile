@@ -513,6 +513,7 @@ test:
 	$(WITH_PROVIDERS) $(MAKE) --no-print-directory test-all
 
 test-all: test-rust test-shim test-build test-cli test-realidp check-symbols memcheck test-dist test-sbom lint-workflows test-gateways test-releases
+	@cat build/gateway-test-*.log 2>/dev/null | awk '/^--- PASS/ {p++} /^--- FAIL/ {f++} END {printf "gateway: %d passed, %d failed\n", p, f}'
 
 # The gateway tests on each gateway of GATEWAY_LIBCS: KRAKEND_VERSION's glibc and musl (Alpine)
 # builds, made by `make krakend` (or reused), each with its own plugin. KRAKEND_BIN=... names one
@@ -521,6 +522,7 @@ test-all: test-rust test-shim test-build test-cli test-realidp check-symbols mem
 GATEWAY_LIBCS ?= glibc musl
 GATEWAY_COUNT  = $$(cat tests/integration/*_test.go | grep -c '^func Test')
 test-gateways:
+	@rm -f build/gateway-test-*.log
 ifneq ($(filter command line environment,$(origin KRAKEND_BIN)),)
 	@$(MAKE) --no-print-directory test-gateway
 else
