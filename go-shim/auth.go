@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -23,6 +24,8 @@ type authHandler struct {
 	handle *C.JwkaAuth
 	agg    *aggregator // for its wake-ups only
 	next   http.Handler
+	// asks counts the calls into the core: what waiting for keys costs (tests, benchmarks).
+	asks atomic.Int64
 }
 
 // newAuthHandler builds the jwk-aggregator-auth handler. It never returns an error: KrakenD
@@ -97,8 +100,9 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wait = C.JWKA_WAIT_PENDING
 	}
 	var deadline *time.Timer
+	var woken <-chan struct{} // closed when the source this request waits for is ready
+	var waitingFor uint64
 	for {
-		news := h.agg.nextNews()
 		h.mu.RLock()
 		if h.handle == nil {
 			h.mu.RUnlock()
@@ -106,6 +110,7 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		status := C.jwka_auth_check(h.handle, mp, ml, pp, pl, ap, al, cp, cl, wait, &res, nil)
+		h.asks.Add(1)
 		h.mu.RUnlock()
 		if status != C.JWKA_STATUS_OK {
 			log().Error(logPrefix, authName, "internal error:", C.GoString(C.jwka_status_str(status)))
@@ -117,13 +122,22 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		// Its keys are being fetched (a first discovery, an unknown kid): wait here, in Go,
-		// until the core has news or the wait it allows is over, then ask again.
+		// until the core says the source it waits for is ready or the wait it allows is over,
+		// then ask again.
 		if deadline == nil {
 			deadline = time.NewTimer(time.Duration(res.wait_ms) * time.Millisecond)
 			defer deadline.Stop()
 		}
+		if woken == nil || uint64(res.wait_source) != waitingFor {
+			// Take the source's channel, then ask once more: a fetch that ended between the
+			// answer and now is not missed.
+			waitingFor = uint64(res.wait_source)
+			woken = h.agg.waitFor(waitingFor)
+			continue
+		}
 		select {
-		case <-news:
+		case <-woken:
+			woken = nil
 		case <-deadline.C:
 			wait = C.JWKA_WAIT_EXPIRED
 		}

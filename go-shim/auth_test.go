@@ -224,3 +224,65 @@ func TestRequestsWaitForADiscoveryAndNoLonger(t *testing.T) {
 		t.Errorf("a discovery slower than discovery_wait: %d, log %q; want 401 naming discovery_wait", slow.Code, logs.find("discovery_wait"))
 	}
 }
+
+// Requests waiting for keys wake when the source they wait for is ready, and not when another
+// source's fetch ends: 12 requests, each waiting for its own tenant's discovery, the discoveries
+// ending one after another, cost the core at most three questions each (the answer, the question
+// again once the request's wake-up channel is taken, the question after the wake-up). Woken by
+// every fetch's end, they would ask about as many times as discoveries end while they wait.
+func TestWaitingRequestsWakeOnlyForTheirOwnSource(t *testing.T) {
+	useLogger(t)
+	key := newEdKey("k")
+	keys, _ := json.Marshal(map[string]interface{}{"keys": []interface{}{key.jwk()}})
+	var base string
+	p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		realm, file, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/realms/"), "/")
+		w.Header().Set("Content-Type", "application/json")
+		if file == "certs" {
+			w.Write(keys)
+			return
+		}
+		// Tenant i's discovery ends i × 60 ms after the others began.
+		var i int
+		fmt.Sscanf(realm, "t%d", &i)
+		time.Sleep(time.Duration(100+60*i) * time.Millisecond)
+		json.NewEncoder(w).Encode(map[string]string{"issuer": base + "/realms/" + realm, "jwks_uri": base + "/realms/" + realm + "/certs"})
+	}))
+	t.Cleanup(p.Close)
+	base = p.URL
+	ctx, cancel := context.WithCancel(context.Background())
+	port := freePort(t)
+	t.Cleanup(func() { cancel(); waitFree(t, port) })
+	extra := map[string]interface{}{
+		"name":                []interface{}{"jwk-aggregator-auth", "jwk-aggregator"},
+		"jwk-aggregator":      map[string]interface{}{"port": float64(port), "issuer_patterns": []interface{}{base + "/realms/*"}, "discovery_wait": "5s"},
+		"jwk-aggregator-auth": map[string]interface{}{"rules": []interface{}{map[string]interface{}{"paths": []interface{}{"/p"}}}},
+	}
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "backend") })
+	h, err := factories(t)["jwk-aggregator-auth"](ctx, extra, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 12
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok := key.sign(map[string]interface{}{"iss": fmt.Sprintf("%s/realms/t%d", base, i), "exp": time.Now().Add(time.Hour).Unix()})
+			codes[i] = do(h, "/p", http.Header{"Authorization": {"Bearer " + tok}}).Code
+		}()
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != 200 {
+			t.Errorf("request %d: %d, want 200", i, c)
+		}
+	}
+	asks := h.(*authHandler).asks.Load()
+	t.Logf("%d requests waiting for %d discoveries ending one after another asked the core %d times", n, n, asks)
+	if asks > 3*n {
+		t.Errorf("the core was asked %d times for %d waiting requests; at most %d if each wakes only for its own source", asks, n, 3*n)
+	}
+}

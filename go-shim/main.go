@@ -169,22 +169,54 @@ type aggregator struct {
 	poll atomic.Bool
 	// closing is set before the core is closed, so that pumpKeys ends at its last wake-up.
 	closing atomic.Bool
-	// news is closed, and replaced, whenever the keys socket has had a byte: requests told to
-	// come back (JWKA_AUTH_OUTCOME_PENDING) wait on it. Log lines do not close it. Read by every
-	// request: no lock.
-	news atomic.Pointer[chan struct{}]
+	// waits holds a channel for each source a request told to come back (JWKA_AUTH_OUTCOME_PENDING)
+	// waits for, closed when the core names that source ready: only the requests waiting for a
+	// fetch that ended wake, and log lines wake none.
+	waitsMu sync.Mutex
+	waits   map[uint64]chan struct{}
 }
 
-// nextNews is the channel closed at the next wake-up. Take it before asking the core, so that a
-// wake-up between the answer and the wait is not missed.
-func (a *aggregator) nextNews() <-chan struct{} {
-	return *a.news.Load()
+// maxWaits bounds the channels of sources waited for; past it every waiting request is woken and
+// asks again (channels of sources whose requests left early are dropped that way too).
+const maxWaits = 10000
+
+// waitFor is the channel closed when the core next names source id ready. Ask the core again
+// after taking it, so that a fetch that ended in between is not missed.
+func (a *aggregator) waitFor(id uint64) <-chan struct{} {
+	a.waitsMu.Lock()
+	defer a.waitsMu.Unlock()
+	ch, ok := a.waits[id]
+	if !ok {
+		if len(a.waits) >= maxWaits {
+			a.wakeLocked(nil)
+		}
+		ch = make(chan struct{})
+		a.waits[id] = ch
+	}
+	return ch
 }
 
-// broadcast wakes every request waiting for news (only pumpKeys calls it).
-func (a *aggregator) broadcast() {
-	next := make(chan struct{})
-	close(*a.news.Swap(&next))
+// wakeWaiting closes the channels of the sources named ready; nil wakes every waiting request.
+func (a *aggregator) wakeWaiting(ids []uint64) {
+	a.waitsMu.Lock()
+	defer a.waitsMu.Unlock()
+	a.wakeLocked(ids)
+}
+
+func (a *aggregator) wakeLocked(ids []uint64) {
+	if ids == nil {
+		for id, ch := range a.waits {
+			close(ch)
+			delete(a.waits, id)
+		}
+		return
+	}
+	for _, id := range ids {
+		if ch, ok := a.waits[id]; ok {
+			close(ch)
+			delete(a.waits, id)
+		}
+	}
 }
 
 func start(ctx context.Context, settings []byte) (*aggregator, error) {
@@ -312,8 +344,7 @@ func newAggregator(settings []byte) (*aggregator, error) {
 		return nil, err
 	}
 	a := &aggregator{handle: handle}
-	news := make(chan struct{})
-	a.news.Store(&news)
+	a.waits = map[uint64]chan struct{}{}
 	// Non-blocking descriptors, so os.NewFile puts them in Go's poller.
 	if fd := int(C.jwka_aggregator_wake_fd(handle)); fd >= 0 {
 		a.wake = os.NewFile(uintptr(fd), "jwk-aggregator log socket")
@@ -386,21 +417,39 @@ func (a *aggregator) pumpLogs() {
 }
 
 // pumpKeys wakes the requests told to come back (JWKA_AUTH_OUTCOME_PENDING) whenever the core
-// says a fetch they wait for has ended, until the aggregator closes.
+// names the source they wait for ready, until the aggregator closes.
 func (a *aggregator) pumpKeys() {
 	defer a.logs.Done()
 	buf := make([]byte, 512)
+	ready := make([]C.uint64_t, 64)
+	ids := make([]uint64, 0, len(ready))
 	for {
 		if _, err := a.keys.Read(buf); err != nil {
 			if !a.closing.Load() {
 				log().Error(logPrefix, "keys socket:", err.Error(), "- requests wait inside the core from now on")
 			}
 			a.poll.Store(false)
-			a.broadcast()
+			a.wakeWaiting(nil)
 			return
 		}
-		a.broadcast()
+		for {
+			var n C.size_t
+			a.mu.RLock()
+			if a.handle != nil {
+				C.jwka_aggregator_next_ready(a.handle, &ready[0], C.size_t(len(ready)), &n)
+			}
+			a.mu.RUnlock()
+			ids = ids[:0]
+			for _, id := range ready[:n] {
+				ids = append(ids, uint64(id))
+			}
+			a.wakeWaiting(ids)
+			if int(n) < len(ready) {
+				break
+			}
+		}
 		if a.closing.Load() {
+			a.wakeWaiting(nil)
 			return
 		}
 	}

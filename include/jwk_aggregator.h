@@ -162,6 +162,11 @@ typedef struct JwkaAuthResult {
    */
   uint32_t wait_ms;
   /*
+   For `Pending`: the source whose fetch the request waits for; `jwka_aggregator_next_ready`
+   names it when that fetch ends.
+   */
+  uint64_t wait_source;
+  /*
    The HTTP status to answer with (401, 403), or 0 to pass the request on.
    */
   uint16_t status;
@@ -273,6 +278,20 @@ int jwka_aggregator_wake_fd(const struct JwkaAggregator *agg);
  `agg` must be null or a live handle.
  */
 int jwka_aggregator_keys_fd(const struct JwkaAggregator *agg);
+
+/*
+ Moves into `ids` (room for `capacity`) the sources whose fetch a `JWKA_AUTH_OUTCOME_PENDING`
+ answer waited for and has ended since the last call, oldest first, and their count into `*n`:
+ wake the requests waiting for those (`JwkaAuthResult::wait_source`), and no other. Call it
+ until `*n` is less than `capacity` after each byte of the keys socket.
+
+ # Safety
+ `agg` must be a live handle; `ids` must be valid for `capacity` writes; `n` valid for a write.
+ */
+enum JwkaStatus jwka_aggregator_next_ready(const struct JwkaAggregator *agg,
+                                           uint64_t *ids,
+                                           size_t capacity,
+                                           size_t *n);
 
 /*
  Wakes every `jwka_aggregator_next_log` waiter, which drain what is left and then answer

@@ -337,6 +337,25 @@ pub unsafe extern "C" fn jwka_aggregator_keys_fd(agg: *const JwkaAggregator) -> 
     catch_unwind(AssertUnwindSafe(|| agg.as_ref().and_then(|a| a.inner.refresher().fetcher.keys_ready.reader()))).ok().flatten().unwrap_or(-1)
 }
 
+/// Moves into `ids` (room for `capacity`) the sources whose fetch a `JWKA_AUTH_OUTCOME_PENDING`
+/// answer waited for and has ended since the last call, oldest first, and their count into `*n`:
+/// wake the requests waiting for those (`JwkaAuthResult::wait_source`), and no other. Call it
+/// until `*n` is less than `capacity` after each byte of the keys socket.
+///
+/// # Safety
+/// `agg` must be a live handle; `ids` must be valid for `capacity` writes; `n` valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn jwka_aggregator_next_ready(agg: *const JwkaAggregator, ids: *mut u64, capacity: usize, n: *mut usize) -> JwkaStatus {
+    guard(|| {
+        let (Some(agg), false, false) = (agg.as_ref(), ids.is_null() && capacity > 0, n.is_null()) else {
+            return JwkaStatus::NullArgument;
+        };
+        let out: &mut [u64] = if capacity == 0 { &mut [] } else { std::slice::from_raw_parts_mut(ids, capacity) };
+        put(n, agg.inner.refresher().fetcher.take_ready(out));
+        JwkaStatus::Ok
+    })
+}
+
 /// Wakes every `jwka_aggregator_next_log` waiter, which drain what is left and then answer
 /// `JWKA_STATUS_CLOSED`, and writes to the keys socket. Call it before `jwka_aggregator_free`
 /// when another thread may be waiting.
@@ -411,6 +430,9 @@ pub struct JwkaAuthResult {
     pub headers: JwkaBuf,
     /// For `Pending`: how long, in milliseconds from now, the request may still wait.
     pub wait_ms: u32,
+    /// For `Pending`: the source whose fetch the request waits for; `jwka_aggregator_next_ready`
+    /// names it when that fetch ends.
+    pub wait_source: u64,
     /// The HTTP status to answer with (401, 403), or 0 to pass the request on.
     pub status: u16,
     /// The `WWW-Authenticate` value of that answer (RFC 6750 section 3); empty when none.
@@ -504,7 +526,7 @@ pub unsafe extern "C" fn jwka_auth_check(
         let [method, path, authz, cookies] = [method, path, authz, cookies].map(Option::unwrap_or_default);
         let (outcome, verified) = auth.inner.check_request(method, path, authz, cookies, !claims.is_null(), wait.into());
         let (status, challenge) = crate::auth::answer(&outcome);
-        let mut wait_ms = 0;
+        let (mut wait_ms, mut wait_source) = (0, 0);
         if let Some(c) = verified {
             put(claims, JwkaBuf::from_vec(serde_json::to_vec(&*c).unwrap_or_default()));
         }
@@ -525,8 +547,9 @@ pub unsafe extern "C" fn jwka_auth_check(
             crate::auth::Outcome::Missing => (JwkaAuthOutcome::Missing, "no token".into(), String::new()),
             crate::auth::Outcome::Invalid(r) => (JwkaAuthOutcome::Invalid, r, String::new()),
             crate::auth::Outcome::Forbidden(r) => (JwkaAuthOutcome::Forbidden, r, String::new()),
-            crate::auth::Outcome::Pending { wait } => {
-                wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+            crate::auth::Outcome::Pending(later) => {
+                wait_ms = u32::try_from(later.wait.as_millis()).unwrap_or(u32::MAX);
+                wait_source = later.source;
                 (JwkaAuthOutcome::Pending, String::new(), String::new())
             }
         };
@@ -537,6 +560,7 @@ pub unsafe extern "C" fn jwka_auth_check(
                 reason: JwkaBuf::from_vec(reason.into_bytes()),
                 headers: JwkaBuf::from_vec(headers.into_bytes()),
                 wait_ms,
+                wait_source,
                 status,
                 challenge: JwkaBuf::from_vec(challenge.as_bytes().to_vec()),
             },

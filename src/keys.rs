@@ -16,7 +16,7 @@
 
 use crate::aggregator::Core;
 use crate::issuer::Refused;
-use crate::source::Wait;
+use crate::source::{Later, Wait};
 use crate::tenants::Lookup;
 use crate::verify::{Invalid, KeyStore, Parsed, Verified};
 use std::collections::HashMap;
@@ -53,7 +53,7 @@ impl Keys {
 #[derive(Debug)]
 pub enum Unavailable {
     Invalid(Invalid),
-    Pending(Duration),
+    Pending(Later),
 }
 
 impl From<Invalid> for Unavailable {
@@ -100,7 +100,7 @@ impl Directory {
             match self.core.tenants().lookup(self.core.refresher(), iss, how) {
                 Lookup::Keys(store, generation) => return Ok(Keys { store, generation, holder: Holder::Issuer(iss.into()) }),
                 Lookup::Refused(why) => return Err(Invalid::DynamicIssuer(why).into()),
-                Lookup::Pending(wait) => return Err(Unavailable::Pending(wait)),
+                Lookup::Pending(later) => return Err(Unavailable::Pending(later)),
                 Lookup::NotDynamic(Some(why @ Refused::NearMiss)) => {
                     let shown: String = iss.chars().take(128).collect();
                     return Err(Invalid::DynamicIssuer(format!("issuer {shown:?} {why}")).into());
@@ -122,13 +122,13 @@ impl Directory {
         let (cooldown, wait) = (self.unknown_kid_cooldown, self.unknown_kid_wait);
         match &keys.holder {
             Holder::Origins(origins) => match self.core.refetch_unknown_kid(origins, cooldown, wait, how) {
-                Some(true) => Ok(Some(self.origin_keys(origins.clone()))),
-                Some(false) => Ok(None),
-                None => Err(Unavailable::Pending(wait)),
+                Ok(true) => Ok(Some(self.origin_keys(origins.clone()))),
+                Ok(false) => Ok(None),
+                Err(source) => Err(Unavailable::Pending(Later { wait, source })),
             },
             Holder::Issuer(iss) => match self.core.tenants().refetch_unknown_kid(self.core.refresher(), iss, cooldown, wait, how) {
                 Lookup::Keys(store, generation) => Ok(Some(Keys { store, generation, holder: keys.holder.clone() })),
-                Lookup::Pending(wait) => Err(Unavailable::Pending(wait)),
+                Lookup::Pending(later) => Err(Unavailable::Pending(later)),
                 _ => Ok(None),
             },
         }
@@ -142,7 +142,7 @@ impl Directory {
             // A dynamic issuer's keys may have changed, expired or been evicted since.
             Holder::Issuer(iss) => match self.core.tenants().lookup(self.core.refresher(), iss, how) {
                 Lookup::Keys(_, g) => Ok(g == generation),
-                Lookup::Pending(wait) => Err(Unavailable::Pending(wait)),
+                Lookup::Pending(later) => Err(Unavailable::Pending(later)),
                 _ => Ok(false),
             },
         }

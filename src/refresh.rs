@@ -212,9 +212,9 @@ impl Refresher {
     /// A token carried a kid no key has: refetch these sources, each at most once per
     /// `cooldown`, waiting at most `wait`. Callers that arrive while such a refetch runs share it;
     /// callers that find every source cooling down return at once. Returns whether a refetch
-    /// ended in time (`None`: one still runs and the caller, `Wait::Pending`, comes back), and how
-    /// many were started.
-    pub fn refetch_unknown_kid(self: &Arc<Self>, sources: &[Arc<Source>], cooldown: Duration, wait: Duration, how: Wait) -> (Option<bool>, usize) {
+    /// ended in time (`Err(id)`: one still runs, of the source `id`, and the caller, `Wait::Pending`,
+    /// comes back), and how many were started.
+    pub fn refetch_unknown_kid(self: &Arc<Self>, sources: &[Arc<Source>], cooldown: Duration, wait: Duration, how: Wait) -> (Result<bool, u64>, usize) {
         let now = Instant::now();
         let mut waiting = Vec::new();
         let mut started = 0;
@@ -241,11 +241,12 @@ impl Refresher {
             }
         }
         let deadline = now + wait;
-        let mut any = Some(false);
+        let mut any = Ok(false);
         for s in waiting {
             any = match (any, s.wait_as(how, now, deadline)) {
-                (Some(a), Some(b)) => Some(a || b),
-                _ => None,
+                (Ok(a), Some(b)) => Ok(a || b),
+                (Ok(_), None) => Err(s.id),
+                (pending, _) => pending,
             };
         }
         (any, started)

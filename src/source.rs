@@ -19,7 +19,7 @@ use crate::verify::KeyStore;
 use crate::wake::Wake;
 use parking_lot::{Condvar, Mutex};
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -99,6 +99,14 @@ pub struct SourceStats {
     pub private_stripped: AtomicU64,
 }
 
+/// What a caller told to come back waits for: at most `wait`, and the end of a fetch of the
+/// source `source` (its id), which the keys socket announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Later {
+    pub wait: Duration,
+    pub source: u64,
+}
+
 /// How a caller waits for keys being fetched (a first discovery, an unknown kid's refetch). The
 /// C API's `JwkaWait` (ffi.rs) stands for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +119,9 @@ pub enum Wait {
     /// Not any more: the caller's wait is over; keys still being fetched were not had in time.
     Expired,
 }
+
+/// Sources whose awaited fetch ended that the shim has not read yet, at most.
+const READY_CAPACITY: usize = 4096;
 
 /// What is known of a source now.
 pub struct State {
@@ -149,6 +160,9 @@ type Answer = (Option<Arc<KeySet>>, CacheInfo, Option<(String, CacheInfo)>);
 
 /// One key source.
 pub struct Source {
+    /// Names this source to the shim: a request told to come back waits for this id to be
+    /// ready (`Fetcher::take_ready`). Never reused.
+    pub id: u64,
     /// A JWK Set URL, or an issuer exactly as it is compared.
     pub url: String,
     pub kind: Kind,
@@ -167,9 +181,11 @@ pub struct Fetcher {
     pub settings: Settings,
     clients: Clients,
     pub log: LogQueue,
-    /// Written when a fetch that a request was told to come back for ends: the shim's waiting
-    /// requests watch it, apart from the log queue's socket, so that log lines wake none of them.
+    /// Written when a fetch that a request was told to come back for ends, the source's id
+    /// queued in `ready`: the shim wakes the requests waiting for that source, and no other
+    /// (log lines go to the log queue's own socket).
     pub keys_ready: Wake,
+    ready: Mutex<VecDeque<u64>>,
     generations: AtomicU64,
     epoch: Instant,
 }
@@ -185,6 +201,7 @@ impl Fetcher {
             settings,
             log: LogQueue::default(),
             keys_ready: Wake::default(),
+            ready: Mutex::new(VecDeque::new()),
             generations: AtomicU64::new(0),
             epoch: Instant::now(),
         })
@@ -192,6 +209,31 @@ impl Fetcher {
 
     pub fn log(&self, level: Level, msg: String) {
         self.log.push(level, msg);
+    }
+
+    /// Moves the ids of sources whose awaited fetch has ended into `out`, oldest first; returns
+    /// how many.
+    pub fn take_ready(&self, out: &mut [u64]) -> usize {
+        let mut q = self.ready.lock();
+        let n = out.len().min(q.len());
+        for (slot, id) in out.iter_mut().zip(q.drain(..n)) {
+            *slot = id;
+        }
+        n
+    }
+
+    fn announce_ready(&self, id: u64) {
+        let mut q = self.ready.lock();
+        // Bounded, for a shim that stops reading: a request whose wake-up is lost waits out its
+        // own bounded wait.
+        if !q.contains(&id) {
+            if q.len() >= READY_CAPACITY {
+                q.pop_front();
+            }
+            q.push_back(id);
+        }
+        drop(q);
+        self.keys_ready.signal();
     }
 
     /// A generation no key set has had yet.
@@ -206,8 +248,10 @@ impl Fetcher {
 
 impl Source {
     pub fn new(url: String, kind: Kind, stats: Arc<SourceStats>) -> Source {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let now = Instant::now();
         Source {
+            id: NEXT_ID.fetch_add(1, Relaxed),
             url,
             kind,
             state: Mutex::new(State {
@@ -304,7 +348,8 @@ impl Source {
         }
     }
 
-    /// `wait`, as the caller asks: `None` when it must come back later (`Wait::Pending`).
+    /// `wait`, as the caller asks: `None` when it must come back later (`Wait::Pending`), when
+    /// this source's id is announced ready.
     pub fn wait_as(&self, how: Wait, start: Instant, deadline: Instant) -> Option<bool> {
         match how {
             Wait::Block => Some(self.wait(start, deadline)),
@@ -525,7 +570,7 @@ impl Source {
         drop(st);
         self.done.notify_all();
         if awaited {
-            f.keys_ready.signal();
+            f.announce_ready(self.id);
         }
         due
     }

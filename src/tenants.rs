@@ -24,7 +24,7 @@
 use crate::issuer::{self, IssuerPattern, Refused};
 use crate::refresh::Refresher;
 use crate::settings::{fmt_duration, TenantSettings};
-use crate::source::{self, Kind, Mode, Source, SourceStats, Wait};
+use crate::source::{self, Kind, Later, Mode, Source, SourceStats, Wait};
 use crate::verify::KeyStore;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -125,7 +125,7 @@ pub enum Lookup {
     Refused(String),
     /// Its fetch runs: come back when the keys socket signals, within this wait
     /// (`Wait::Pending` only).
-    Pending(Duration),
+    Pending(Later),
 }
 
 impl Tenants {
@@ -180,7 +180,7 @@ impl Tenants {
             // A discovery: start it unless it runs, and wait for it (shared with everyone who asks).
             r.start(&source, Mode::Ahead, now);
             if source.wait_as(how, now, now + self.s.wait).is_none() {
-                return Lookup::Pending(self.s.wait);
+                return Lookup::Pending(Later { wait: self.s.wait, source: source.id });
             }
         }
         if !live {
@@ -216,8 +216,8 @@ impl Tenants {
             let b = &mut self.inner.lock().kid_refetches;
             b.tokens = (b.tokens + 1.0).min(self.s.per_minute as f64);
         }
-        if done.is_none() {
-            return Lookup::Pending(wait);
+        if let Err(source) = done {
+            return Lookup::Pending(Later { wait, source });
         }
         self.answer(r, &source)
     }

@@ -126,16 +126,23 @@ fn serves_routes_and_logs_from_many_threads() {
     unsafe { jwka_aggregator_free(agg) };
 }
 
-fn check(auth: *const JwkaAuth, token: &str, wait: JwkaWait) -> (JwkaAuthOutcome, String, u32) {
+fn check(auth: *const JwkaAuth, token: &str, wait: JwkaWait) -> (JwkaAuthOutcome, String, u32, u64) {
     let (path, authz) = ("/p", format!("Bearer {token}"));
     let empty = || JwkaBuf { data: null_mut(), len: 0 };
-    let mut out = JwkaAuthResult { outcome: JwkaAuthOutcome::Missing, reason: empty(), headers: empty(), wait_ms: 0, status: 0, challenge: empty() };
+    let mut out = JwkaAuthResult { outcome: JwkaAuthOutcome::Missing, reason: empty(), headers: empty(), wait_ms: 0, wait_source: 0, status: 0, challenge: empty() };
     let method = "GET";
     let st = unsafe { jwka_auth_check(auth, method.as_ptr(), method.len(), path.as_ptr(), path.len(), authz.as_ptr(), authz.len(), null(), 0, wait, &mut out, null_mut()) };
     assert_eq!(st, JwkaStatus::Ok);
     take(out.headers);
     take(out.challenge);
-    (out.outcome, take(out.reason), out.wait_ms)
+    (out.outcome, take(out.reason), out.wait_ms, out.wait_source)
+}
+
+/// The sources `jwka_aggregator_next_ready` names now.
+fn ready(agg: *const JwkaAggregator) -> Vec<u64> {
+    let (mut ids, mut n) = ([0u64; 4], 0usize);
+    assert_eq!(unsafe { jwka_aggregator_next_ready(agg, ids.as_mut_ptr(), ids.len(), &mut n) }, JwkaStatus::Ok);
+    ids[..n].to_vec()
 }
 
 /// Whether the wake socket became readable within `ms`; reads what it holds.
@@ -176,10 +183,12 @@ fn a_token_whose_keys_are_being_fetched_is_pending_until_the_wake_socket_says_so
         r.delay = std::time::Duration::from_millis(700);
     });
     let token = k2.sign(serde_json::json!({"exp": exp}));
-    let (outcome, _, wait_ms) = check(auth, &token, JwkaWait::Pending);
+    let (outcome, _, wait_ms, source) = check(auth, &token, JwkaWait::Pending);
     assert_eq!(outcome, JwkaAuthOutcome::Pending);
     assert_eq!(wait_ms, 3000, "the request may wait unknown_kid_wait");
-    let (outcome, reason, _) = check(auth, &token, JwkaWait::Expired);
+    assert!(source > 0, "a pending answer names the source it waits for");
+    assert!(ready(agg).is_empty(), "nothing has ended yet");
+    let (outcome, reason, _, _) = check(auth, &token, JwkaWait::Expired);
     assert_eq!(outcome, JwkaAuthOutcome::Invalid, "a caller whose wait is over gets what there is now");
     assert!(reason.contains("k2"), "{reason}");
     assert_eq!(check(auth, &token, JwkaWait::Pending).0, JwkaAuthOutcome::Pending, "the refetch still runs");
@@ -188,6 +197,7 @@ fn a_token_whose_keys_are_being_fetched_is_pending_until_the_wake_socket_says_so
         if !woken(fd, 250) {
             continue;
         }
+        assert_eq!(ready(agg), [source], "the keys socket names the source that was waited for");
         outcome = check(auth, &token, JwkaWait::Pending).0;
         if outcome != JwkaAuthOutcome::Pending {
             break;
@@ -223,7 +233,7 @@ fn request_bytes_are_read_one_way() {
     assert_eq!(unsafe { jwka_auth_new(agg, settings.as_ptr(), settings.len(), &mut auth, null_mut()) }, JwkaStatus::Ok);
     let run = |method: Option<&[u8]>, path: Option<&[u8]>, authz: &[u8]| {
         let empty = || JwkaBuf { data: null_mut(), len: 0 };
-        let mut out = JwkaAuthResult { outcome: JwkaAuthOutcome::Missing, reason: empty(), headers: empty(), wait_ms: 0, status: 0, challenge: empty() };
+        let mut out = JwkaAuthResult { outcome: JwkaAuthOutcome::Missing, reason: empty(), headers: empty(), wait_ms: 0, wait_source: 0, status: 0, challenge: empty() };
         let (mp, ml) = method.map_or((null(), 0), |m| (m.as_ptr(), m.len()));
         let (pp, pl) = path.map_or((null(), 0), |p| (p.as_ptr(), p.len()));
         let st = unsafe { jwka_auth_check(auth, mp, ml, pp, pl, authz.as_ptr(), authz.len(), null(), 0, JwkaWait::Block, &mut out, null_mut()) };
@@ -234,7 +244,7 @@ fn request_bytes_are_read_one_way() {
     let token = format!("Bearer {}", k.sign(serde_json::json!({"exp": 4_000_000_000u64})));
     // Null with a length is a caller error; absent is empty (no rule covers the empty path).
     let empty = || JwkaBuf { data: null_mut(), len: 0 };
-    let mut out = JwkaAuthResult { outcome: JwkaAuthOutcome::Missing, reason: empty(), headers: empty(), wait_ms: 0, status: 0, challenge: empty() };
+    let mut out = JwkaAuthResult { outcome: JwkaAuthOutcome::Missing, reason: empty(), headers: empty(), wait_ms: 0, wait_source: 0, status: 0, challenge: empty() };
     let st = unsafe { jwka_auth_check(auth, b"GET".as_ptr(), 3, null(), 4, null(), 0, null(), 0, JwkaWait::Block, &mut out, null_mut()) };
     assert_eq!(st, JwkaStatus::NullArgument);
     assert_eq!(run(Some(b"GET"), None, token.as_bytes()).1, JwkaAuthOutcome::Unprotected);

@@ -144,8 +144,8 @@ impl Core {
 
     /// A token carried a kid no key has: refetch the given origins, each at most once per
     /// `cooldown`, waiting at most `wait` (`Refresher::refetch_unknown_kid`). Returns whether a
-    /// refetch ended in time (`None`: one still runs, see `Wait::Pending`).
-    pub fn refetch_unknown_kid(&self, origins: &[usize], cooldown: Duration, wait: Duration, how: Wait) -> Option<bool> {
+    /// refetch ended in time (`Err(id)`: one of that source still runs, see `Wait::Pending`).
+    pub fn refetch_unknown_kid(&self, origins: &[usize], cooldown: Duration, wait: Duration, how: Wait) -> Result<bool, u64> {
         let sources: Vec<Arc<Source>> = origins.iter().filter_map(|&i| self.origins.get(i).cloned()).collect();
         let (done, started) = self.refresher.refetch_unknown_kid(&sources, cooldown, wait, how);
         self.auth_stats.unknown_kid_refetches.fetch_add(started as u64, Relaxed);

@@ -9,7 +9,7 @@ mod cache;
 use crate::aggregator::Core;
 use crate::keys::{Directory, Unavailable};
 use crate::policy::{self, AuthSettings, Deny, Rule};
-use crate::source::Wait;
+use crate::source::{Later, Wait};
 use crate::verify::{self, Alg, Invalid, Parsed, Verified};
 use cache::TokenCache;
 use parking_lot::Mutex;
@@ -31,9 +31,9 @@ pub enum Outcome {
     Invalid(String),
     /// Good token without the required roles or scopes: 403.
     Forbidden(String),
-    /// Its keys are being fetched: ask again when the keys socket signals, or with
-    /// `Wait::Expired` once `wait` has passed (`Wait::Pending` only).
-    Pending { wait: std::time::Duration },
+    /// Its keys are being fetched: ask again when the keys socket announces the source it waits
+    /// for, or with `Wait::Expired` once the wait has passed (`Wait::Pending` only).
+    Pending(Later),
 }
 
 pub struct Auth {
@@ -50,7 +50,7 @@ fn now() -> f64 {
 /// section 3); `(0, "")` when the request goes on (or is still pending).
 pub fn answer(outcome: &Outcome) -> (u16, &'static str) {
     match outcome {
-        Outcome::Unprotected | Outcome::Allow(_) | Outcome::Pending { .. } => (0, ""),
+        Outcome::Unprotected | Outcome::Allow(_) | Outcome::Pending(_) => (0, ""),
         Outcome::Missing => (401, r#"Bearer realm="krakend""#),
         Outcome::Invalid(_) => (401, r#"Bearer error="invalid_token""#),
         Outcome::Forbidden(_) => (403, r#"Bearer error="insufficient_scope""#),
@@ -180,7 +180,7 @@ impl Auth {
             t.verified = Some(match self.verify_token(t, rule, now, how) {
                 Ok(v) => Ok(v),
                 Err(Unavailable::Invalid(e)) => Err(e.to_string()),
-                Err(Unavailable::Pending(wait)) => return Err(Outcome::Pending { wait }),
+                Err(Unavailable::Pending(later)) => return Err(Outcome::Pending(later)),
             });
         }
         match t.verified.as_ref() {
@@ -246,7 +246,7 @@ impl Auth {
             Outcome::Missing => &stats.missing,
             Outcome::Invalid(_) => &stats.invalid,
             Outcome::Forbidden(_) => &stats.forbidden,
-            Outcome::Unprotected | Outcome::Pending { .. } => return,
+            Outcome::Unprotected | Outcome::Pending(_) => return,
         }
         .fetch_add(1, Relaxed);
     }

@@ -162,7 +162,13 @@ int main(int argc, char **argv) {
   if (o == JWKA_AUTH_OUTCOME_PENDING) {
     struct pollfd p = {fd, POLLIN, 0};
     EXPECT(poll(&p, 1, 10000) == 1, "woken when the refetch ends");
+    uint64_t ids[4];
+    size_t n = 99;
+    EXPECT(jwka_aggregator_next_ready(agg, ids, 4, &n) == JWKA_STATUS_OK && n == 1, "the ended fetch's source named");
   }
+  size_t count = 0;
+  EXPECT(jwka_aggregator_next_ready(NULL, NULL, 0, &count) == JWKA_STATUS_NULL_ARGUMENT, "next ready of null");
+  EXPECT(jwka_aggregator_next_ready(agg, NULL, 4, &count) == JWKA_STATUS_NULL_ARGUMENT, "next ready without room");
   EXPECT(check_as(auth, "/api/1", nobody, NULL, 0, JWKA_WAIT_EXPIRED) == JWKA_AUTH_OUTCOME_INVALID, "unknown kid, expired");
   close(fd);
   EXPECT(check(auth, "/api/1", nobody, NULL, 1) == JWKA_AUTH_OUTCOME_INVALID, "unknown kid");

@@ -437,7 +437,7 @@ pub fn explain(cfg: &GatewayConfig, path: Option<&str>, token: &str) -> Result<E
             Outcome::Invalid(why) => (401, format!("refused (401): {why}")),
             Outcome::Forbidden(why) => (403, format!("forbidden (403): {why}")),
             // check() waits in the call: it never answers Pending.
-            Outcome::Pending { .. } => (503, "keys still being fetched".into()),
+            Outcome::Pending(_) => (503, "keys still being fetched".into()),
         };
         if let Some(i) = rule {
             // A token of an issuer trusted by pattern is verified with that issuer's own keys only:
