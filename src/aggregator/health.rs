@@ -1,25 +1,13 @@
 //! Health and metrics: `GET /__health` (each origin's state) and `GET /metrics` (Prometheus
-//! text), with the counters they show.
+//! text), with the counters they show (the handler's own are in `auth_stats.rs`).
 
 use super::{Core, HttpResponse};
 use crate::keyset::DropReason;
 use crate::source::Source;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
-
-/// Counters of the token verifier, shown on /metrics.
-#[derive(Default)]
-pub struct AuthStats {
-    pub cache_hits: AtomicU64,
-    pub cache_misses: AtomicU64,
-    pub allowed: AtomicU64,
-    pub missing: AtomicU64,
-    pub invalid: AtomicU64,
-    pub forbidden: AtomicU64,
-    pub unknown_kid_refetches: AtomicU64,
-}
 
 impl Core {
     /// `GET /__health`: 200 when every origin is fresh, 207 when some keys are stale or missing
@@ -145,18 +133,7 @@ impl Core {
             "# HELP jwk_aggregator_unavailable_total Requests answered 503 (no usable keys).\n# TYPE jwk_aggregator_unavailable_total counter\njwk_aggregator_unavailable_total {}",
             self.responses_503.load(Relaxed)
         );
-        let a = &self.auth_stats;
-        for (name, help, v) in [
-            ("jwk_aggregator_verify_cache_hits_total", "Tokens answered from the verified-token cache.", &a.cache_hits),
-            ("jwk_aggregator_verify_cache_misses_total", "Tokens whose signature was verified.", &a.cache_misses),
-            ("jwk_aggregator_unknown_kid_refetches_total", "Origin refetches caused by unknown kids.", &a.unknown_kid_refetches),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
-        }
-        let _ = writeln!(out, "# HELP jwk_aggregator_auth_requests_total Protected requests by outcome.\n# TYPE jwk_aggregator_auth_requests_total counter");
-        for (outcome, v) in [("allowed", &a.allowed), ("missing", &a.missing), ("invalid", &a.invalid), ("forbidden", &a.forbidden)] {
-            let _ = writeln!(out, "jwk_aggregator_auth_requests_total{{outcome=\"{outcome}\"}} {}", v.load(Relaxed));
-        }
+        self.auth_stats.metrics(&mut out);
         if !self.settings().tenants.patterns.is_empty() {
             self.tenants.metrics(&mut out);
         }

@@ -2,15 +2,17 @@
 //! their lifecycle. What the core does is in one file per concept:
 //! - `merged`: the keys usable now, the merged JWK Set and the key store built from them, `GET /`,
 //!   and the refetch a token with an unknown kid causes;
-//! - `health`: `GET /__health`, `GET /metrics` and the counters they show.
+//! - `health`: `GET /__health`, `GET /metrics` and the counters they show;
+//! - `auth_stats`: the `jwk-aggregator-auth` handler's counters, which `/metrics` shows.
 //!
 //! Keeping keys fresh is the refresh engine's job (`refresh.rs`, `source.rs`), the same for the
 //! origins here and for the dynamic issuers of `tenants.rs`.
 
+mod auth_stats;
 mod health;
 mod merged;
 
-pub use health::AuthStats;
+pub use auth_stats::AuthStats;
 
 use crate::log::{Level, LogQueue};
 use crate::refresh::Refresher;

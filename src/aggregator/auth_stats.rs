@@ -1,0 +1,34 @@
+//! The counters of the `jwk-aggregator-auth` handler (its requests by outcome, the verified-token
+//! cache, unknown-kid refetches), kept here so that `/metrics` can show them; the handler counts
+//! (`auth::Auth::count`).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Default)]
+pub struct AuthStats {
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub allowed: AtomicU64,
+    pub missing: AtomicU64,
+    pub invalid: AtomicU64,
+    pub forbidden: AtomicU64,
+    pub unknown_kid_refetches: AtomicU64,
+}
+
+impl AuthStats {
+    /// Their Prometheus lines.
+    pub(super) fn metrics(&self, out: &mut String) {
+        for (name, help, v) in [
+            ("jwk_aggregator_verify_cache_hits_total", "Tokens answered from the verified-token cache.", &self.cache_hits),
+            ("jwk_aggregator_verify_cache_misses_total", "Tokens whose signature was verified.", &self.cache_misses),
+            ("jwk_aggregator_unknown_kid_refetches_total", "Origin refetches caused by unknown kids.", &self.unknown_kid_refetches),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
+        }
+        let _ = writeln!(out, "# HELP jwk_aggregator_auth_requests_total Protected requests by outcome.\n# TYPE jwk_aggregator_auth_requests_total counter");
+        for (outcome, v) in [("allowed", &self.allowed), ("missing", &self.missing), ("invalid", &self.invalid), ("forbidden", &self.forbidden)] {
+            let _ = writeln!(out, "jwk_aggregator_auth_requests_total{{outcome=\"{outcome}\"}} {}", v.load(Relaxed));
+        }
+    }
+}
