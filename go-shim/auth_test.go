@@ -165,7 +165,7 @@ func TestRequestsWaitForADiscoveryAndNoLonger(t *testing.T) {
 	var base string
 	var mu sync.Mutex
 	docs := map[string]int{}
-	p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		realm, file, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/realms/"), "/")
 		w.Header().Set("Content-Type", "application/json")
 		if file == "certs" {
@@ -179,8 +179,11 @@ func TestRequestsWaitForADiscoveryAndNoLonger(t *testing.T) {
 		time.Sleep(map[bool]time.Duration{true: 1500 * time.Millisecond, false: 300 * time.Millisecond}[realm == "slow"])
 		json.NewEncoder(w).Encode(map[string]string{"issuer": base + "/realms/" + realm, "jwks_uri": base + "/realms/" + realm + "/certs"})
 	}))
+	// Set before it serves: its handler runs on requests the core's threads make, which the race
+	// detector cannot link to this goroutine.
+	base = "http://" + p.Listener.Addr().String()
+	p.Start()
 	t.Cleanup(p.Close)
-	base = p.URL
 	ctx, cancel := context.WithCancel(context.Background())
 	port := freePort(t)
 	t.Cleanup(func() { cancel(); waitFree(t, port) })
@@ -235,7 +238,7 @@ func TestWaitingRequestsWakeOnlyForTheirOwnSource(t *testing.T) {
 	key := newEdKey("k")
 	keys, _ := json.Marshal(map[string]interface{}{"keys": []interface{}{key.jwk()}})
 	var base string
-	p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		realm, file, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/realms/"), "/")
 		w.Header().Set("Content-Type", "application/json")
 		if file == "certs" {
@@ -248,8 +251,11 @@ func TestWaitingRequestsWakeOnlyForTheirOwnSource(t *testing.T) {
 		time.Sleep(time.Duration(100+60*i) * time.Millisecond)
 		json.NewEncoder(w).Encode(map[string]string{"issuer": base + "/realms/" + realm, "jwks_uri": base + "/realms/" + realm + "/certs"})
 	}))
+	// Set before it serves: its handler runs on requests the core's threads make, which the race
+	// detector cannot link to this goroutine.
+	base = "http://" + p.Listener.Addr().String()
+	p.Start()
 	t.Cleanup(p.Close)
-	base = p.URL
 	ctx, cancel := context.WithCancel(context.Background())
 	port := freePort(t)
 	t.Cleanup(func() { cancel(); waitFree(t, port) })
