@@ -158,8 +158,11 @@ func TestBadAuthConfigurationFailsClosed(t *testing.T) {
 // A token of a tenant being discovered waits for the discovery in Go (the core answers
 // "pending" and the wake socket says when to ask again): every waiting request is answered
 // once the one discovery ends, and one that waited discovery_wait in vain is refused.
-func TestRequestsWaitForADiscoveryAndNoLonger(t *testing.T) {
-	logs := useLogger(t)
+// slowRealms runs a multi-tenant provider whose realms' discovery documents answer after
+// delay(realm), and the auth handler trusting its realms by pattern with discovery_wait. It
+// returns the handler, a bearer header for a token of a realm, and how many discovery documents
+// a realm served.
+func slowRealms(t *testing.T, delay func(realm string) time.Duration, discoveryWait string) (http.Handler, func(realm string) http.Header, func(realm string) int) {
 	key := newEdKey("k")
 	keys, _ := json.Marshal(map[string]interface{}{"keys": []interface{}{key.jwk()}})
 	var base string
@@ -175,8 +178,7 @@ func TestRequestsWaitForADiscoveryAndNoLonger(t *testing.T) {
 		mu.Lock()
 		docs[realm]++
 		mu.Unlock()
-		// "slow" answers after discovery_wait; the others after a while.
-		time.Sleep(map[bool]time.Duration{true: 1500 * time.Millisecond, false: 300 * time.Millisecond}[realm == "slow"])
+		time.Sleep(delay(realm))
 		json.NewEncoder(w).Encode(map[string]string{"issuer": base + "/realms/" + realm, "jwks_uri": base + "/realms/" + realm + "/certs"})
 	}))
 	// Set before it serves: its handler runs on requests the core's threads make, which the race
@@ -189,7 +191,7 @@ func TestRequestsWaitForADiscoveryAndNoLonger(t *testing.T) {
 	t.Cleanup(func() { cancel(); waitFree(t, port) })
 	extra := map[string]interface{}{
 		"name":                []interface{}{"jwk-aggregator-auth", "jwk-aggregator"},
-		"jwk-aggregator":      map[string]interface{}{"port": float64(port), "issuer_patterns": []interface{}{base + "/realms/*"}, "discovery_wait": "1s"},
+		"jwk-aggregator":      map[string]interface{}{"port": float64(port), "issuer_patterns": []interface{}{base + "/realms/*"}, "discovery_wait": discoveryWait},
 		"jwk-aggregator-auth": map[string]interface{}{"rules": []interface{}{map[string]interface{}{"paths": []interface{}{"/p"}}}},
 	}
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "backend") })
@@ -201,6 +203,20 @@ func TestRequestsWaitForADiscoveryAndNoLonger(t *testing.T) {
 		tok := key.sign(map[string]interface{}{"iss": base + "/realms/" + realm, "exp": time.Now().Add(time.Hour).Unix()})
 		return http.Header{"Authorization": {"Bearer " + tok}}
 	}
+	served := func(realm string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return docs[realm]
+	}
+	return h, bearer, served
+}
+
+func TestRequestsWaitForADiscoveryAndNoLonger(t *testing.T) {
+	logs := useLogger(t)
+	// "slow" answers after discovery_wait; the others after a while.
+	h, bearer, served := slowRealms(t, func(realm string) time.Duration {
+		return map[bool]time.Duration{true: 1500 * time.Millisecond, false: 300 * time.Millisecond}[realm == "slow"]
+	}, "1s")
 	var wg sync.WaitGroup
 	codes := make([]int, 8)
 	for i := range codes {
@@ -217,11 +233,8 @@ func TestRequestsWaitForADiscoveryAndNoLonger(t *testing.T) {
 			t.Errorf("request %d for the tenant being discovered: %d, want 200", i, c)
 		}
 	}
-	mu.Lock()
-	acme := docs["acme"]
-	mu.Unlock()
-	if acme != 1 {
-		t.Errorf("%d discovery documents fetched for 8 waiting requests, want 1", acme)
+	if acme := served("acme"); acme != 1 {
+		t.Errorf("%d discovery documents fetched for 8 waiting requests, want 1", served("acme"))
 	}
 	if slow.Code != 401 || logs.find("discovery_wait") == "" {
 		t.Errorf("a discovery slower than discovery_wait: %d, log %q; want 401 naming discovery_wait", slow.Code, logs.find("discovery_wait"))
@@ -235,40 +248,12 @@ func TestRequestsWaitForADiscoveryAndNoLonger(t *testing.T) {
 // every fetch's end, they would ask about as many times as discoveries end while they wait.
 func TestWaitingRequestsWakeOnlyForTheirOwnSource(t *testing.T) {
 	useLogger(t)
-	key := newEdKey("k")
-	keys, _ := json.Marshal(map[string]interface{}{"keys": []interface{}{key.jwk()}})
-	var base string
-	p := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		realm, file, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/realms/"), "/")
-		w.Header().Set("Content-Type", "application/json")
-		if file == "certs" {
-			w.Write(keys)
-			return
-		}
-		// Tenant i's discovery ends i × 60 ms after the others began.
+	// Tenant i's discovery ends i × 60 ms after the others began.
+	h, bearer, _ := slowRealms(t, func(realm string) time.Duration {
 		var i int
 		fmt.Sscanf(realm, "t%d", &i)
-		time.Sleep(time.Duration(100+60*i) * time.Millisecond)
-		json.NewEncoder(w).Encode(map[string]string{"issuer": base + "/realms/" + realm, "jwks_uri": base + "/realms/" + realm + "/certs"})
-	}))
-	// Set before it serves: its handler runs on requests the core's threads make, which the race
-	// detector cannot link to this goroutine.
-	base = "http://" + p.Listener.Addr().String()
-	p.Start()
-	t.Cleanup(p.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	port := freePort(t)
-	t.Cleanup(func() { cancel(); waitFree(t, port) })
-	extra := map[string]interface{}{
-		"name":                []interface{}{"jwk-aggregator-auth", "jwk-aggregator"},
-		"jwk-aggregator":      map[string]interface{}{"port": float64(port), "issuer_patterns": []interface{}{base + "/realms/*"}, "discovery_wait": "5s"},
-		"jwk-aggregator-auth": map[string]interface{}{"rules": []interface{}{map[string]interface{}{"paths": []interface{}{"/p"}}}},
-	}
-	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "backend") })
-	h, err := factories(t)["jwk-aggregator-auth"](ctx, extra, next)
-	if err != nil {
-		t.Fatal(err)
-	}
+		return time.Duration(100+60*i) * time.Millisecond
+	}, "5s")
 	const n = 12
 	var wg sync.WaitGroup
 	codes := make([]int, n)
@@ -276,8 +261,7 @@ func TestWaitingRequestsWakeOnlyForTheirOwnSource(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tok := key.sign(map[string]interface{}{"iss": fmt.Sprintf("%s/realms/t%d", base, i), "exp": time.Now().Add(time.Hour).Unix()})
-			codes[i] = do(h, "/p", http.Header{"Authorization": {"Bearer " + tok}}).Code
+			codes[i] = do(h, "/p", bearer(fmt.Sprintf("t%d", i))).Code
 		}()
 	}
 	wg.Wait()
