@@ -521,38 +521,35 @@ test-all: test-rust test-shim test-build test-cli test-realidp check-symbols mem
 # CI (CI=true) that is a failure.
 GATEWAY_LIBCS ?= glibc musl
 GATEWAY_COUNT  = $$(cat tests/integration/*_test.go | grep -c '^func Test')
+# The gateway tests on each gateway of $(1), a list of <KrakenD version>:<libc>: built by `make
+# krakend` or reused, then tested with its own plugin; a gateway that cannot be built is NOT RUN,
+# or a failure in CI.
+define GATEWAY_LOOP
+@failed=""; for g in $(1); do v=$${g%%:*}; libc=$${g##*:}; \
+		start=$$(date +%s); \
+		if ! $(MAKE) --no-print-directory krakend KRAKEND_VERSION=$$v LIBC=$$libc; then \
+			if [ -n "$$CI$$REQUIRE_GATEWAY" ]; then echo "FAIL: $(GATEWAY_COUNT) gateway tests on KrakenD $$v $$libc cannot run: the gateway could not be built (see the ERROR above)"; failed="$$failed $$v-$$libc"; \
+			else echo "NOT RUN: $(GATEWAY_COUNT) gateway tests on KrakenD $$v $$libc (the gateway could not be built; see the ERROR above)"; fi; continue; fi; \
+		echo "gateway KrakenD $$v $$libc ready after $$(( $$(date +%s) - start ))s"; \
+		$(MAKE) --no-print-directory test-gateway KRAKEND_VERSION=$$v LIBC=$$libc || failed="$$failed $$v-$$libc"; \
+	done; \
+	[ -z "$$failed" ] || { echo "FAIL: gateway tests on KrakenD$$failed"; exit 1; }
+endef
 test-gateways:
 	@rm -f build/gateway-test-*.log
 ifneq ($(filter command line environment,$(origin KRAKEND_BIN)),)
 	@$(MAKE) --no-print-directory test-gateway
 else
-	@failed=""; for libc in $(GATEWAY_LIBCS); do \
-		start=$$(date +%s); \
-		if ! $(MAKE) --no-print-directory krakend LIBC=$$libc; then \
-			if [ -n "$$CI$$REQUIRE_GATEWAY" ]; then echo "FAIL: $(GATEWAY_COUNT) gateway tests on KrakenD $(KRAKEND_VERSION) $$libc cannot run: the gateway could not be built (see the ERROR above)"; failed="$$failed $$libc"; \
-			else echo "NOT RUN: $(GATEWAY_COUNT) gateway tests on KrakenD $(KRAKEND_VERSION) $$libc (the gateway could not be built; see the ERROR above)"; fi; continue; fi; \
-		echo "gateway KrakenD $(KRAKEND_VERSION) $$libc ready after $$(( $$(date +%s) - start ))s"; \
-		$(MAKE) --no-print-directory test-gateway LIBC=$$libc || failed="$$failed $$libc"; \
-	done; \
-	[ -z "$$failed" ] || { echo "FAIL: gateway tests on KrakenD $(KRAKEND_VERSION):$$failed"; exit 1; }
+	$(call GATEWAY_LOOP,$(foreach l,$(GATEWAY_LIBCS),$(KRAKEND_VERSION):$(l)))
 endif
 
 # The gateway tests on the older releases of TEST_RELEASES (glibc), each built by `make krakend` with
 # its own Go (their module path is github.com/krakendio/krakend-ce/v2). Part of `make test` unless
-# KRAKEND_BIN names one gateway; like the others, NOT RUN where no gateway can be built, a failure
-# in CI.
+# KRAKEND_BIN names one gateway.
 TEST_RELEASES ?= 2.10.2 2.6.1
 test-releases:
 ifeq ($(filter command line environment,$(origin KRAKEND_BIN)),)
-	@failed=""; for v in $(TEST_RELEASES); do \
-		start=$$(date +%s); \
-		if ! $(MAKE) --no-print-directory krakend KRAKEND_VERSION=$$v LIBC=glibc; then \
-			if [ -n "$$CI$$REQUIRE_GATEWAY" ]; then echo "FAIL: the gateway tests on KrakenD $$v cannot run: the gateway could not be built (see the ERROR above)"; failed="$$failed $$v"; \
-			else echo "NOT RUN: $(GATEWAY_COUNT) gateway tests on KrakenD $$v glibc (the gateway could not be built; see the ERROR above)"; fi; continue; fi; \
-		echo "gateway KrakenD $$v glibc ready after $$(( $$(date +%s) - start ))s"; \
-		$(MAKE) --no-print-directory test-gateway KRAKEND_VERSION=$$v LIBC=glibc || failed="$$failed $$v"; \
-	done; \
-	[ -z "$$failed" ] || { echo "FAIL: gateway tests on KrakenD$$failed"; exit 1; }
+	$(call GATEWAY_LOOP,$(foreach v,$(TEST_RELEASES),$(v):glibc))
 endif
 
 # Speed figures live here, never in tests. Writes BENCHMARKS.md. The gateway part needs KrakenD
