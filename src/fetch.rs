@@ -49,7 +49,7 @@ impl Scope<'_> {
 /// Whether a redirect from a configured origin may go to `url`: the rule every configured origin
 /// meets (`settings::check_origins`), so that a redirect cannot take a fetch where the operator
 /// could not have pointed it.
-pub fn configured_hop(url: &reqwest::Url, came_over_https: bool, disable_jwk_security: bool) -> Result<(), String> {
+fn configured_hop(url: &reqwest::Url, came_over_https: bool, disable_jwk_security: bool) -> Result<(), String> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if came_over_https => Err("redirect from https to plain http refused".into()),

@@ -46,7 +46,19 @@ impl LogQueue {
     pub fn push(&self, level: Level, msg: String) {
         // Messages quote what issuers, documents and tokens say: a control character in them
         // must not start a log line of its own.
-        let msg = if msg.contains(char::is_control) { msg.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect() } else { msg };
+        let msg = if msg.contains(char::is_control) {
+            let mut escaped = String::with_capacity(msg.len() + 8);
+            for c in msg.chars() {
+                if c.is_control() {
+                    escaped.extend(c.escape_debug());
+                } else {
+                    escaped.push(c);
+                }
+            }
+            escaped
+        } else {
+            msg
+        };
         let mut g = self.inner.lock();
         if g.events.len() >= CAPACITY {
             g.events.pop_front();
@@ -107,5 +119,15 @@ mod tests {
         q.close();
         assert!(matches!(q.next(Duration::from_secs(5)), Next::Event(Level::Error, _)));
         assert!(matches!(q.next(Duration::from_secs(5)), Next::Closed));
+    }
+
+    #[test]
+    fn control_characters_cannot_start_a_line_of_their_own() {
+        let q = LogQueue::default();
+        q.push(Level::Debug, "issuer \"x\nINJECTED\r\t\u{1b}[0m\" é".into());
+        match q.next(Duration::ZERO) {
+            Next::Event(_, m) => assert_eq!(m, "issuer \"x\\nINJECTED\\r\\t\\u{1b}[0m\" é"),
+            _ => panic!(),
+        }
     }
 }

@@ -56,6 +56,25 @@ struct Bucket {
     refilled: Instant,
 }
 
+impl Bucket {
+    /// Takes one token; the bucket refills at `per_minute` a minute and holds at most that.
+    fn take(&mut self, per_minute: u32, now: Instant) -> bool {
+        let per_minute = per_minute as f64;
+        self.tokens = (self.tokens + now.duration_since(self.refilled).as_secs_f64() * per_minute / 60.0).min(per_minute);
+        self.refilled = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+
+    /// Gives back a token taken for work that was not done, or whose cost is forgiven.
+    fn give_back(&mut self, per_minute: u32) {
+        self.tokens = (self.tokens + 1.0).min(per_minute as f64);
+    }
+}
+
 /// Issuers discovered before, remembered by a keyed hash (an attacker cannot aim collisions at
 /// it), oldest forgotten first.
 struct Known {
@@ -201,7 +220,7 @@ impl Tenants {
             let Some(source) = inner.live.get(iss).cloned() else {
                 return Lookup::NotDynamic(None);
             };
-            if !take(&mut inner.kid_refetches, self.s.per_minute, Instant::now()) {
+            if !inner.kid_refetches.take(self.s.per_minute, Instant::now()) {
                 self.stats.kid_refetches_limited.fetch_add(1, Relaxed);
                 return Lookup::Refused(format!(
                     "issuer {iss:?}: unknown kid not refetched, {} unknown-kid refetches per minute across dynamic issuers reached",
@@ -213,8 +232,7 @@ impl Tenants {
         let (done, started) = r.refetch_unknown_kid(std::slice::from_ref(&source), cooldown, wait, how);
         if started == 0 {
             // Cooled down or already running: nothing was fetched, nothing is charged.
-            let b = &mut self.inner.lock().kid_refetches;
-            b.tokens = (b.tokens + 1.0).min(self.s.per_minute as f64);
+            self.inner.lock().kid_refetches.give_back(self.s.per_minute);
         }
         if let Err(source) = done {
             return Lookup::Pending(Later { wait, source });
@@ -232,7 +250,7 @@ impl Tenants {
         }
         if let Some(pattern) = inner.unconfirmed.remove(iss) {
             if let Some(b) = inner.budgets.get_mut(pattern) {
-                b.tokens = (b.tokens + 1.0).min(self.s.per_minute as f64);
+                b.give_back(self.s.per_minute);
             }
             inner.known.insert(iss);
         }
@@ -250,7 +268,7 @@ impl Tenants {
             self.stats.rediscoveries.fetch_add(1, Relaxed);
             None
         } else {
-            if !take(&mut inner.budgets[pattern], self.s.per_minute, now) {
+            if !inner.budgets[pattern].take(self.s.per_minute, now) {
                 self.stats.rate_limited.fetch_add(1, Relaxed);
                 return Err(format!(
                     "issuer {issuer:?} not discovered: {} first-sight discoveries per minute reached for pattern {:?}",
@@ -446,16 +464,4 @@ impl Tenants {
         let _ = writeln!(out, "# TYPE jwk_aggregator_dynamic_issuer_evictions_total counter");
         let _ = writeln!(out, "jwk_aggregator_dynamic_issuer_evictions_total {}", s.evictions.load(Relaxed));
     }
-}
-
-/// Takes one token from a bucket refilled at `per_minute` a minute (and holding at most that).
-fn take(b: &mut Bucket, per_minute: u32, now: Instant) -> bool {
-    let per_minute = per_minute as f64;
-    b.tokens = (b.tokens + now.duration_since(b.refilled).as_secs_f64() * per_minute / 60.0).min(per_minute);
-    b.refilled = now;
-    if b.tokens < 1.0 {
-        return false;
-    }
-    b.tokens -= 1.0;
-    true
 }
