@@ -188,7 +188,7 @@ func (a *aggregator) waitFor(id uint64) <-chan struct{} {
 	ch, ok := a.waits[id]
 	if !ok {
 		if len(a.waits) >= maxWaits {
-			a.wakeLocked(nil)
+			a.wakeAllLocked()
 		}
 		ch = make(chan struct{})
 		a.waits[id] = ch
@@ -196,26 +196,30 @@ func (a *aggregator) waitFor(id uint64) <-chan struct{} {
 	return ch
 }
 
-// wakeWaiting closes the channels of the sources named ready; nil wakes every waiting request.
+// wakeWaiting closes the channels of the sources named ready.
 func (a *aggregator) wakeWaiting(ids []uint64) {
 	a.waitsMu.Lock()
 	defer a.waitsMu.Unlock()
-	a.wakeLocked(ids)
-}
-
-func (a *aggregator) wakeLocked(ids []uint64) {
-	if ids == nil {
-		for id, ch := range a.waits {
-			close(ch)
-			delete(a.waits, id)
-		}
-		return
-	}
 	for _, id := range ids {
 		if ch, ok := a.waits[id]; ok {
 			close(ch)
 			delete(a.waits, id)
 		}
+	}
+}
+
+// wakeAll wakes every waiting request, which asks again: the keys socket failed, the aggregator
+// closes, or too many sources are waited for.
+func (a *aggregator) wakeAll() {
+	a.waitsMu.Lock()
+	defer a.waitsMu.Unlock()
+	a.wakeAllLocked()
+}
+
+func (a *aggregator) wakeAllLocked() {
+	for id, ch := range a.waits {
+		close(ch)
+		delete(a.waits, id)
 	}
 }
 
@@ -429,7 +433,7 @@ func (a *aggregator) pumpKeys() {
 				log().Error(logPrefix, "keys socket:", err.Error(), "- requests wait inside the core from now on")
 			}
 			a.poll.Store(false)
-			a.wakeWaiting(nil)
+			a.wakeAll()
 			return
 		}
 		for {
@@ -449,7 +453,7 @@ func (a *aggregator) pumpKeys() {
 			}
 		}
 		if a.closing.Load() {
-			a.wakeWaiting(nil)
+			a.wakeAll()
 			return
 		}
 	}
