@@ -26,6 +26,9 @@ type authHandler struct {
 	next   http.Handler
 	// asks counts the calls into the core: what waiting for keys costs (tests, benchmarks).
 	asks atomic.Int64
+	// setsHeaders: the core must see every request's header names to remove a client's copies
+	// of the claim headers its rules set.
+	setsHeaders bool
 }
 
 // newAuthHandler builds the jwk-aggregator-auth handler. It never returns an error: KrakenD
@@ -57,7 +60,7 @@ func buildAuth(ctx context.Context, extra map[string]interface{}, next http.Hand
 	if err := settingsError(status, errBuf); err != nil {
 		return nil, err
 	}
-	h := &authHandler{handle: handle, agg: agg, next: next}
+	h := &authHandler{handle: handle, agg: agg, next: next, setsHeaders: bool(C.jwka_auth_sets_headers(handle))}
 	go func() {
 		<-ctx.Done()
 		h.mu.Lock()
@@ -75,24 +78,33 @@ func (failClosed) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	http.Error(w, "", http.StatusServiceUnavailable)
 }
 
-func cbytes(s string) (*C.uint8_t, C.size_t) {
+// cbytes lends s to one call into the core; "" is absent.
+func cbytes(s string) C.JwkaBytes {
 	if s == "" {
-		return nil, 0
+		return C.JwkaBytes{}
 	}
-	return (*C.uint8_t)(unsafe.Pointer(unsafe.StringData(s))), C.size_t(len(s))
+	return C.JwkaBytes{data: (*C.uint8_t)(unsafe.Pointer(unsafe.StringData(s))), len: C.size_t(len(s))}
 }
 
 // ServeHTTP hands the request to the core and applies its answer as it stands: pass on (after
-// setting the claim headers), or the status and challenge it names. Every decision, the CORS
-// preflight's included, is the core's.
+// the header edits it lists), or the status and challenge it names. Every decision, the CORS
+// preflight's and which headers are a client's copy of a claim header included, is the core's.
 func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
 	// Every Authorization header: a request carrying two is refused whole, never half verified.
-	path, authz := r.URL.Path, strings.Join(r.Header.Values("Authorization"), "\n")
-	cookies := strings.Join(r.Header.Values("Cookie"), "; ")
-	mp, ml := cbytes(r.Method)
-	pp, pl := cbytes(path)
-	ap, al := cbytes(authz)
-	cp, cl := cbytes(cookies)
+	req := C.JwkaRequest{
+		method:        cbytes(r.Method),
+		path:          cbytes(path),
+		authorization: cbytes(strings.Join(r.Header.Values("Authorization"), "\n")),
+		cookies:       cbytes(strings.Join(r.Header.Values("Cookie"), "; ")),
+	}
+	if h.setsHeaders {
+		names := make([]string, 0, len(r.Header))
+		for k := range r.Header {
+			names = append(names, k)
+		}
+		req.header_names = cbytes(strings.Join(names, "\n"))
+	}
 	var res C.JwkaAuthResult
 	var reason, headers, challenge []byte
 	wait := C.enum_JwkaWait(C.JWKA_WAIT_BLOCK)
@@ -109,7 +121,7 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "", http.StatusServiceUnavailable)
 			return
 		}
-		status := C.jwka_auth_check(h.handle, mp, ml, pp, pl, ap, al, cp, cl, wait, &res, nil)
+		status := C.jwka_auth_check(h.handle, req, wait, &res, nil)
 		h.asks.Add(1)
 		h.mu.RUnlock()
 		if status != C.JWKA_STATUS_OK {
@@ -151,29 +163,11 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, line := range strings.Split(string(headers), "\n") {
-		if line == "" {
-			continue
-		}
-		name, value, set := strings.Cut(line, "\t")
-		dropClientCopies(r.Header, name)
-		if set {
+		if name, value, set := strings.Cut(line, "\t"); set {
 			r.Header.Set(name, value)
+		} else if line != "" {
+			delete(r.Header, name)
 		}
 	}
 	h.next.ServeHTTP(w, r)
-}
-
-// dropClientCopies removes every header a backend could read as the claim header name: any
-// case, '-' or '_' (CGI-style backends read X-User and X_User both as HTTP_X_USER), repeated.
-func dropClientCopies(h http.Header, name string) {
-	want := headerFold(name)
-	for k := range h {
-		if headerFold(k) == want {
-			delete(h, k)
-		}
-	}
-}
-
-func headerFold(name string) string {
-	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
 }

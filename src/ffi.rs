@@ -20,7 +20,7 @@ use std::time::Duration;
 
 /// Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
 /// mismatch, which can only happen when a header and a library from different builds meet.
-pub const JWKA_ABI_VERSION: u32 = 5;
+pub const JWKA_ABI_VERSION: u32 = 6;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +149,39 @@ unsafe fn input<'a>(ptr: *const u8, len: usize) -> Result<Option<&'a [u8]>, Jwka
         (true, _) => Err(JwkaStatus::NullArgument),
         (false, n) => Ok(Some(std::slice::from_raw_parts(ptr, n))),
     }
+}
+
+/// Bytes a caller lends for the length of one call: null with length 0 is absent (read as empty).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct JwkaBytes {
+    pub data: *const u8,
+    pub len: usize,
+}
+
+impl JwkaBytes {
+    unsafe fn read<'a>(self) -> Result<&'a [u8], JwkaStatus> {
+        Ok(input(self.data, self.len)?.unwrap_or_default())
+    }
+}
+
+/// One request, as the router holds it, for `jwka_auth_check` (passed by value: Go may hand C a
+/// struct of pointers to its memory, not a pointer to one).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct JwkaRequest {
+    pub method: JwkaBytes,
+    /// The path as the router routes it: decoded, not cleaned. Absent (a CONNECT request has
+    /// none) is the empty path, which no rule covers.
+    pub path: JwkaBytes,
+    /// Every `Authorization` value, one per line: a request carrying two is refused.
+    pub authorization: JwkaBytes,
+    /// Every `Cookie` value, joined by "; ".
+    pub cookies: JwkaBytes,
+    /// The name of every header the request carries, one per line, spelled as the caller keys
+    /// them. Required when `jwka_auth_sets_headers` is true: the client's copies of a claim header
+    /// are removed by these names, and a copy not named here cannot be.
+    pub header_names: JwkaBytes,
 }
 
 /// The settings bytes a caller passed: absent reads as JSON `null` (a missing block).
@@ -422,11 +455,10 @@ pub struct JwkaAuthResult {
     pub outcome: JwkaAuthOutcome,
     /// Why the token was refused, for the log (never contains the token). Empty on success.
     pub reason: JwkaBuf,
-    /// For `Allow`: one line per claim header, `Name\n` (remove the client's headers of that name)
-    /// or `Name\tvalue\n` (remove them, then set it to value). "Of that name" means every header
-    /// whose name equals `Name` ignoring case and the difference between `-` and `_`: backends
-    /// that read headers CGI-style (`HTTP_X_USER`) see `X-User` and `X_User` as one. Values hold
-    /// no control characters.
+    /// For `Allow`: the edits to make, in order, one per line: `Name\n` removes the request's
+    /// header keyed exactly `Name` (one of `header_names`: a client's copy of a claim header, in
+    /// any spelling a backend could read as it), `Name\tvalue\n` sets header `Name` to value.
+    /// Values hold no control characters.
     pub headers: JwkaBuf,
     /// For `Pending`: how long, in milliseconds from now, the request may still wait.
     pub wait_ms: u32,
@@ -486,28 +518,19 @@ pub unsafe extern "C" fn jwka_auth_new(
     })
 }
 
-/// Decides one request from its method, its path (as the router routes it: decoded, not cleaned), its raw
-/// `Authorization` header values (every one of them, one per line: a request carrying two is
-/// refused) and its `Cookie` header values (null or empty when absent). If `claims` is not null
-/// and the token verified, it receives the claims as JSON (free with `jwka_buf_free`). Does no
-/// network I/O itself; keys it needs and lacks (a dynamic issuer's first discovery, a refetch
-/// for an unknown kid) are fetched by the core's workers, and `wait` says whether the call waits
-/// for them (bounded by `discovery_wait` and `unknown_kid_wait`) or answers `Pending`.
+/// Decides one request. If `claims` is not null and the token verified, it receives the claims
+/// as JSON (free with `jwka_buf_free`). Does no network I/O itself; keys it needs and lacks (a
+/// dynamic issuer's first discovery, a refetch for an unknown kid) are fetched by the core's
+/// workers, and `wait` says whether the call waits for them (bounded by `discovery_wait` and
+/// `unknown_kid_wait`) or answers `Pending`.
 ///
 /// # Safety
-/// `auth` must be a live handle; each pointer must be null or point to its length in readable
-/// bytes; `out` and `claims` must be null or valid for writes.
+/// `auth` must be live; each of the request's byte strings must be null or point
+/// to its length in readable bytes; `out` and `claims` must be null or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn jwka_auth_check(
     auth: *const JwkaAuth,
-    method: *const u8,
-    method_len: usize,
-    path: *const u8,
-    path_len: usize,
-    authorization: *const u8,
-    authorization_len: usize,
-    cookies: *const u8,
-    cookies_len: usize,
+    request: JwkaRequest,
     wait: JwkaWait,
     out: *mut JwkaAuthResult,
     claims: *mut JwkaBuf,
@@ -517,13 +540,12 @@ pub unsafe extern "C" fn jwka_auth_check(
         let (Some(auth), false) = (auth.as_ref(), out.is_null()) else {
             return JwkaStatus::NullArgument;
         };
-        let (Ok(method), Ok(path), Ok(authz), Ok(cookies)) =
-            (input(method, method_len), input(path, path_len), input(authorization, authorization_len), input(cookies, cookies_len))
+        let req = request;
+        let (Ok(method), Ok(path), Ok(authz), Ok(cookies), Ok(header_names)) =
+            (req.method.read(), req.path.read(), req.authorization.read(), req.cookies.read(), req.header_names.read())
         else {
             return JwkaStatus::NullArgument;
         };
-        // An absent path (a CONNECT request has none) is the empty path, which no rule covers.
-        let [method, path, authz, cookies] = [method, path, authz, cookies].map(Option::unwrap_or_default);
         let (outcome, verified) = auth.inner.check_request(method, path, authz, cookies, !claims.is_null(), wait.into());
         let (status, challenge) = crate::auth::answer(&outcome);
         let (mut wait_ms, mut wait_source) = (0, 0);
@@ -532,18 +554,7 @@ pub unsafe extern "C" fn jwka_auth_check(
         }
         let (code, reason, headers) = match outcome {
             crate::auth::Outcome::Unprotected => (JwkaAuthOutcome::Unprotected, String::new(), String::new()),
-            crate::auth::Outcome::Allow(h) => {
-                let mut lines = String::new();
-                for (name, value) in h {
-                    lines.push_str(&name);
-                    if let Some(v) = value {
-                        lines.push('\t');
-                        lines.push_str(&v);
-                    }
-                    lines.push('\n');
-                }
-                (JwkaAuthOutcome::Allow, String::new(), lines)
-            }
+            crate::auth::Outcome::Allow(h) => (JwkaAuthOutcome::Allow, String::new(), crate::policy::header_edits(&h, header_names)),
             crate::auth::Outcome::Missing => (JwkaAuthOutcome::Missing, "no token".into(), String::new()),
             crate::auth::Outcome::Invalid(r) => (JwkaAuthOutcome::Invalid, r, String::new()),
             crate::auth::Outcome::Forbidden(r) => (JwkaAuthOutcome::Forbidden, r, String::new()),
@@ -567,6 +578,16 @@ pub unsafe extern "C" fn jwka_auth_check(
         );
         JwkaStatus::Ok
     })
+}
+
+/// Whether this checker's rules set claim headers: then every `JwkaRequest` it decides must name
+/// the request's headers (`header_names`). False for a null handle.
+///
+/// # Safety
+/// `auth` must be null or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn jwka_auth_sets_headers(auth: *const JwkaAuth) -> bool {
+    auth.as_ref().is_some_and(|a| a.inner.sets_headers())
 }
 
 /// Releases a token checker. No other call on it may be running or follow. Null is ignored.

@@ -17,7 +17,7 @@
 use crate::aggregator::Core;
 use crate::issuer::Refused;
 use crate::source::{Later, Wait};
-use crate::tenants::Lookup;
+use crate::tenants::{InUse, Lookup};
 use crate::verify::{Invalid, KeyStore, Parsed, Verified};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +37,8 @@ pub struct Keys {
     pub store: Arc<KeyStore>,
     pub generation: u64,
     pub holder: Holder,
+    /// A dynamic issuer's, for `verified_with`.
+    in_use: Option<InUse>,
 }
 
 impl Keys {
@@ -98,7 +100,9 @@ impl Directory {
         }
         if let Some(iss) = iss {
             match self.core.tenants().lookup(self.core.refresher(), iss, how) {
-                Lookup::Keys(store, generation) => return Ok(Keys { store, generation, holder: Holder::Issuer(iss.into()) }),
+                Lookup::Keys(store, generation, in_use) => {
+                    return Ok(Keys { store, generation, holder: Holder::Issuer(iss.into()), in_use: Some(in_use) })
+                }
                 Lookup::Refused(why) => return Err(Invalid::DynamicIssuer(why).into()),
                 Lookup::Pending(later) => return Err(Unavailable::Pending(later)),
                 Lookup::NotDynamic(Some(why @ Refused::NearMiss)) => {
@@ -127,37 +131,39 @@ impl Directory {
                 Err(source) => Err(Unavailable::Pending(Later { wait, source })),
             },
             Holder::Issuer(iss) => match self.core.tenants().refetch_unknown_kid(self.core.refresher(), iss, cooldown, wait, how) {
-                Lookup::Keys(store, generation) => Ok(Some(Keys { store, generation, holder: keys.holder.clone() })),
+                Lookup::Keys(store, generation, in_use) => {
+                    Ok(Some(Keys { store, generation, holder: keys.holder.clone(), in_use: Some(in_use) }))
+                }
                 Lookup::Pending(later) => Err(Unavailable::Pending(later)),
                 _ => Ok(None),
             },
         }
     }
 
-    /// Whether keys of `holder` at `generation` are still the ones in use: a verification made
-    /// with them still stands.
-    pub fn still_current(&self, holder: &Holder, generation: u64, how: Wait) -> Result<bool, Unavailable> {
-        match holder {
-            Holder::Origins(_) => Ok(self.core.key_store().0 == generation),
-            // A dynamic issuer's keys may have changed, expired or been evicted since.
+    /// The keys of `holder` if they are still those of `generation`: a verification made with them
+    /// still stands. `None` when they changed (or a dynamic issuer's expired or was evicted).
+    pub fn still_current(&self, holder: &Holder, generation: u64, how: Wait) -> Result<Option<Keys>, Unavailable> {
+        let keys = match holder {
+            Holder::Origins(origins) => self.origin_keys(origins.clone()),
             Holder::Issuer(iss) => match self.core.tenants().lookup(self.core.refresher(), iss, how) {
-                Lookup::Keys(_, g) => Ok(g == generation),
-                Lookup::Pending(later) => Err(Unavailable::Pending(later)),
-                _ => Ok(false),
+                Lookup::Keys(store, generation, in_use) => Keys { store, generation, holder: holder.clone(), in_use: Some(in_use) },
+                Lookup::Pending(later) => return Err(Unavailable::Pending(later)),
+                _ => return Ok(None),
             },
-        }
+        };
+        Ok((keys.generation == generation).then_some(keys))
     }
 
-    /// A token verified with keys of `holder`: a dynamic issuer is in use, and its discovery's
-    /// charge comes back (`Tenants::confirm`).
-    pub fn verified_with(&self, holder: &Holder) {
-        if let Holder::Issuer(iss) = holder {
-            self.core.tenants().confirm(self.core.refresher(), iss);
+    /// A token verified with `keys`: a dynamic issuer is in use, and its discovery's charge comes
+    /// back (`Tenants::confirm`).
+    pub fn verified_with(&self, keys: &Keys) {
+        if let (Holder::Issuer(iss), Some(in_use)) = (&keys.holder, &keys.in_use) {
+            self.core.tenants().confirm(self.core.refresher(), iss, in_use);
         }
     }
 
     fn origin_keys(&self, origins: Arc<[usize]>) -> Keys {
         let (generation, store) = self.core.key_store();
-        Keys { store, generation, holder: Holder::Origins(origins) }
+        Keys { store, generation, holder: Holder::Origins(origins), in_use: None }
     }
 }

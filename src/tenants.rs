@@ -138,13 +138,22 @@ pub struct Tenants {
 pub enum Lookup {
     /// Not a dynamic issuer: patterns do not apply (the caller's static rules decide).
     NotDynamic(Option<Refused>),
-    /// This issuer's own keys, with their generation.
-    Keys(Arc<KeyStore>, u64),
+    /// This issuer's own keys, with their generation; hand `InUse` to `confirm` once a token
+    /// verifies with them.
+    Keys(Arc<KeyStore>, u64, InUse),
     /// A dynamic issuer whose keys cannot be had now; the reason names the issuer, never the token.
     Refused(String),
     /// Its fetch runs: come back when the keys socket signals, within this wait
     /// (`Wait::Pending` only).
     Pending(Later),
+}
+
+/// What `confirm` needs of a looked-up issuer, read under the lookup's lock so that confirming
+/// an issuer already in use (every cache hit) takes no lock again.
+pub struct InUse {
+    source: Arc<Source>,
+    /// Its first discovery is still charged (or may be): `confirm` settles that under the lock.
+    unconfirmed: bool,
 }
 
 impl Tenants {
@@ -183,14 +192,15 @@ impl Tenants {
             }
         };
         let now = Instant::now();
-        let (source, live) = {
+        let (source, live, unconfirmed) = {
             let mut inner = self.inner.lock();
             self.sweep(&mut inner, r, now);
+            let unconfirmed = inner.unconfirmed.contains_key(&issuer);
             match (inner.live.get(&issuer), inner.pending.get(&issuer)) {
-                (Some(s), _) => (s.clone(), true),
-                (None, Some(p)) => (p.source.clone(), false),
+                (Some(s), _) => (s.clone(), true, unconfirmed),
+                (None, Some(p)) => (p.source.clone(), false, true),
                 (None, None) => match self.first_sight(&mut inner, r, pattern, &issuer, now) {
-                    Ok(s) => (s, false),
+                    Ok(s) => (s, false, true),
                     Err(why) => return Lookup::Refused(why),
                 },
             }
@@ -207,7 +217,7 @@ impl Tenants {
             // needs a live issuer (an unknown kid's refetch) finds it.
             self.settle(r, &issuer, &source);
         }
-        self.answer(r, &source)
+        self.answer(r, &source, unconfirmed)
     }
 
     /// Refetches a dynamic issuer's keys because a token named a kid they lack: at most once per
@@ -237,17 +247,17 @@ impl Tenants {
         if let Err(source) = done {
             return Lookup::Pending(Later { wait, source });
         }
-        self.answer(r, &source)
+        self.answer(r, &source, true)
     }
 
     /// A token of `iss` verified with its keys (now or from the cache): the issuer is in use, and
     /// a first discovery that found those keys gives its pattern's budget its charge back.
-    pub fn confirm(&self, r: &Refresher, iss: &str) {
-        let now = Instant::now();
-        let mut inner = self.inner.lock();
-        if let Some(s) = inner.live.get(iss) {
-            s.touch(&r.fetcher, now);
+    pub fn confirm(&self, r: &Refresher, iss: &str, in_use: &InUse) {
+        in_use.source.touch(&r.fetcher, Instant::now());
+        if !in_use.unconfirmed {
+            return;
         }
+        let mut inner = self.inner.lock();
         if let Some(pattern) = inner.unconfirmed.remove(iss) {
             if let Some(b) = inner.budgets.get_mut(pattern) {
                 b.give_back(self.s.per_minute);
@@ -320,12 +330,12 @@ impl Tenants {
         }
     }
 
-    fn answer(&self, r: &Refresher, source: &Source) -> Lookup {
+    fn answer(&self, r: &Refresher, source: &Arc<Source>, unconfirmed: bool) -> Lookup {
         let max_stale = r.fetcher.settings.max_stale;
         let st = source.state.lock();
         if let Some(set) = Source::usable(&st, Instant::now(), max_stale) {
             if let Some(store) = &set.store {
-                return Lookup::Keys(store.clone(), set.generation);
+                return Lookup::Keys(store.clone(), set.generation, InUse { source: source.clone(), unconfirmed });
             }
         }
         Lookup::Refused(match (&st.set, st.in_flight, &st.last_error) {

@@ -7,6 +7,16 @@ use jwk_aggregator::ffi::*;
 use std::ffi::CStr;
 use std::ptr::{null, null_mut};
 
+fn bytes(b: &[u8]) -> JwkaBytes {
+    JwkaBytes { data: b.as_ptr(), len: b.len() }
+}
+
+const ABSENT: JwkaBytes = JwkaBytes { data: null(), len: 0 };
+
+fn request(method: JwkaBytes, path: JwkaBytes, authorization: JwkaBytes) -> JwkaRequest {
+    JwkaRequest { method, path, authorization, cookies: ABSENT, header_names: ABSENT }
+}
+
 fn take(buf: JwkaBuf) -> String {
     let s = if buf.data.is_null() {
         String::new()
@@ -131,7 +141,7 @@ fn check(auth: *const JwkaAuth, token: &str, wait: JwkaWait) -> (JwkaAuthOutcome
     let empty = || JwkaBuf { data: null_mut(), len: 0 };
     let mut out = JwkaAuthResult { outcome: JwkaAuthOutcome::Missing, reason: empty(), headers: empty(), wait_ms: 0, wait_source: 0, status: 0, challenge: empty() };
     let method = "GET";
-    let st = unsafe { jwka_auth_check(auth, method.as_ptr(), method.len(), path.as_ptr(), path.len(), authz.as_ptr(), authz.len(), null(), 0, wait, &mut out, null_mut()) };
+    let st = unsafe { jwka_auth_check(auth, request(bytes(method.as_bytes()), bytes(path.as_bytes()), bytes(authz.as_bytes())), wait, &mut out, null_mut()) };
     assert_eq!(st, JwkaStatus::Ok);
     take(out.headers);
     take(out.challenge);
@@ -234,9 +244,8 @@ fn request_bytes_are_read_one_way() {
     let run = |method: Option<&[u8]>, path: Option<&[u8]>, authz: &[u8]| {
         let empty = || JwkaBuf { data: null_mut(), len: 0 };
         let mut out = JwkaAuthResult { outcome: JwkaAuthOutcome::Missing, reason: empty(), headers: empty(), wait_ms: 0, wait_source: 0, status: 0, challenge: empty() };
-        let (mp, ml) = method.map_or((null(), 0), |m| (m.as_ptr(), m.len()));
-        let (pp, pl) = path.map_or((null(), 0), |p| (p.as_ptr(), p.len()));
-        let st = unsafe { jwka_auth_check(auth, mp, ml, pp, pl, authz.as_ptr(), authz.len(), null(), 0, JwkaWait::Block, &mut out, null_mut()) };
+        let req = request(method.map_or(ABSENT, bytes), path.map_or(ABSENT, bytes), bytes(authz));
+        let st = unsafe { jwka_auth_check(auth, req, JwkaWait::Block, &mut out, null_mut()) };
         let r = (st, out.outcome, out.status, take(out.challenge), take(out.reason));
         take(out.headers);
         r
@@ -245,7 +254,10 @@ fn request_bytes_are_read_one_way() {
     // Null with a length is a caller error; absent is empty (no rule covers the empty path).
     let empty = || JwkaBuf { data: null_mut(), len: 0 };
     let mut out = JwkaAuthResult { outcome: JwkaAuthOutcome::Missing, reason: empty(), headers: empty(), wait_ms: 0, wait_source: 0, status: 0, challenge: empty() };
-    let st = unsafe { jwka_auth_check(auth, b"GET".as_ptr(), 3, null(), 4, null(), 0, null(), 0, JwkaWait::Block, &mut out, null_mut()) };
+    let req = request(bytes(b"GET"), JwkaBytes { data: null(), len: 4 }, ABSENT);
+    let st = unsafe { jwka_auth_check(auth, req, JwkaWait::Block, &mut out, null_mut()) };
+    assert_eq!(st, JwkaStatus::NullArgument);
+    let st = unsafe { jwka_auth_check(null(), request(ABSENT, ABSENT, ABSENT), JwkaWait::Block, &mut out, null_mut()) };
     assert_eq!(st, JwkaStatus::NullArgument);
     assert_eq!(run(Some(b"GET"), None, token.as_bytes()).1, JwkaAuthOutcome::Unprotected);
     let ok = run(Some(b"GET"), Some(b"/p/1"), token.as_bytes());

@@ -221,7 +221,7 @@ impl Auth {
             other => (keys, other),
         };
         let v = result?;
-        self.keys.verified_with(&keys.holder);
+        self.keys.verified_with(&keys);
         let s = &self.settings;
         self.cache.lock().remember(t.token, &keys.holder, keys.generation, &v, s.cache_size, s.cache_max_bytes);
         Ok(v)
@@ -230,8 +230,8 @@ impl Auth {
     /// A remembered verification, if the keys that made it are still the ones in use.
     fn cached(&self, token: &str, now: f64, how: Wait) -> Result<Option<Verified>, Unavailable> {
         let Some((holder, generation, v)) = self.cache.lock().get(token, now) else { return Ok(None) };
-        if self.keys.still_current(&holder, generation, how)? {
-            self.keys.verified_with(&holder);
+        if let Some(keys) = self.keys.still_current(&holder, generation, how)? {
+            self.keys.verified_with(&keys);
             return Ok(Some(v));
         }
         self.cache.lock().remove(token); // stale: its keys changed
@@ -249,6 +249,11 @@ impl Auth {
             Outcome::Unprotected | Outcome::Pending(_) => return,
         }
         .fetch_add(1, Relaxed);
+    }
+
+    /// Whether any rule sets claim headers (the shim then names every request's headers).
+    pub fn sets_headers(&self) -> bool {
+        self.settings.rules.iter().any(|r| !r.propagate_claims.is_empty())
     }
 
     /// Memory the verified-token cache holds now, as it counts it, and its entries.

@@ -103,6 +103,34 @@ pub fn claim_headers(rule: &Rule, claims: &Map<String, Value>) -> Vec<(String, O
         .collect()
 }
 
+/// The edits that put claim headers on a request whose header names are `request_names` (one per
+/// line, as the shim keys them), one per line: `Name` removes that header, `Name\tvalue` sets one.
+/// Every header a backend could read as a claim header goes first, whoever sent it: its name in
+/// any case, with `-` or `_` (CGI-style backends read `X-User` and `X_User` both as
+/// `HTTP_X_USER`). A claim the token lacks (value `None`) leaves the header removed.
+pub fn header_edits(headers: &[(String, Option<String>)], request_names: &[u8]) -> String {
+    let same = |a: &[u8], b: &[u8]| {
+        let fold = |c: &u8| if *c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+        a.len() == b.len() && a.iter().map(fold).eq(b.iter().map(fold))
+    };
+    let mut edits = String::new();
+    for name in request_names.split(|&b| b == b'\n').filter(|n| !n.is_empty()) {
+        if headers.iter().any(|(h, _)| same(h.as_bytes(), name)) {
+            // Named by the shim; a name that is not UTF-8 matches no claim header, which is ASCII.
+            edits.push_str(&String::from_utf8_lossy(name));
+            edits.push('\n');
+        }
+    }
+    for (name, value) in headers {
+        if let Some(v) = value {
+            edits.push_str(name);
+            edits.push('\t');
+            edits.push_str(v);
+            edits.push('\n');
+        }
+    }
+    edits
+}
 
 #[cfg(test)]
 mod tests {
@@ -170,5 +198,13 @@ mod tests {
                 ("X-N".into(), Some("5".into())),
             ]
         );
+    }
+
+    #[test]
+    fn every_spelling_a_backend_reads_as_a_claim_header_is_removed_first() {
+        let h = vec![("X-User".to_string(), Some("alice".to_string())), ("X-Tenant".to_string(), None)];
+        let names = b"Accept\nX-User\nX_user\nX-USER\nx_tenant\nX-Users\nX-Use\nXX-User\n";
+        assert_eq!(header_edits(&h, names), "X-User\nX_user\nX-USER\nx_tenant\nX-User\talice\n");
+        assert_eq!(header_edits(&h, b""), "X-User\talice\n");
     }
 }

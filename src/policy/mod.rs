@@ -8,7 +8,7 @@ mod claims;
 mod credentials;
 mod paths;
 
-pub use claims::{check, claim, claim_headers, Deny};
+pub use claims::{check, claim, claim_headers, header_edits, Deny};
 pub use credentials::{extract, AMBIGUOUS_AUTHORIZATION, AMBIGUOUS_COOKIE, AMBIGUOUS_HEADER_AND_COOKIE, OTHER_AUTHORIZATION};
 pub use paths::{parse_path, path_matches, resolve_dots, Segment};
 

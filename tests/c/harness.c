@@ -48,9 +48,14 @@ static JwkaAuthOutcome check_as(const JwkaAuth *auth, const char *path, const ch
                                 JwkaWait wait) {
   JwkaAuthResult res;
   JwkaBuf claims = {0};
-  JwkaStatus st = jwka_auth_check(auth, u8("GET"), 3, u8(path), strlen(path), authz ? u8(authz) : NULL, authz ? strlen(authz) : 0,
-                                  cookie ? u8(cookie) : NULL, cookie ? strlen(cookie) : 0, wait, &res,
-                                  want_claims ? &claims : NULL);
+  JwkaRequest req = {
+      .method = {u8("GET"), 3},
+      .path = {u8(path), strlen(path)},
+      .authorization = {authz ? u8(authz) : NULL, authz ? strlen(authz) : 0},
+      .cookies = {cookie ? u8(cookie) : NULL, cookie ? strlen(cookie) : 0},
+      .header_names = {u8("Accept\nX_User"), 13},
+  };
+  JwkaStatus st = jwka_auth_check(auth, req, wait, &res, want_claims ? &claims : NULL);
   EXPECT(st == JWKA_STATUS_OK, "auth check status");
   if (want_claims && res.outcome == JWKA_AUTH_OUTCOME_ALLOW) EXPECT(claims.len > 0, "claims returned");
   /* The answer comes decided: a status and its challenge for a refusal, nothing otherwise. */
@@ -179,7 +184,8 @@ int main(int argc, char **argv) {
   EXPECT(check(auth, "/api/1", huge, NULL, 1) == JWKA_AUTH_OUTCOME_INVALID, "oversized token");
   free(huge);
   JwkaAuthResult res;
-  EXPECT(jwka_auth_check(NULL, NULL, 0, NULL, 0, NULL, 0, NULL, 0, JWKA_WAIT_BLOCK, &res, NULL) == JWKA_STATUS_NULL_ARGUMENT, "check null");
+  EXPECT(jwka_auth_check(NULL, (JwkaRequest){0}, JWKA_WAIT_BLOCK, &res, NULL) == JWKA_STATUS_NULL_ARGUMENT, "check null");
+  EXPECT(!jwka_auth_sets_headers(NULL), "sets headers of null");
 
   /* Logs: drain, then close wakes and ends. */
   int events = 0;

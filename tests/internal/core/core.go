@@ -50,16 +50,20 @@ func New(settings, auth string) (*Core, error) {
 // Check runs one request through the auth handler's decision, as the shim does.
 func (c *Core) Check(path, authorization string) int {
 	var res C.JwkaAuthResult
-	method := "GET"
-	C.jwka_auth_check(c.auth,
-		(*C.uint8_t)(unsafe.Pointer(unsafe.StringData(method))), C.size_t(len(method)),
-		(*C.uint8_t)(unsafe.Pointer(unsafe.StringData(path))), C.size_t(len(path)),
-		(*C.uint8_t)(unsafe.Pointer(unsafe.StringData(authorization))), C.size_t(len(authorization)),
-		nil, 0, C.JWKA_WAIT_BLOCK, &res, nil)
+	req := C.JwkaRequest{method: bytes("GET"), path: bytes(path), authorization: bytes(authorization)}
+	C.jwka_auth_check(c.auth, req, C.JWKA_WAIT_BLOCK, &res, nil)
 	C.jwka_buf_free(res.reason)
 	C.jwka_buf_free(res.headers)
 	C.jwka_buf_free(res.challenge)
 	return int(res.outcome)
+}
+
+// bytes lends s to one call; "" is absent.
+func bytes(s string) C.JwkaBytes {
+	if s == "" {
+		return C.JwkaBytes{}
+	}
+	return C.JwkaBytes{data: (*C.uint8_t)(unsafe.Pointer(unsafe.StringData(s))), len: C.size_t(len(s))}
 }
 
 // Free releases both.
@@ -135,17 +139,8 @@ func (c *Core) Body(path string) (int, []byte) {
 // reason of a refusal (never the token) and the claim headers of an accepted request.
 func (c *Core) Decide(path, authorization, cookies string) (outcome int, reason, headers string) {
 	var res C.JwkaAuthResult
-	str := func(s string) (*C.uint8_t, C.size_t) {
-		if s == "" {
-			return nil, 0
-		}
-		return (*C.uint8_t)(unsafe.Pointer(unsafe.StringData(s))), C.size_t(len(s))
-	}
-	mp, ml := str("GET")
-	pp, pl := str(path)
-	ap, al := str(authorization)
-	cp, cl := str(cookies)
-	C.jwka_auth_check(c.auth, mp, ml, pp, pl, ap, al, cp, cl, C.JWKA_WAIT_BLOCK, &res, nil)
+	req := C.JwkaRequest{method: bytes("GET"), path: bytes(path), authorization: bytes(authorization), cookies: bytes(cookies)}
+	C.jwka_auth_check(c.auth, req, C.JWKA_WAIT_BLOCK, &res, nil)
 	C.jwka_buf_free(res.challenge)
 	take := func(b C.JwkaBuf) string {
 		defer C.jwka_buf_free(b)
