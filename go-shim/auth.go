@@ -2,6 +2,19 @@ package main
 
 /*
 #include "jwk_aggregator.h"
+
+// The answer comes back by value: a result Go passed by address would move to the Go heap and
+// be walked by cgo's pointer check on every request.
+typedef struct {
+	enum JwkaStatus status;
+	JwkaAuthResult result;
+} shim_check_t;
+
+static shim_check_t shim_check(const JwkaAuth *auth, JwkaRequest request, enum JwkaWait wait) {
+	shim_check_t c;
+	c.status = jwka_auth_check(auth, request, wait, &c.result, NULL);
+	return c;
+}
 */
 import "C"
 
@@ -95,8 +108,8 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := C.JwkaRequest{
 		method:        cbytes(r.Method),
 		path:          cbytes(path),
-		authorization: cbytes(strings.Join(r.Header.Values("Authorization"), "\n")),
-		cookies:       cbytes(strings.Join(r.Header.Values("Cookie"), "; ")),
+		authorization: cbytes(strings.Join(r.Header["Authorization"], "\n")),
+		cookies:       cbytes(strings.Join(r.Header["Cookie"], "; ")),
 	}
 	if h.setsHeaders {
 		names := make([]string, 0, len(r.Header))
@@ -121,14 +134,15 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "", http.StatusServiceUnavailable)
 			return
 		}
-		status := C.jwka_auth_check(h.handle, req, wait, &res, nil)
+		c := C.shim_check(h.handle, req, wait)
 		h.asks.Add(1)
 		h.mu.RUnlock()
-		if status != C.JWKA_STATUS_OK {
-			log().Error(logPrefix, authName, "internal error:", C.GoString(C.jwka_status_str(status)))
+		if c.status != C.JWKA_STATUS_OK {
+			log().Error(logPrefix, authName, "internal error:", C.GoString(C.jwka_status_str(c.status)))
 			http.Error(w, "", http.StatusInternalServerError)
 			return
 		}
+		res = c.result
 		reason, headers, challenge = takeBuf(res.reason), takeBuf(res.headers), takeBuf(res.challenge)
 		if res.outcome != C.JWKA_AUTH_OUTCOME_PENDING {
 			break
@@ -162,11 +176,13 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(int(res.status))
 		return
 	}
-	for _, line := range strings.Split(string(headers), "\n") {
-		if name, value, set := strings.Cut(line, "\t"); set {
-			r.Header.Set(name, value)
-		} else if line != "" {
-			delete(r.Header, name)
+	if len(headers) > 0 {
+		for _, line := range strings.Split(string(headers), "\n") {
+			if name, value, set := strings.Cut(line, "\t"); set {
+				r.Header.Set(name, value)
+			} else if line != "" {
+				delete(r.Header, name)
+			}
 		}
 	}
 	h.next.ServeHTTP(w, r)

@@ -186,3 +186,6 @@ func Each(n, workers int, ok func(i int) bool) int {
 	wg.Wait()
 	return int(failed.Load())
 }
+
+// Pid is the gateway process's id (profiling).
+func (g *Gateway) Pid() int { return g.cmd.Process.Pid }
