@@ -79,6 +79,10 @@ $(n=$(avg "BenchmarkAuthHandler/next-handler-alone" ns/op); for c in next-handle
 
 $(section "$gateway")
 
+## Where a protected request's time goes (real KrakenD, perf)
+
+$(cat "$(dirname "$0")/bench/profile.md")
+
 ## Dynamic issuers at scale (real KrakenD, \`tests/cmd/tenant-bench\`)
 
 10,000 tenants of a multi-tenant provider, each trusted by \`issuer_patterns\` at its first token:
