@@ -165,7 +165,7 @@ SHIM_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum $(RUST_LIB) 2
 SHIM_TEST_ENV = CGO_CFLAGS="-O2 -g -DJWKA_CORE_SHA256=$(shell sha256sum target/release/libjwk_aggregator.a 2>/dev/null | cut -c1-16)" \
 	CGO_LDFLAGS="$(CURDIR)/target/release/libjwk_aggregator.a"
 
-.PHONY: test-gateways test-releases build bench fuzz fuzz-tools asan load memcheck soak header plugin krakend krakend-status run test test-rust test-shim test-gateway test-build test-cli test-dist check-dist check-symbols check-release check-plugin krakend-exec install dist dist-one releases dist-version sbom test-sbom lint-workflows toolchain toolchains musl-toolchain tools clean test-all test-realidp
+.PHONY: redis-server test-gateways test-releases build bench fuzz fuzz-tools asan load memcheck soak header plugin krakend krakend-status run test test-rust test-shim test-gateway test-build test-cli test-dist check-dist check-symbols check-release check-plugin krakend-exec install dist dist-one releases dist-version sbom test-sbom lint-workflows toolchain toolchains musl-toolchain tools clean test-all test-realidp
 
 # The plugin for KRAKEND_VERSION and LIBC (or for KRAKEND), copied to build/jwk-aggregator.so, and
 # the operator's command build/jwk-aggregator with the plugin-check it uses.
@@ -448,7 +448,14 @@ run: build build/demo-idp $(if $(KRAKEND_EXEC),krakend-exec)
 	echo "Ctrl-C stops everything."; echo; \
 	$(GATEWAY_ENV) $(RUN_KRAKEND) run -c krakend-config/krakend.json
 
-test-rust: | tools
+# A real Redis server for the DPoP replay store's tests (Debian's package), or the command that
+# would install it and a failure.
+redis-server:
+	@command -v redis-server >/dev/null || { echo "installing redis-server from Debian's packages" && \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; } >/dev/null && command -v redis-server >/dev/null; } || \
+		{ echo "ERROR: redis-server is missing and could not be installed; install it with: $(SUDO) apt-get install redis-server"; exit 1; }
+
+test-rust: | tools redis-server
 	$(CARGO) test --release --locked
 
 test-shim: target/release/libjwk_aggregator.a build/plugin-check
@@ -498,7 +505,7 @@ krakend-exec:
 	@chmod +x build/krakend-exec
 
 GATEWAY_NAME = KrakenD $(KRAKEND_VERSION) $(LIBC) $(ARCH)
-test-gateway: $(PLUGIN_OUT) build/plugin-check $(if $(KRAKEND_EXEC),krakend-exec)
+test-gateway: $(PLUGIN_OUT) build/plugin-check $(if $(KRAKEND_EXEC),krakend-exec) | redis-server
 	build/plugin-check compare -min-go $(SHIM_GO_MIN) $(KRAKEND_BIN) $(PLUGIN_OUT)
 	out=$$($(GATEWAY_ENV) $(RUN_KRAKEND) test-plugin -s $(PLUGIN_OUT) 2>&1); echo "$$out"; grep -q '\[OK\] SERVER' <<<"$$out"
 	@start=$$(date +%s); log=$(CURDIR)/build/gateway-test-$(KRAKEND_VERSION)-$(LIBC)-$(ARCH).log; \

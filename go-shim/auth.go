@@ -91,6 +91,13 @@ func (failClosed) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	http.Error(w, "", http.StatusServiceUnavailable)
 }
 
+func first(values []string) string {
+	if len(values) == 0 {
+		return ""
+	}
+	return values[0]
+}
+
 // cbytes lends s to one call into the core; "" is absent.
 func cbytes(s string) C.JwkaBytes {
 	if s == "" {
@@ -110,6 +117,20 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		path:          cbytes(path),
 		authorization: cbytes(strings.Join(r.Header["Authorization"], "\n")),
 		cookies:       cbytes(strings.Join(r.Header["Cookie"], "; ")),
+		// What a DPoP proof or a certificate binding is checked against.
+		dpop:            cbytes(strings.Join(r.Header["Dpop"], "\n")),
+		scheme:          cbytes("http"),
+		host:            cbytes(r.Host),
+		target:          cbytes(r.RequestURI),
+		forwarded_proto: cbytes(first(r.Header["X-Forwarded-Proto"])),
+		forwarded_host:  cbytes(first(r.Header["X-Forwarded-Host"])),
+	}
+	if r.TLS != nil {
+		req.scheme = cbytes("https")
+		// A client certificate counts only once the TLS handshake verified it.
+		if len(r.TLS.VerifiedChains) > 0 && len(r.TLS.PeerCertificates) > 0 {
+			req.client_cert = cbytes(string(r.TLS.PeerCertificates[0].Raw))
+		}
 	}
 	if h.setsHeaders {
 		names := make([]string, 0, len(r.Header))

@@ -12,6 +12,8 @@
  */
 #define MAX_KIDLESS_TRIES 8
 
+#define DEFAULT_REPLAY_MAX_BYTES ((64 * 1024) * 1024)
+
 #define DEFAULT_MAX_TOKEN_BYTES (16 * 1024)
 
 #define DEFAULT_CACHE_SIZE 10000
@@ -19,10 +21,16 @@
 #define DEFAULT_CACHE_MAX_BYTES ((32 * 1024) * 1024)
 
 /*
+ What one remembered proof holds: its key and time twice (map and queue) and the slots'
+ overhead.
+ */
+#define Memory_ENTRY_BYTES 112
+
+/*
  Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
  mismatch, which can only happen when a header and a library from different builds meet.
  */
-#define JWKA_ABI_VERSION 6
+#define JWKA_ABI_VERSION 7
 
 typedef enum JwkaStatus {
   JWKA_STATUS_OK = 0,
@@ -98,7 +106,7 @@ typedef enum JwkaAuthOutcome {
    */
   JWKA_AUTH_OUTCOME_MISSING = 2,
   /*
-   Invalid token: answer 401 with `WWW-Authenticate: Bearer error="invalid_token"`.
+   Invalid token, or a DPoP proof that is missing, bad or replayed: answer 401.
    */
   JWKA_AUTH_OUTCOME_INVALID = 3,
   /*
@@ -111,6 +119,10 @@ typedef enum JwkaAuthOutcome {
    first answer; then ask once more with `JWKA_WAIT_EXPIRED`.
    */
   JWKA_AUTH_OUTCOME_PENDING = 5,
+  /*
+   The request cannot be decided now (the DPoP replay store does not answer): answer 503.
+   */
+  JWKA_AUTH_OUTCOME_UNAVAILABLE = 6,
 } JwkaAuthOutcome;
 
 /*
@@ -173,6 +185,25 @@ typedef struct JwkaRequest {
    are removed by these names, and a copy not named here cannot be.
    */
   struct JwkaBytes header_names;
+  /*
+   Every `DPoP` header value, one per line (a request carrying two is refused).
+   */
+  struct JwkaBytes dpop;
+  /*
+   How the client addressed the gateway, for a DPoP proof's `htu`: the connection's scheme
+   (`http` or `https`), the Host header, the request target as sent (`/path?query`), and the
+   first `X-Forwarded-Proto` and `X-Forwarded-Host` values (read only with `trust_forwarded`).
+   */
+  struct JwkaBytes scheme;
+  struct JwkaBytes host;
+  struct JwkaBytes target;
+  struct JwkaBytes forwarded_proto;
+  struct JwkaBytes forwarded_host;
+  /*
+   The DER of the client certificate the TLS connection verified (absent without one), for
+   certificate-bound tokens.
+   */
+  struct JwkaBytes client_cert;
 } JwkaRequest;
 
 /*

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 /// Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
 /// mismatch, which can only happen when a header and a library from different builds meet.
-pub const JWKA_ABI_VERSION: u32 = 6;
+pub const JWKA_ABI_VERSION: u32 = 7;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +182,19 @@ pub struct JwkaRequest {
     /// them. Required when `jwka_auth_sets_headers` is true: the client's copies of a claim header
     /// are removed by these names, and a copy not named here cannot be.
     pub header_names: JwkaBytes,
+    /// Every `DPoP` header value, one per line (a request carrying two is refused).
+    pub dpop: JwkaBytes,
+    /// How the client addressed the gateway, for a DPoP proof's `htu`: the connection's scheme
+    /// (`http` or `https`), the Host header, the request target as sent (`/path?query`), and the
+    /// first `X-Forwarded-Proto` and `X-Forwarded-Host` values (read only with `trust_forwarded`).
+    pub scheme: JwkaBytes,
+    pub host: JwkaBytes,
+    pub target: JwkaBytes,
+    pub forwarded_proto: JwkaBytes,
+    pub forwarded_host: JwkaBytes,
+    /// The DER of the client certificate the TLS connection verified (absent without one), for
+    /// certificate-bound tokens.
+    pub client_cert: JwkaBytes,
 }
 
 /// The settings bytes a caller passed: absent reads as JSON `null` (a missing block).
@@ -437,7 +450,7 @@ pub enum JwkaAuthOutcome {
     Allow = 1,
     /// No token: answer 401.
     Missing = 2,
-    /// Invalid token: answer 401 with `WWW-Authenticate: Bearer error="invalid_token"`.
+    /// Invalid token, or a DPoP proof that is missing, bad or replayed: answer 401.
     Invalid = 3,
     /// Valid token lacking roles or scopes: answer 403.
     Forbidden = 4,
@@ -445,6 +458,8 @@ pub enum JwkaAuthOutcome {
     /// socket (`jwka_aggregator_keys_fd`) is readable and ask again, at most `wait_ms` from the
     /// first answer; then ask once more with `JWKA_WAIT_EXPIRED`.
     Pending = 5,
+    /// The request cannot be decided now (the DPoP replay store does not answer): answer 503.
+    Unavailable = 6,
 }
 
 /// The decision on one request, down to the answer to give: the shim applies it as it stands.
@@ -540,14 +555,18 @@ pub unsafe extern "C" fn jwka_auth_check(
         let (Some(auth), false) = (auth.as_ref(), out.is_null()) else {
             return JwkaStatus::NullArgument;
         };
-        let req = request;
-        let (Ok(method), Ok(path), Ok(authz), Ok(cookies), Ok(header_names)) =
-            (req.method.read(), req.path.read(), req.authorization.read(), req.cookies.read(), req.header_names.read())
-        else {
-            return JwkaStatus::NullArgument;
-        };
-        let (outcome, verified) = auth.inner.check_request(method, path, authz, cookies, !claims.is_null(), wait.into());
-        let (status, challenge) = crate::auth::answer(&outcome);
+        let r = request;
+        let fields = [r.method, r.path, r.authorization, r.cookies, r.header_names, r.dpop, r.scheme, r.host, r.target, r.forwarded_proto, r.forwarded_host, r.client_cert];
+        let mut read = [&[][..]; 12];
+        for (slot, field) in read.iter_mut().zip(fields) {
+            match field.read() {
+                Ok(b) => *slot = b,
+                Err(status) => return status,
+            }
+        }
+        let [method, path, authorization, cookies, header_names, dpop, scheme, host, target, forwarded_proto, forwarded_host, client_cert] = read;
+        let raw = crate::auth::RawRequest { method, path, authorization, cookies, dpop, scheme, host, target, forwarded_proto, forwarded_host, client_cert };
+        let crate::auth::Decision { outcome, claims: verified, status, challenge } = auth.inner.check_request(&raw, !claims.is_null(), wait.into());
         let (mut wait_ms, mut wait_source) = (0, 0);
         if let Some(c) = verified {
             put(claims, JwkaBuf::from_vec(serde_json::to_vec(&*c).unwrap_or_default()));
@@ -558,6 +577,8 @@ pub unsafe extern "C" fn jwka_auth_check(
             crate::auth::Outcome::Missing => (JwkaAuthOutcome::Missing, "no token".into(), String::new()),
             crate::auth::Outcome::Invalid(r) => (JwkaAuthOutcome::Invalid, r, String::new()),
             crate::auth::Outcome::Forbidden(r) => (JwkaAuthOutcome::Forbidden, r, String::new()),
+            crate::auth::Outcome::BadProof(r) => (JwkaAuthOutcome::Invalid, r, String::new()),
+            crate::auth::Outcome::Unavailable(r) => (JwkaAuthOutcome::Unavailable, r, String::new()),
             crate::auth::Outcome::Pending(later) => {
                 wait_ms = u32::try_from(later.wait.as_millis()).unwrap_or(u32::MAX);
                 wait_source = later.source;
@@ -573,7 +594,7 @@ pub unsafe extern "C" fn jwka_auth_check(
                 wait_ms,
                 wait_source,
                 status,
-                challenge: JwkaBuf::from_vec(challenge.as_bytes().to_vec()),
+                challenge: JwkaBuf::from_vec(challenge.into_bytes()),
             },
         );
         JwkaStatus::Ok

@@ -237,6 +237,45 @@ pub(crate) fn jwk_spki(jwk: &Map<String, Value>) -> Option<Vec<u8>> {
     Some(key.as_der().ok()?.as_ref().to_vec())
 }
 
+/// Checks a JWS signature with one public JWK (a DPoP proof's own `jwk`): an asymmetric key whose
+/// type fits `alg`. Symmetric keys never verify here.
+pub fn verify_with_jwk(jwk: &Map<String, Value>, alg: Alg, message: &[u8], signature: &[u8]) -> Result<(), Invalid> {
+    let (family, material) = parse_key(jwk, false).map_err(|_| Invalid::NoKey)?;
+    let key = StoreKey { kid: None, origin: 0, family, material };
+    if family != alg.family() {
+        return Err(Invalid::NoKey);
+    }
+    if key.verify(alg, message, signature) {
+        Ok(())
+    } else {
+        Err(Invalid::BadSignature)
+    }
+}
+
+/// The JWK SHA-256 thumbprint (RFC 7638), base64url: the hash of the key's required members in
+/// lexicographic order, without whitespace. `None` for a key type with no thumbprint here.
+pub fn jwk_thumbprint(jwk: &Map<String, Value>) -> Option<String> {
+    let members: &[&str] = match jwk.get("kty")?.as_str()? {
+        "RSA" => &["e", "kty", "n"],
+        "EC" => &["crv", "kty", "x", "y"],
+        "OKP" => &["crv", "kty", "x"],
+        _ => return None,
+    };
+    let mut json = String::from("{");
+    for (i, m) in members.iter().enumerate() {
+        let v = jwk.get(*m)?.as_str()?;
+        if i > 0 {
+            json.push(',');
+        }
+        // Both names and values are JSON strings, escaped as serde_json escapes them.
+        json.push_str(&serde_json::to_string(m).ok()?);
+        json.push(':');
+        json.push_str(&serde_json::to_string(v).ok()?);
+    }
+    json.push('}');
+    Some(BASE64URL.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, json.as_bytes())))
+}
+
 /// Whether a JWK parses as a verification key, and if not, why.
 pub fn check_jwk(jwk: &Map<String, Value>, allow_symmetric: bool) -> Result<(), String> {
     parse_key(jwk, allow_symmetric).map(drop)
@@ -325,6 +364,8 @@ pub struct Verified {
 pub struct Jws<'a> {
     pub alg: Alg,
     pub kid: Option<String>,
+    /// The protected header, for the members a caller checks itself (a DPoP proof's `typ`, `jwk`).
+    pub header: Map<String, Value>,
     pub payload: Vec<u8>,
     /// The header and payload as they came, which is what the signature covers.
     pub signing_input: &'a [u8],
@@ -367,12 +408,12 @@ pub fn parse_jws<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Resu
     };
     let payload = BASE64URL.decode(p).map_err(|_| Invalid::Malformed("payload is not base64url JSON"))?;
     let signature = BASE64URL.decode(s).map_err(|_| Invalid::Malformed("signature is not base64url"))?;
-    Ok(Jws { alg, kid, payload, signing_input: &token[..h.len() + 1 + p.len()], signature })
+    Ok(Jws { alg, kid, header, payload, signing_input: &token[..h.len() + 1 + p.len()], signature })
 }
 
 /// Splits and decodes a JWT: a compact JWS whose payload is a JSON object of claims.
 pub fn parse<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Result<Parsed<'t>, Invalid> {
-    let Jws { alg, kid, payload, signing_input, signature } = parse_jws(token, max_bytes, allowed)?;
+    let Jws { alg, kid, payload, signing_input, signature, .. } = parse_jws(token, max_bytes, allowed)?;
     let claims = match serde_json::from_slice(&payload) {
         Ok(Value::Object(m)) => m,
         _ => return Err(Invalid::Malformed("payload is not base64url JSON")),
@@ -440,6 +481,15 @@ mod tests {
         assert_eq!(check_jwk(&oct(None, 32), true), Ok(()));
         assert!(check_jwk(&oct(None, 16), true).is_err());
         assert!(check_jwk(&oct(Some("RS256"), 64), true).unwrap_err().contains("does not fit"));
+    }
+
+    #[test]
+    fn thumbprint_is_rfc_7638s_example() {
+        // RFC 7638 section 3.1.
+        let jwk = json!({"kty": "RSA", "e": "AQAB", "alg": "RS256", "kid": "2011-04-29",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"});
+        assert_eq!(super::jwk_thumbprint(jwk.as_object().unwrap()).as_deref(), Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"));
+        assert_eq!(super::jwk_thumbprint(json!({"kty": "oct", "k": "AAAA"}).as_object().unwrap()), None);
     }
 
     #[test]

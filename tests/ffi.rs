@@ -14,7 +14,20 @@ fn bytes(b: &[u8]) -> JwkaBytes {
 const ABSENT: JwkaBytes = JwkaBytes { data: null(), len: 0 };
 
 fn request(method: JwkaBytes, path: JwkaBytes, authorization: JwkaBytes) -> JwkaRequest {
-    JwkaRequest { method, path, authorization, cookies: ABSENT, header_names: ABSENT }
+    JwkaRequest {
+        method,
+        path,
+        authorization,
+        cookies: ABSENT,
+        header_names: ABSENT,
+        dpop: ABSENT,
+        scheme: ABSENT,
+        host: ABSENT,
+        target: ABSENT,
+        forwarded_proto: ABSENT,
+        forwarded_host: ABSENT,
+        client_cert: ABSENT,
+    }
 }
 
 fn take(buf: JwkaBuf) -> String {

@@ -116,7 +116,15 @@ fn every_documented_auth_setting_is_accepted_with_its_documented_default() {
             Default::Literal(v) => {
                 assert_eq!(AuthSettings::from_value(&with(&base, name, v.clone())), Ok(defaults.clone()), "{name}: {v}")
             }
-            Default::Prose(words) => panic!("{name}: no sample value for the default {words:?}"),
+            Default::Prose(words) => {
+                let (sample, is_default) = match (name, words.as_str()) {
+                    ("dpop_replay", "in memory") => (json!({}), true),
+                    ("public_origin", "none") => (json!("https://api.example.com"), false),
+                    _ => panic!("{name}: no sample value for the default {words:?}"),
+                };
+                let s = AuthSettings::from_value(&with(&base, name, sample)).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(s == defaults, is_default, "{name}");
+            }
         }
     }
 }
@@ -145,6 +153,7 @@ fn every_documented_rule_setting_is_accepted_with_its_documented_default() {
                         json!(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"])
                     }
                     (_, "none" | "any") => json!([]),
+                    ("dpop", "off") => json!({"mode": "off"}),
                     _ => panic!("{name}: no sample value for the default {words:?}"),
                 };
                 assert_eq!(parse(with(&rule, name, sample.clone())), Ok(defaults.clone()), "{name}: {sample}");

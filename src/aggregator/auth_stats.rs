@@ -1,5 +1,5 @@
 //! The counters of the `jwk-aggregator-auth` handler (its requests by outcome, the verified-token
-//! cache, unknown-kid refetches), kept here so that `/metrics` can show them; the handler counts
+//! cache, unknown-kid refetches, DPoP proofs), kept here so that `/metrics` can show them; the handler counts
 //! (`auth::Auth::count`).
 
 use std::fmt::Write as _;
@@ -13,7 +13,12 @@ pub struct AuthStats {
     pub missing: AtomicU64,
     pub invalid: AtomicU64,
     pub forbidden: AtomicU64,
+    pub bad_proof: AtomicU64,
+    pub unavailable: AtomicU64,
     pub unknown_kid_refetches: AtomicU64,
+    pub dpop_accepted: AtomicU64,
+    pub dpop_replayed: AtomicU64,
+    pub dpop_store_unavailable: AtomicU64,
 }
 
 impl AuthStats {
@@ -27,8 +32,19 @@ impl AuthStats {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
         }
         let _ = writeln!(out, "# HELP jwk_aggregator_auth_requests_total Protected requests by outcome.\n# TYPE jwk_aggregator_auth_requests_total counter");
-        for (outcome, v) in [("allowed", &self.allowed), ("missing", &self.missing), ("invalid", &self.invalid), ("forbidden", &self.forbidden)] {
+        for (outcome, v) in [
+            ("allowed", &self.allowed),
+            ("missing", &self.missing),
+            ("invalid", &self.invalid),
+            ("forbidden", &self.forbidden),
+            ("invalid_dpop_proof", &self.bad_proof),
+            ("unavailable", &self.unavailable),
+        ] {
             let _ = writeln!(out, "jwk_aggregator_auth_requests_total{{outcome=\"{outcome}\"}} {}", v.load(Relaxed));
+        }
+        let _ = writeln!(out, "# HELP jwk_aggregator_dpop_proofs_total DPoP proofs that passed every check, by what the replay store said.\n# TYPE jwk_aggregator_dpop_proofs_total counter");
+        for (result, v) in [("accepted", &self.dpop_accepted), ("replayed", &self.dpop_replayed), ("store_unavailable", &self.dpop_store_unavailable)] {
+            let _ = writeln!(out, "jwk_aggregator_dpop_proofs_total{{result=\"{result}\"}} {}", v.load(Relaxed));
         }
     }
 }

@@ -1,14 +1,17 @@
 //! One request's decision for the `jwk-aggregator-auth` handler, in the order Envoy's jwt_authn
 //! takes it: the rules that cover the path (`policy`), the token each reads (`policy::extract`),
 //! parsed once, its keys by issuer (`keys::Directory`), its signature (`verify`), then each rule's
-//! claim checks (`policy::check`). A bounded cache (`cache.rs`) remembers verified tokens until
-//! their exp or until the keys that verified them change.
+//! claim checks (`policy::check`), and for sender-constrained tokens the binding
+//! (`policy::check_binding`), whose accepted DPoP proofs the replay store (`replay.rs`) takes once.
+//! A bounded cache (`cache.rs`) remembers verified tokens until their exp or until the keys that
+//! verified them change.
 
 mod cache;
+mod replay;
 
 use crate::aggregator::Core;
 use crate::keys::{Directory, Unavailable};
-use crate::policy::{self, AuthSettings, Deny, Rule};
+use crate::policy::{self, Accepted, AuthSettings, Binding, Deny, Evidence, Forward, Rule, Scheme, Unbound};
 use crate::source::{Later, Wait};
 use crate::verify::{self, Alg, Invalid, Parsed, Verified};
 use cache::TokenCache;
@@ -31,6 +34,10 @@ pub enum Outcome {
     Invalid(String),
     /// Good token without the required roles or scopes: 403.
     Forbidden(String),
+    /// A DPoP proof that is missing, bad or replayed: 401 with `error="invalid_dpop_proof"`.
+    BadProof(String),
+    /// The DPoP replay store cannot answer: 503 (a proof that cannot be checked is not taken).
+    Unavailable(String),
     /// Its keys are being fetched: ask again when the keys socket announces the source it waits
     /// for, or with `Wait::Expired` once the wait has passed (`Wait::Pending` only).
     Pending(Later),
@@ -40,20 +47,95 @@ pub struct Auth {
     settings: AuthSettings,
     keys: Directory,
     cache: Mutex<TokenCache>,
+    replay: replay::Replay,
+}
+
+/// One request, as the decision reads it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// As the router routes it: decoded, not cleaned.
+    pub path: &'a str,
+    /// Every `Authorization` value, one per line.
+    pub authorization: &'a str,
+    /// Every `Cookie` value, joined by "; ".
+    pub cookies: &'a str,
+    /// The method and what a binding check reads.
+    pub evidence: Evidence<'a>,
+}
+
+/// A request as HTTP carries it, in bytes (the C API's input); see `Auth::check_request`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawRequest<'a> {
+    pub method: &'a [u8],
+    pub path: &'a [u8],
+    pub authorization: &'a [u8],
+    pub cookies: &'a [u8],
+    pub dpop: &'a [u8],
+    pub scheme: &'a [u8],
+    pub host: &'a [u8],
+    pub target: &'a [u8],
+    pub forwarded_proto: &'a [u8],
+    pub forwarded_host: &'a [u8],
+    pub client_cert: &'a [u8],
+}
+
+/// The decision on a request, down to the answer.
+#[derive(Debug)]
+pub struct Decision {
+    pub outcome: Outcome,
+    /// The verified token's claims, when asked for and the request is allowed.
+    pub claims: Option<Arc<Map<String, Value>>>,
+    /// The HTTP status of a refusal (401, 403, 503), 0 to pass the request on.
+    pub status: u16,
+    /// Its `WWW-Authenticate` value (RFC 6750 section 3, RFC 9449 section 7.1); empty when none.
+    pub challenge: String,
+}
+
+/// What a rule that allows a request adds to it.
+struct Allowed {
+    headers: Vec<(String, Option<String>)>,
+    claims: Arc<Map<String, Value>>,
+    proof: Option<Accepted>,
 }
 
 fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// The answer for a refused request: its status and `WWW-Authenticate` challenge (RFC 6750
-/// section 3); `(0, "")` when the request goes on (or is still pending).
-pub fn answer(outcome: &Outcome) -> (u16, &'static str) {
-    match outcome {
-        Outcome::Unprotected | Outcome::Allow(_) | Outcome::Pending(_) => (0, ""),
-        Outcome::Missing => (401, r#"Bearer realm="krakend""#),
-        Outcome::Invalid(_) => (401, r#"Bearer error="invalid_token""#),
-        Outcome::Forbidden(_) => (403, r#"Bearer error="insufficient_scope""#),
+/// The status and `WWW-Authenticate` challenge of an outcome under the rule that decided it: the
+/// Bearer challenge (RFC 6750 section 3), and the DPoP one with the proof algorithms the rule takes
+/// (RFC 9449 section 7.1) where the rule takes DPoP. `(0, "")` when the request goes on.
+pub fn answer(rule: &Rule, outcome: &Outcome) -> (u16, String) {
+    let (status, error) = match outcome {
+        Outcome::Unprotected | Outcome::Allow(_) | Outcome::Pending(_) => return (0, String::new()),
+        Outcome::Unavailable(_) => return (503, String::new()),
+        Outcome::Missing => (401, None),
+        Outcome::Invalid(_) => (401, Some("invalid_token")),
+        Outcome::Forbidden(_) => (403, Some("insufficient_scope")),
+        Outcome::BadProof(_) => (401, Some("invalid_dpop_proof")),
+    };
+    let bearer = match error {
+        None | Some("invalid_dpop_proof") => r#"Bearer realm="krakend""#.to_string(),
+        Some(e) => format!(r#"Bearer error="{e}""#),
+    };
+    let dpop = || {
+        let algs: Vec<&str> = rule.dpop.algs.iter().map(|a| a.name()).collect();
+        match error {
+            None => format!(r#"DPoP algs="{}""#, algs.join(" ")),
+            Some(e) => format!(r#"DPoP error="{e}", algs="{}""#, algs.join(" ")),
+        }
+    };
+    let challenge = match rule.dpop.mode {
+        Binding::Off => bearer,
+        Binding::Allowed => format!("{bearer}, {}", dpop()),
+        Binding::Required => dpop(),
+    };
+    (status, challenge)
+}
+
+impl Decision {
+    fn unprotected() -> Decision {
+        Decision { outcome: Outcome::Unprotected, claims: None, status: 0, challenge: String::new() }
     }
 }
 
@@ -67,7 +149,8 @@ struct Seen<'t> {
 impl Auth {
     pub fn new(settings: AuthSettings, core: Arc<Core>) -> Auth {
         let keys = Directory::new(core, settings.unknown_kid_cooldown, settings.unknown_kid_wait);
-        Auth { settings, keys, cache: Mutex::new(TokenCache::default()) }
+        let replay = replay::Replay::new(&settings.dpop_replay);
+        Auth { settings, keys, cache: Mutex::new(TokenCache::default()), replay }
     }
 
     /// Decides one GET request. `authorization` and `cookies` are the raw header values ("" if absent).
@@ -75,35 +158,8 @@ impl Auth {
         self.check_with_claims("GET", path, authorization, cookies, false, Wait::Block).0
     }
 
-    /// A request as HTTP carries it, in bytes (the C API's input). A path that is not UTF-8 is read
-    /// with U+FFFD in place of what is not, which no rule's literal segment holds: such a segment
-    /// can only match a parameter, as it can only reach a parameter in the router. Credentials
-    /// that are not UTF-8 are no token anyone issued: refused wherever a rule applies.
-    pub fn check_request(
-        &self,
-        method: &[u8],
-        path: &[u8],
-        authorization: &[u8],
-        cookies: &[u8],
-        want_claims: bool,
-        how: Wait,
-    ) -> (Outcome, Option<Arc<Map<String, Value>>>) {
-        let (method, path) = (String::from_utf8_lossy(method), String::from_utf8_lossy(path));
-        match (std::str::from_utf8(authorization), std::str::from_utf8(cookies)) {
-            (Ok(a), Ok(c)) => self.check_with_claims(&method, &path, a, c, want_claims, how),
-            _ if method == "OPTIONS" || self.settings.rules_for(&path).is_empty() => (Outcome::Unprotected, None),
-            _ => {
-                let outcome = Outcome::Invalid("the Authorization or Cookie header is not valid UTF-8".into());
-                self.count(&outcome);
-                (outcome, None)
-            }
-        }
-    }
-
-    /// Like `check`, also returning the claims of a verified token when `want_claims`, and
-    /// waiting for the network as `how` says (the shim: `Wait::Pending`). Every rule that
-    /// covers the path (`AuthSettings::rules_for`) must allow the request; the first that does
-    /// not decides the answer.
+    /// Like `check` for any method, also returning the claims of a verified token when
+    /// `want_claims`, and waiting for the network as `how` says (the shim: `Wait::Pending`).
     pub fn check_with_claims(
         &self,
         method: &str,
@@ -113,48 +169,102 @@ impl Auth {
         want_claims: bool,
         how: Wait,
     ) -> (Outcome, Option<Arc<Map<String, Value>>>) {
+        let evidence = Evidence { method, ..Evidence::default() };
+        let d = self.decide(&Request { path, authorization, cookies, evidence }, want_claims, how);
+        (d.outcome, d.claims)
+    }
+
+    /// A request as HTTP carries it, in bytes (the C API's input). A path that is not UTF-8 is read
+    /// with U+FFFD in place of what is not, which no rule's literal segment holds: such a segment
+    /// can only match a parameter, as it can only reach a parameter in the router. Credentials
+    /// that are not UTF-8 are no token anyone issued: refused wherever a rule applies. What a
+    /// binding check reads is read the same lossy way: a proof, host or target changed by it no
+    /// longer matches, and is refused.
+    pub fn check_request(&self, raw: &RawRequest<'_>, want_claims: bool, how: Wait) -> Decision {
+        let text = |b| String::from_utf8_lossy(b);
+        let (method, path, dpop) = (text(raw.method), text(raw.path), text(raw.dpop));
+        let (scheme, host, target) = (text(raw.scheme), text(raw.host), text(raw.target));
+        let (forwarded_proto, forwarded_host) = (text(raw.forwarded_proto), text(raw.forwarded_host));
+        let evidence = Evidence {
+            method: &method,
+            dpop: &dpop,
+            scheme: &scheme,
+            host: &host,
+            target: &target,
+            forwarded_proto: &forwarded_proto,
+            forwarded_host: &forwarded_host,
+            client_cert: raw.client_cert,
+        };
+        match (std::str::from_utf8(raw.authorization), std::str::from_utf8(raw.cookies)) {
+            (Ok(authorization), Ok(cookies)) => self.decide(&Request { path: &path, authorization, cookies, evidence }, want_claims, how),
+            _ => {
+                let rules = if method == "OPTIONS" { vec![] } else { self.settings.rules_for(&path) };
+                let Some(rule) = rules.first() else { return Decision::unprotected() };
+                self.refused(rule, Outcome::Invalid("the Authorization or Cookie header is not valid UTF-8".into()))
+            }
+        }
+    }
+
+    /// Every rule that covers the path (`AuthSettings::rules_for`) must allow the request; the
+    /// first that does not decides the answer. An allowed request's DPoP proof is then taken by
+    /// the replay store, once: a request refused for any other reason spends no proof.
+    pub fn decide(&self, req: &Request<'_>, want_claims: bool, how: Wait) -> Decision {
         // CORS preflights carry no credentials by design; KrakenD's CORS module (or the router's
         // auto_options) answers them, and KrakenD never routes OPTIONS to a backend.
-        let rules = if method == "OPTIONS" { vec![] } else { self.settings.rules_for(path) };
+        let rules = if req.evidence.method == "OPTIONS" { vec![] } else { self.settings.rules_for(req.path) };
         if rules.is_empty() {
-            return (Outcome::Unprotected, None);
+            return Decision::unprotected();
         }
         let now = now();
         // Rules may read different cookies; most read the same token, which is worked on once.
         let mut seen: Vec<Seen<'_>> = Vec::new();
         let mut headers = Vec::new();
         let mut claims = None;
-        let mut denied = None;
-        for rule in rules {
-            match self.check_rule(rule, authorization, cookies, &mut seen, now, how) {
-                Ok((h, c)) => {
-                    headers.extend(h);
-                    claims = claims.or(want_claims.then_some(c));
+        let mut proof: Option<(&Rule, Accepted)> = None;
+        for rule in &rules {
+            match self.check_rule(rule, req, &mut seen, now, how) {
+                Ok(ok) => {
+                    headers.extend(ok.headers);
+                    claims = claims.or(want_claims.then_some(ok.claims));
+                    // Every rule checks the same proof: one jti to remember.
+                    proof = proof.or(ok.proof.map(|p| (*rule, p)));
                 }
-                Err(outcome) => {
-                    denied = Some(outcome);
-                    break;
+                Err(Outcome::Pending(later)) => {
+                    return Decision { outcome: Outcome::Pending(later), claims: None, status: 0, challenge: String::new() }
                 }
+                Err(outcome) => return self.refused(rule, outcome),
             }
         }
-        let outcome = denied.unwrap_or(Outcome::Allow(headers));
+        if let Some((rule, p)) = proof {
+            let stats = &self.keys.core().auth_stats;
+            match self.replay.first_use(&p, now) {
+                replay::Seen::First => stats.dpop_accepted.fetch_add(1, Relaxed),
+                replay::Seen::Again => {
+                    stats.dpop_replayed.fetch_add(1, Relaxed);
+                    return self.refused(rule, Outcome::BadProof("DPoP proof replayed (its jti was accepted before)".into()));
+                }
+                replay::Seen::Unavailable(why) => {
+                    stats.dpop_store_unavailable.fetch_add(1, Relaxed);
+                    return self.refused(rule, Outcome::Unavailable(format!("DPoP replay store: {why}")));
+                }
+            };
+        }
+        let outcome = Outcome::Allow(headers);
         self.count(&outcome);
-        let claims = matches!(outcome, Outcome::Allow(_)).then_some(claims).flatten();
-        (outcome, claims)
+        Decision { outcome, claims, status: 0, challenge: String::new() }
     }
 
-    /// One rule's verdict on the request: its claim headers and the token's claims, or the answer.
-    fn check_rule<'t>(
-        &self,
-        rule: &Rule,
-        authorization: &'t str,
-        cookies: &'t str,
-        seen: &mut Vec<Seen<'t>>,
-        now: f64,
-        how: Wait,
-    ) -> Result<(Vec<(String, Option<String>)>, Arc<Map<String, Value>>), Outcome> {
-        let token = match policy::extract(authorization, cookies, &rule.cookie_key) {
-            Ok(Some(token)) => token,
+    fn refused(&self, rule: &Rule, outcome: Outcome) -> Decision {
+        self.count(&outcome);
+        let (status, challenge) = answer(rule, &outcome);
+        Decision { outcome, claims: None, status, challenge }
+    }
+
+    /// One rule's verdict on the request: what it adds to it, or the answer.
+    fn check_rule<'t>(&self, rule: &Rule, req: &Request<'t>, seen: &mut Vec<Seen<'t>>, now: f64, how: Wait) -> Result<Allowed, Outcome> {
+        let dpop = rule.dpop.mode != Binding::Off;
+        let (token, scheme) = match policy::extract_as(req.authorization, req.cookies, &rule.cookie_key, dpop) {
+            Ok(Some(found)) => found,
             Ok(None) => return Err(Outcome::Missing),
             Err(why) => return Err(Outcome::Invalid(why.into())),
         };
@@ -166,11 +276,22 @@ impl Auth {
             }
         };
         let v = self.verified(&mut seen[i], rule, now, how)?;
+        // Who presents the token before what it allows: a bound token without its proof is no token.
+        let proof = policy::check_binding(rule, &self.settings.public_uri, scheme, token, &v.claims, &req.evidence, now).map_err(|u| match u {
+            Unbound::Proof(why) => Outcome::BadProof(why),
+            Unbound::Token(why) => Outcome::Invalid(why),
+        })?;
         match policy::check(rule, &v.claims, now) {
-            Ok(()) => Ok((policy::claim_headers(rule, &v.claims), v.claims)),
-            Err(Deny::Invalid(why)) => Err(Outcome::Invalid(why)),
-            Err(Deny::Forbidden(why)) => Err(Outcome::Forbidden(why)),
+            Ok(()) => {}
+            Err(Deny::Invalid(why)) => return Err(Outcome::Invalid(why)),
+            Err(Deny::Forbidden(why)) => return Err(Outcome::Forbidden(why)),
         }
+        let mut headers = policy::claim_headers(rule, &v.claims);
+        if scheme == Scheme::DPoP && rule.dpop.forward == Forward::Bearer {
+            headers.push(("Authorization".into(), Some(format!("Bearer {token}"))));
+            headers.push(("DPoP".into(), None));
+        }
+        Ok(Allowed { headers, claims: v.claims, proof })
     }
 
     /// The token's verification, for a rule whose algorithms it must be signed with: from this
@@ -246,14 +367,22 @@ impl Auth {
             Outcome::Missing => &stats.missing,
             Outcome::Invalid(_) => &stats.invalid,
             Outcome::Forbidden(_) => &stats.forbidden,
+            Outcome::BadProof(_) => &stats.bad_proof,
+            Outcome::Unavailable(_) => &stats.unavailable,
             Outcome::Unprotected | Outcome::Pending(_) => return,
         }
         .fetch_add(1, Relaxed);
     }
 
-    /// Whether any rule sets claim headers (the shim then names every request's headers).
+    /// Whether any rule sets headers for the backend (claim headers, a DPoP request turned into a
+    /// bearer one): the shim then names every request's headers.
     pub fn sets_headers(&self) -> bool {
-        self.settings.rules.iter().any(|r| !r.propagate_claims.is_empty())
+        self.settings.rules.iter().any(|r| !r.propagate_claims.is_empty() || (r.dpop.mode != Binding::Off && r.dpop.forward == Forward::Bearer))
+    }
+
+    /// Whether the replay store is one Redis the fleet shares.
+    pub fn shared_replay_store(&self) -> bool {
+        self.replay.shared()
     }
 
     /// Memory the verified-token cache holds now, as it counts it, and its entries.

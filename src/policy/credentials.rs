@@ -1,5 +1,7 @@
 //! The token a request carries, read as leniently as any common backend parser reads credentials.
 
+use super::Scheme;
+
 /// Why a request's credentials are refused before any token is read.
 pub const AMBIGUOUS_AUTHORIZATION: &str = "more than one Authorization header";
 pub const AMBIGUOUS_COOKIE: &str = "the token cookie is sent more than once with different values";
@@ -21,16 +23,30 @@ pub const OTHER_AUTHORIZATION: &str = "the Authorization header carries a creden
 /// purpose: the point is to see every cookie that any of those parsers would see, not to read the
 /// header as one of them does.
 pub fn extract<'a>(authorization: &'a str, cookies: &'a str, cookie_key: &str) -> Result<Option<&'a str>, &'static str> {
+    Ok(extract_as(authorization, cookies, cookie_key, false)?.map(|(token, _)| token))
+}
+
+/// Like `extract`, with the way the token came; `dpop`: the `DPoP` scheme (RFC 9449 section 7.1)
+/// carries a token too, read as leniently as `Bearer`. Without it, a DPoP header is another
+/// credential.
+pub fn extract_as<'a>(authorization: &'a str, cookies: &'a str, cookie_key: &str, dpop: bool) -> Result<Option<(&'a str, Scheme)>, &'static str> {
     if authorization.contains('\n') {
         return Err(AMBIGUOUS_AUTHORIZATION);
     }
     let ws = [' ', '\t'];
     let header = authorization.trim_matches(ws);
-    // None: no Authorization header; Some(None): one that holds no bearer token.
+    // None: no Authorization header; Some(None): one that holds no token this rule reads.
     let bearer = (!header.is_empty()).then(|| {
         let (scheme, rest) = header.split_once(ws)?;
         let token = rest.trim_matches(ws);
-        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+        let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+            Scheme::Bearer
+        } else if dpop && scheme.eq_ignore_ascii_case("dpop") {
+            Scheme::DPoP
+        } else {
+            return None;
+        };
+        (!token.is_empty()).then_some((token, scheme))
     });
     let mut cookie: Option<&str> = None;
     for (name, value) in cookies.split([';', ',']).filter_map(|c| c.split_once('=')) {
@@ -45,10 +61,10 @@ pub fn extract<'a>(authorization: &'a str, cookies: &'a str, cookie_key: &str) -
         }
     }
     match (bearer, cookie) {
-        (Some(Some(b)), Some(c)) if b != c => Err(AMBIGUOUS_HEADER_AND_COOKIE),
+        (Some(Some((b, _))), Some(c)) if b != c => Err(AMBIGUOUS_HEADER_AND_COOKIE),
         (Some(Some(b)), _) => Ok(Some(b)),
         (Some(None), Some(_)) => Err(OTHER_AUTHORIZATION),
-        (_, c) => Ok(c),
+        (_, c) => Ok(c.map(|c| (c, Scheme::Cookie))),
     }
 }
 
@@ -101,5 +117,16 @@ mod tests {
         assert_eq!(extract("Basic abc", "access_token=a", "access_token"), Err(OTHER_AUTHORIZATION));
         assert_eq!(extract("Bearer", "access_token=a", "access_token"), Err(OTHER_AUTHORIZATION));
         assert_eq!(extract("DPoP a", "access_token=a", "access_token"), Err(OTHER_AUTHORIZATION));
+    }
+
+    #[test]
+    fn the_dpop_scheme_carries_a_token_where_a_rule_takes_it() {
+        assert_eq!(extract_as("DPoP a", "", "t", true), Ok(Some(("a", Scheme::DPoP))));
+        assert_eq!(extract_as("dpop\t a ", "", "t", true), Ok(Some(("a", Scheme::DPoP))));
+        assert_eq!(extract_as("DPoP a", "", "t", false), Ok(None));
+        assert_eq!(extract_as("Bearer a", "", "t", true), Ok(Some(("a", Scheme::Bearer))));
+        assert_eq!(extract_as("", "t=a", "t", true), Ok(Some(("a", Scheme::Cookie))));
+        assert_eq!(extract_as("DPoP a", "t=b", "t", true), Err(AMBIGUOUS_HEADER_AND_COOKIE));
+        assert_eq!(extract_as("DPoP a\nDPoP a", "", "t", true), Err(AMBIGUOUS_AUTHORIZATION));
     }
 }

@@ -1,16 +1,19 @@
 //! The `jwk-aggregator-auth` handler's rules, split as Envoy's jwt_authn splits its filter: the
 //! rules and their settings (this file: which rules cover a request), path matching (`paths`),
-//! credential extraction (`credentials`) and claim checks (`claims`). Setting names follow
+//! credential extraction (`credentials`), claim checks (`claims`) and the sender-constrained
+//! token checks, DPoP and certificate binding (`proof`). Setting names follow
 //! KrakenD's auth/validator where one exists, and mean what they mean there. Read like the
 //! `jwk-aggregator` block (see `settings.rs`), with the same field readers (`read.rs`).
 
 mod claims;
 mod credentials;
 mod paths;
+mod proof;
 
 pub use claims::{check, claim, claim_headers, header_edits, Deny};
-pub use credentials::{extract, AMBIGUOUS_AUTHORIZATION, AMBIGUOUS_COOKIE, AMBIGUOUS_HEADER_AND_COOKIE, OTHER_AUTHORIZATION};
+pub use credentials::{extract, extract_as, AMBIGUOUS_AUTHORIZATION, AMBIGUOUS_COOKIE, AMBIGUOUS_HEADER_AND_COOKIE, OTHER_AUTHORIZATION};
 pub use paths::{parse_path, path_matches, resolve_dots, Segment};
+pub use proof::{check_binding, request_uri, Accepted, Evidence, Scheme, Unbound};
 
 use crate::read::{self, count, duration, expect, flag, invalid, name, non_empty_list, read_block, strings, unknown_key, ConfigError, Others};
 use crate::verify::Alg;
@@ -45,6 +48,74 @@ pub struct Rule {
     pub cookie_key: String,
     /// (claim, header) pairs copied to the backend request.
     pub propagate_claims: Vec<(String, String)>,
+    /// Sender-constrained tokens: DPoP proofs (RFC 9449) and certificate binding (RFC 8705).
+    pub dpop: Dpop,
+    pub certificate_binding: Binding,
+}
+
+/// Whether a rule takes sender-constrained tokens, and whether it takes only those.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Binding {
+    /// As a rule did before either existed: the binding is not looked at.
+    #[default]
+    Off,
+    /// Bound tokens must come with their proof (a DPoP proof, the certificate), and a bound
+    /// token without it is refused; unbound bearer tokens are taken as well.
+    Allowed,
+    /// Only bound tokens, each with its proof.
+    Required,
+}
+
+/// What the backend receives after a DPoP check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Forward {
+    /// The request as it came: `Authorization: DPoP <token>` and the `DPoP` proof.
+    #[default]
+    AsSent,
+    /// `Authorization: Bearer <token>` without the `DPoP` header, for backends that know only
+    /// bearer tokens.
+    Bearer,
+}
+
+/// A rule's DPoP settings (the `dpop` object of a rule).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dpop {
+    pub mode: Binding,
+    /// The proof algorithms taken, asymmetric only.
+    pub algs: Vec<Alg>,
+    /// How old a proof's `iat` may be.
+    pub max_age: Duration,
+    /// How far in the future a proof's `iat` may be (clients' clocks differ).
+    pub leeway: Duration,
+    pub forward: Forward,
+}
+
+impl Default for Dpop {
+    fn default() -> Dpop {
+        Dpop { mode: Binding::Off, algs: DEFAULT_ALGS.to_vec(), max_age: DEFAULT_DPOP_MAX_AGE, leeway: DEFAULT_DPOP_LEEWAY, forward: Forward::AsSent }
+    }
+}
+
+/// Where the `jti` of accepted DPoP proofs is remembered, so that each is accepted once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplaySettings {
+    /// One Redis for a fleet of gateways (a `redis://` URL); `None`: this gateway's memory.
+    pub redis: Option<String>,
+    /// The longest a request waits for Redis (connecting, then its answer).
+    pub timeout: Duration,
+    /// Memory of the in-process store, at most.
+    pub max_bytes: usize,
+}
+
+/// How the URI a client addressed is rebuilt for a DPoP proof's `htu`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PublicUri {
+    /// The scheme and host clients use (`https://api.example.com`): fixed, nothing read from the
+    /// request. The surest choice behind a load balancer.
+    pub origin: Option<String>,
+    /// Read the scheme and host from `X-Forwarded-Proto` and `X-Forwarded-Host` (their first
+    /// values) when present. Only when every request comes through a proxy that sets them.
+    pub trust_forwarded: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -55,8 +126,14 @@ pub struct AuthSettings {
     pub cache_max_bytes: usize,
     pub unknown_kid_cooldown: Duration,
     pub unknown_kid_wait: Duration,
+    pub dpop_replay: ReplaySettings,
+    pub public_uri: PublicUri,
 }
 
+pub const DEFAULT_DPOP_MAX_AGE: Duration = Duration::from_secs(60);
+pub const DEFAULT_DPOP_LEEWAY: Duration = Duration::from_secs(5);
+pub const DEFAULT_REPLAY_TIMEOUT: Duration = Duration::from_millis(100);
+pub const DEFAULT_REPLAY_MAX_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
 pub const DEFAULT_CACHE_MAX_BYTES: usize = 32 * 1024 * 1024;
@@ -71,7 +148,19 @@ const DEFAULT_ALGS: [Alg; 10] =
 const PREFIX: &str = "jwk-aggregator-auth: ";
 
 /// The fields of `AuthBlock` and `RuleBlock`, for the unknown-key messages.
-const SETTINGS: &[&str] = &["rules", "max_token_bytes", "cache_size", "cache_max_bytes", "unknown_kid_cooldown", "unknown_kid_wait"];
+const SETTINGS: &[&str] = &[
+    "rules",
+    "max_token_bytes",
+    "cache_size",
+    "cache_max_bytes",
+    "unknown_kid_cooldown",
+    "unknown_kid_wait",
+    "dpop_replay",
+    "public_origin",
+    "trust_forwarded",
+];
+const DPOP_SETTINGS: &[&str] = &["mode", "alg", "max_age", "leeway", "backend"];
+const REPLAY_SETTINGS: &[&str] = &["redis", "timeout", "max_bytes"];
 const RULE_SETTINGS: &[&str] = &[
     "paths",
     "alg",
@@ -88,6 +177,8 @@ const RULE_SETTINGS: &[&str] = &[
     "require_exp",
     "cookie_key",
     "propagate_claims",
+    "dpop",
+    "certificate_binding",
 ];
 
 /// The `jwk-aggregator-auth` block as written; defaults are applied in `AuthSettings::from_value`.
@@ -105,6 +196,42 @@ struct AuthBlock {
     unknown_kid_cooldown: Option<Duration>,
     #[serde(default, deserialize_with = "duration")]
     unknown_kid_wait: Option<Duration>,
+    #[serde(default)]
+    dpop_replay: Option<read::Object<ReplayBlock>>,
+    #[serde(default, deserialize_with = "origin")]
+    public_origin: Option<String>,
+    #[serde(default, deserialize_with = "flag")]
+    trust_forwarded: bool,
+    #[serde(flatten)]
+    others: Others,
+}
+
+/// `dpop_replay` as written.
+#[derive(Deserialize)]
+struct ReplayBlock {
+    #[serde(default, deserialize_with = "redis_url")]
+    redis: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "cache_bytes")]
+    max_bytes: Option<usize>,
+    #[serde(flatten)]
+    others: Others,
+}
+
+/// A rule's `dpop` as written.
+#[derive(Deserialize)]
+struct DpopBlock {
+    #[serde(default, deserialize_with = "binding")]
+    mode: Option<Binding>,
+    #[serde(default, deserialize_with = "proof_algs")]
+    alg: Vec<Alg>,
+    #[serde(default, deserialize_with = "duration")]
+    max_age: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    leeway: Option<Duration>,
+    #[serde(default, deserialize_with = "forward")]
+    backend: Option<Forward>,
     #[serde(flatten)]
     others: Others,
 }
@@ -142,6 +269,10 @@ struct RuleBlock {
     cookie_key: Option<String>,
     #[serde(default, deserialize_with = "claim_pairs")]
     propagate_claims: Vec<(String, String)>,
+    #[serde(default)]
+    dpop: Option<read::Object<DpopBlock>>,
+    #[serde(default, deserialize_with = "binding")]
+    certificate_binding: Option<Binding>,
     #[serde(flatten)]
     others: Others,
 }
@@ -162,6 +293,11 @@ impl AuthSettings {
         let Some(rules) = b.rules else {
             return Err(ConfigError(format!("{PREFIX}missing \"rules\": expected a non-empty list of rules")));
         };
+        let replay = b.dpop_replay.map(|r| r.0);
+        if let Some(r) = &replay {
+            check_keys(&r.others, REPLAY_SETTINGS, " in dpop_replay")?;
+        }
+        let replay = replay.unwrap_or(ReplayBlock { redis: None, timeout: None, max_bytes: None, others: Others::new() });
         Ok(AuthSettings {
             rules: rules.into_iter().enumerate().map(|(i, r)| r.rule(i)).collect::<Result<_, _>>()?,
             max_token_bytes: b.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES),
@@ -169,6 +305,12 @@ impl AuthSettings {
             cache_max_bytes: b.cache_max_bytes.unwrap_or(DEFAULT_CACHE_MAX_BYTES),
             unknown_kid_cooldown: b.unknown_kid_cooldown.unwrap_or(DEFAULT_UNKNOWN_KID_COOLDOWN),
             unknown_kid_wait: b.unknown_kid_wait.unwrap_or(DEFAULT_UNKNOWN_KID_WAIT),
+            dpop_replay: ReplaySettings {
+                redis: replay.redis,
+                timeout: replay.timeout.unwrap_or(DEFAULT_REPLAY_TIMEOUT),
+                max_bytes: replay.max_bytes.unwrap_or(DEFAULT_REPLAY_MAX_BYTES),
+            },
+            public_uri: PublicUri { origin: b.public_origin, trust_forwarded: b.trust_forwarded },
         })
     }
 
@@ -198,6 +340,20 @@ impl RuleBlock {
                 "{PREFIX}missing \"rules[{i}].paths\": expected a list of endpoint paths such as \"/orders/{{id}}\""
             )));
         }
+        let dpop = match self.dpop.map(|d| d.0) {
+            None => Dpop::default(),
+            Some(d) => {
+                check_keys(&d.others, DPOP_SETTINGS, &format!(" in rules[{i}].dpop"))?;
+                Dpop {
+                    // Writing a dpop object asks for DPoP: taken beside bearer tokens unless "required".
+                    mode: d.mode.unwrap_or(Binding::Allowed),
+                    algs: if d.alg.is_empty() { DEFAULT_ALGS.to_vec() } else { d.alg },
+                    max_age: d.max_age.unwrap_or(DEFAULT_DPOP_MAX_AGE),
+                    leeway: d.leeway.unwrap_or(DEFAULT_DPOP_LEEWAY),
+                    forward: d.backend.unwrap_or_default(),
+                }
+            }
+        };
         Ok(Rule {
             paths: self.paths,
             algs: if self.alg.is_empty() { DEFAULT_ALGS.to_vec() } else { self.alg },
@@ -215,6 +371,8 @@ impl RuleBlock {
             require_exp: self.require_exp,
             cookie_key: self.cookie_key.unwrap_or_else(|| "access_token".into()),
             propagate_claims: self.propagate_claims,
+            dpop,
+            certificate_binding: self.certificate_binding.unwrap_or_default(),
         })
     }
 }
@@ -297,6 +455,67 @@ fn claim_pairs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>,
             })
             .collect()
     })
+}
+
+fn binding<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Binding>, D::Error> {
+    expect(d, r#""off", "allowed" or "required""#, |v| match v.as_str() {
+        Some("off") => Some(Binding::Off),
+        Some("allowed") => Some(Binding::Allowed),
+        Some("required") => Some(Binding::Required),
+        _ => None,
+    })
+    .map(Some)
+}
+
+fn forward<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Forward>, D::Error> {
+    expect(d, r#""as_sent" or "bearer""#, |v| match v.as_str() {
+        Some("as_sent") => Some(Forward::AsSent),
+        Some("bearer") => Some(Forward::Bearer),
+        _ => None,
+    })
+    .map(Some)
+}
+
+/// DPoP proofs are signed with the client's own key pair: asymmetric algorithms only.
+fn proof_algs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Alg>, D::Error> {
+    strings(d)?
+        .into_iter()
+        .map(|a| {
+            Alg::parse(&a)
+                .filter(|a| a.family() != crate::verify::Family::Oct)
+                .ok_or_else(|| invalid("RS256/384/512, PS256/384/512, ES256/384/512 or EdDSA", &Value::String(a)))
+        })
+        .collect()
+}
+
+/// `scheme://host[:port]` with nothing after it: the origin clients address the gateway at.
+fn origin<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    expect(d, r#"an origin such as "https://api.example.com" (scheme and host, no path)"#, |v| {
+        let u = url::Url::parse(v.as_str()?).ok()?;
+        let bare = matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/" && u.query().is_none()
+            && u.fragment().is_none() && u.username().is_empty() && u.password().is_none();
+        bare.then(|| u.origin().ascii_serialization())
+    })
+    .map(Some)
+}
+
+/// A Redis URL; shown in errors without its password.
+fn redis_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v = Value::deserialize(d)?;
+    let ok = v.as_str().and_then(|s| url::Url::parse(s).ok()).filter(|u| u.scheme() == "redis" && u.host().is_some()).filter(|u| redis::Client::open(u.as_str()).is_ok());
+    match ok {
+        Some(_) => Ok(v.as_str().map(str::to_owned)),
+        None => {
+            let mut shown = v.clone();
+            if let Some(mut u) = v.as_str().and_then(|s| url::Url::parse(s).ok()) {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("****"));
+                }
+                shown = Value::String(u.to_string());
+            }
+            Err(invalid(r#"a Redis URL such as "redis://127.0.0.1:6379/0""#, &shown))
+        }
+    }
 }
 
 fn valid_header(h: &str) -> bool {

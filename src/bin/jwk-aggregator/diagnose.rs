@@ -4,12 +4,13 @@
 //! anywhere; only the origins (and discovery documents) are fetched.
 
 use jwk_aggregator::aggregator::Aggregator;
-use jwk_aggregator::auth::{Auth, Outcome};
+use jwk_aggregator::auth::{Auth, Outcome, Request};
 use jwk_aggregator::settings::Settings;
 use jwk_aggregator::fetch::{self, Conditional, Fetched, Scope};
 use crate::gateway_config::{Endpoint, GatewayConfig, SERVER};
 use jwk_aggregator::keyset;
-use jwk_aggregator::policy::{self, AuthSettings};
+use jwk_aggregator::policy::{self, AuthSettings, Evidence};
+use jwk_aggregator::source::Wait;
 use jwk_aggregator::verify::{self, Alg, KeyStore, BASE64URL};
 use base64::Engine;
 use serde::Serialize;
@@ -384,9 +385,16 @@ fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// How the token is presented: the method, and for DPoP the proof and the URL the client addressed.
+pub struct Presented {
+    pub method: String,
+    pub dpop: Option<String>,
+    pub url: Option<String>,
+}
+
 /// Explains what the plugin (and KrakenD's validator, for endpoints it protects) does with a token
 /// on `path`.
-pub fn explain(cfg: &GatewayConfig, path: Option<&str>, token: &str) -> Result<Explanation, String> {
+pub fn explain(cfg: &GatewayConfig, path: Option<&str>, token: &str, how: &Presented) -> Result<Explanation, String> {
     let token = token.trim();
     // A token that does not decode is still explained: the verdict says what the handler says.
     let parts: Vec<&str> = token.split('.').collect();
@@ -425,18 +433,42 @@ pub fn explain(cfg: &GatewayConfig, path: Option<&str>, token: &str) -> Result<E
     let Some(path) = path else { return Ok(ex) };
 
     if let Some(b) = cfg.block(AUTH) {
-        let auth_settings = AuthSettings::from_value(b).map_err(|e| format!("{SERVER}.\"{AUTH}\": {e}"))?;
+        let mut auth_settings = AuthSettings::from_value(b).map_err(|e| format!("{SERVER}.\"{AUTH}\": {e}"))?;
+        // Explaining a DPoP proof must not spend it in the fleet's replay store.
+        auth_settings.dpop_replay.redis = None;
         let rule = auth_settings.rules.iter().position(|r| r.paths.iter().any(|p| policy::path_matches(p, path)));
         let agg = Aggregator::new(settings.clone())?;
         let _ = agg.jwks(); // the first fetch, as at start-up
         let auth = Auth::new(auth_settings, agg.core());
-        let (status, verdict) = match auth.check(path, &format!("Bearer {token}"), "") {
+        let url = match &how.url {
+            Some(u) => Some(url::Url::parse(u).map_err(|e| format!("--url {u:?}: {e}"))?),
+            None => None,
+        };
+        let host = url.as_ref().map(|u| u[url::Position::BeforeHost..url::Position::AfterPort].to_string()).unwrap_or_default();
+        let target = url.as_ref().map_or(path.to_string(), |u| u[url::Position::BeforePath..].to_string());
+        let authorization = match &how.dpop {
+            Some(_) => format!("DPoP {token}"),
+            None => format!("Bearer {token}"),
+        };
+        let evidence = Evidence {
+            method: &how.method,
+            dpop: how.dpop.as_deref().unwrap_or(""),
+            scheme: url.as_ref().map_or("http", |u| u.scheme()),
+            host: &host,
+            target: &target,
+            ..Evidence::default()
+        };
+        let d = auth.decide(&Request { path, authorization: &authorization, cookies: "", evidence }, false, Wait::Block);
+        let challenge = if d.challenge.is_empty() { String::new() } else { format!("; WWW-Authenticate: {}", d.challenge) };
+        let (status, verdict) = match d.outcome {
             Outcome::Unprotected => (0, format!("not protected by jwk-aggregator-auth: no rule covers {path}")),
             Outcome::Allow(_) => (200, "accepted".into()),
-            Outcome::Missing => (401, "refused (401): no token".into()),
-            Outcome::Invalid(why) => (401, format!("refused (401): {why}")),
-            Outcome::Forbidden(why) => (403, format!("forbidden (403): {why}")),
-            // check() waits in the call: it never answers Pending.
+            Outcome::Missing => (401, format!("refused (401): no token{challenge}")),
+            Outcome::Invalid(why) => (401, format!("refused (401): {why}{challenge}")),
+            Outcome::Forbidden(why) => (403, format!("forbidden (403): {why}{challenge}")),
+            Outcome::BadProof(why) => (401, format!("refused (401), DPoP proof: {why}{challenge}")),
+            Outcome::Unavailable(why) => (503, format!("refused (503): {why}")),
+            // Wait::Block waits in the call: it never answers Pending.
             Outcome::Pending(_) => (503, "keys still being fetched".into()),
         };
         if let Some(i) = rule {

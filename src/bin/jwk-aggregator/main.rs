@@ -52,6 +52,16 @@ enum Command {
         #[arg(long)]
         path: Option<String>,
         token: Option<String>,
+        /// The request's method (a DPoP proof's htm).
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// A DPoP proof: the token is then sent as `Authorization: DPoP <token>` with this proof.
+        #[arg(long)]
+        dpop: Option<String>,
+        /// The URL the client addressed (a DPoP proof's htu), for example
+        /// https://api.example.com/orders/42; its scheme and host are what the gateway sees.
+        #[arg(long)]
+        url: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -138,7 +148,7 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
             }
             Ok(ExitCode::from(u8::from(problems)))
         }
-        Command::Explain { config, path, token, json } => {
+        Command::Explain { config, path, token, method, dpop, url, json } => {
             let cfg = load(&config)?;
             let token = match token.as_deref() {
                 Some(t) if t != "-" => t.to_owned(),
@@ -148,7 +158,8 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                     s
                 }
             };
-            let ex = diagnose::explain(&cfg, path.as_deref(), &token).map_err(|e| {
+            let request = diagnose::Presented { method, dpop, url };
+            let ex = diagnose::explain(&cfg, path.as_deref(), &token, &request).map_err(|e| {
                 eprintln!("jwk-aggregator: {e}");
                 ExitCode::from(2)
             })?;

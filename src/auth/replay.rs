@@ -1,0 +1,191 @@
+//! The DPoP replay store: each accepted proof (by its key's thumbprint and `jti`) is accepted once
+//! while it is young enough to be accepted at all. In this gateway's memory, bounded by bytes; or
+//! in one Redis that a fleet of gateways shares (`SET key NX PX ttl`), so that a proof accepted by
+//! one gateway is refused by every other.
+//!
+//! When the store cannot answer (Redis unreachable or slow, memory full) a DPoP request is refused
+//! with 503: a proof that cannot be checked for replay is not accepted. The request never waits
+//! longer than `timeout` for Redis, and never on a shared lock: connections are taken from a pool
+//! under a lock and used outside it. After a failure, Redis is tried again at most once a second;
+//! the requests in between are refused at once.
+
+use crate::policy::{Accepted, ReplaySettings};
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// The answer for one accepted proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    First,
+    Again,
+    /// The store cannot tell; why, for the log (never a password).
+    Unavailable(String),
+}
+
+pub enum Replay {
+    Memory(Mutex<Memory>),
+    Redis(RedisStore),
+}
+
+impl Replay {
+    pub fn new(s: &ReplaySettings) -> Replay {
+        match &s.redis {
+            // The URL was read by the settings; a client is made without connecting.
+            Some(url) => match redis::Client::open(url.as_str()) {
+                Ok(client) => Replay::Redis(RedisStore {
+                    client,
+                    pool: Mutex::new(Vec::new()),
+                    timeout: s.timeout,
+                    down_since: Mutex::new(None),
+                }),
+                // Not reached: the settings opened the same URL. Refusing every proof is the safe way out.
+                Err(_) => Replay::Memory(Mutex::new(Memory::new(0))),
+            },
+            None => Replay::Memory(Mutex::new(Memory::new(s.max_bytes / Memory::ENTRY_BYTES))),
+        }
+    }
+
+    /// Records the proof if it was not seen before; `now` in Unix seconds.
+    pub fn first_use(&self, a: &Accepted, now: f64) -> Seen {
+        match self {
+            Replay::Memory(m) => m.lock().first_use(a, now),
+            Replay::Redis(r) => r.first_use(a, now),
+        }
+    }
+
+    /// Whether this store is the fleet's (Redis).
+    pub fn shared(&self) -> bool {
+        matches!(self, Replay::Redis(_))
+    }
+}
+
+pub struct Memory {
+    until: HashMap<[u8; 32], f64>,
+    /// In the order they came: proofs' lifetimes differ by their `iat` only, so the oldest come
+    /// first, and expired ones are swept from the front.
+    order: VecDeque<([u8; 32], f64)>,
+    max_entries: usize,
+}
+
+impl Memory {
+    /// What one remembered proof holds: its key and time twice (map and queue) and the slots'
+    /// overhead.
+    pub const ENTRY_BYTES: usize = 112;
+
+    fn new(max_entries: usize) -> Memory {
+        Memory { until: HashMap::new(), order: VecDeque::new(), max_entries }
+    }
+
+    fn first_use(&mut self, a: &Accepted, now: f64) -> Seen {
+        while let Some(&(key, until)) = self.order.front() {
+            if until > now {
+                break;
+            }
+            self.order.pop_front();
+            if self.until.get(&key) == Some(&until) {
+                self.until.remove(&key);
+            }
+        }
+        if self.until.get(&a.key).is_some_and(|&until| until > now) {
+            return Seen::Again;
+        }
+        if self.until.len() >= self.max_entries {
+            return Seen::Unavailable(format!("the replay store is full ({} proofs; raise dpop_replay.max_bytes)", self.until.len()));
+        }
+        self.until.insert(a.key, a.until);
+        self.order.push_back((a.key, a.until));
+        Seen::First
+    }
+}
+
+pub struct RedisStore {
+    client: redis::Client,
+    pool: Mutex<Vec<redis::Connection>>,
+    timeout: Duration,
+    down_since: Mutex<Option<Instant>>,
+}
+
+/// The proof's Redis key: a fixed prefix and its hash in hex (no client text in a key).
+fn redis_key(key: &[u8; 32]) -> String {
+    let mut s = String::from("jwk-aggregator:dpop:");
+    for b in key {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Connections kept for reuse, at most; more are opened when needed and closed after use.
+const POOL: usize = 64;
+const RETRY: Duration = Duration::from_secs(1);
+
+impl RedisStore {
+    fn first_use(&self, a: &Accepted, now: f64) -> Seen {
+        if let Some(at) = *self.down_since.lock() {
+            if at.elapsed() < RETRY {
+                return Seen::Unavailable("Redis did not answer within the last second".into());
+            }
+        }
+        let ttl_ms = ((a.until - now) * 1000.0).ceil().max(1.0) as u64;
+        let pooled = self.pool.lock().pop();
+        let result = match pooled {
+            Some(c) => Ok(c),
+            None => self.connect(),
+        }
+        .and_then(|mut c| {
+            let set: redis::RedisResult<Option<String>> =
+                redis::cmd("SET").arg(redis_key(&a.key)).arg(1).arg("NX").arg("PX").arg(ttl_ms).query(&mut c);
+            set.map(|r| (c, r))
+        });
+        match result {
+            Ok((c, answer)) => {
+                *self.down_since.lock() = None;
+                let mut pool = self.pool.lock();
+                if pool.len() < POOL {
+                    pool.push(c);
+                }
+                if answer.is_some() {
+                    Seen::First
+                } else {
+                    Seen::Again
+                }
+            }
+            Err(e) => {
+                *self.down_since.lock() = Some(Instant::now());
+                // A broken pool would fail every request once more: start over.
+                self.pool.lock().clear();
+                Seen::Unavailable(format!("Redis: {e}"))
+            }
+        }
+    }
+
+    fn connect(&self) -> redis::RedisResult<redis::Connection> {
+        let c = self.client.get_connection_with_timeout(self.timeout)?;
+        c.set_read_timeout(Some(self.timeout))?;
+        c.set_write_timeout(Some(self.timeout))?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proof(n: u8, until: f64) -> Accepted {
+        Accepted { key: [n; 32], until }
+    }
+
+    #[test]
+    fn a_proof_is_accepted_once_while_young_and_memory_is_bounded() {
+        let mut m = Memory::new(2);
+        assert_eq!(m.first_use(&proof(1, 100.0), 10.0), Seen::First);
+        assert_eq!(m.first_use(&proof(1, 100.0), 20.0), Seen::Again);
+        assert_eq!(m.first_use(&proof(2, 110.0), 20.0), Seen::First);
+        // Full: refused, not forgotten.
+        assert!(matches!(m.first_use(&proof(3, 120.0), 30.0), Seen::Unavailable(_)));
+        assert_eq!(m.first_use(&proof(1, 100.0), 30.0), Seen::Again);
+        // Once the first has expired, its room is free again.
+        assert_eq!(m.first_use(&proof(3, 120.0), 100.5), Seen::First);
+        assert_eq!(m.until.len(), 2);
+    }
+}
