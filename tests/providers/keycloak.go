@@ -342,3 +342,9 @@ func randomHex(n int) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// DPoPToken gets a client's access token bound to key (cnf.jkt): Keycloak binds the token of a
+// token request that carries a DPoP proof (supported since 26.4).
+func (k *Keycloak) DPoPToken(realm, clientID, secret string, key *DPoPKey) (string, error) {
+	return dpopToken(k.Issuer(realm)+"/protocol/openid-connect/token", clientID, secret, url.Values{}, key)
+}
