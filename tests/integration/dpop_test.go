@@ -55,14 +55,14 @@ func credentialsBackend(t *testing.T) string {
 // send makes a request with the given Authorization value and DPoP proof.
 func (g *gateway) send(method, path, authorization, proof string) (int, http.Header, string) {
 	g.t.Helper()
-	req, _ := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", g.port, path), nil)
+	req, _ := http.NewRequest(method, g.url(path), nil)
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
 	}
 	if proof != "" {
 		req.Header.Set("DPoP", proof)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := g.client.Do(req)
 	if err != nil {
 		g.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -71,7 +71,13 @@ func (g *gateway) send(method, path, authorization, proof string) (int, http.Hea
 	return resp.StatusCode, resp.Header, string(body)
 }
 
-func (g *gateway) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", g.port, path) }
+func (g *gateway) url(path string) string {
+	scheme := "http"
+	if g.tls {
+		scheme = "https"
+	}
+	return fmt.Sprintf("%s://127.0.0.1:%d%s", scheme, g.port, path)
+}
 
 // DPoP-bound tokens of real Keycloak and oidc-provider (token requests made with a DPoP proof, as
 // a client library makes them) through real KrakenD: accepted with the right proof, once; refused

@@ -60,6 +60,9 @@ type gateway struct {
 	aggPort int
 	out     *syncBuf
 	done    chan struct{}
+	// tls: the gateway serves https (the service's tls block), reached with client.
+	tls    bool
+	client *http.Client
 }
 
 // endpoint is one KrakenD endpoint; validator nil means no auth/validator.
@@ -123,6 +126,13 @@ func startGatewayService(t *testing.T, aggPort int, server map[string]interface{
 // (a gateway whose handler fails closed answers 503 to everything, /__health included).
 func startGatewayUntil(t *testing.T, aggPort int, server map[string]interface{}, endpoints []endpoint, service map[string]interface{}, ready func(int) bool) *gateway {
 	t.Helper()
+	return launch(t, aggPort, server, endpoints, service, nil, nil, ready)
+}
+
+// launch starts the gateway; tls, when not nil, is the configuration's tls block, and client
+// reaches the gateway then.
+func launch(t *testing.T, aggPort int, server map[string]interface{}, endpoints []endpoint, service, tls map[string]interface{}, client *http.Client, ready func(int) bool) *gateway {
+	t.Helper()
 	bin, so := os.Getenv("KRAKEND_BIN"), os.Getenv("PLUGIN_SO")
 	if bin == "" || so == "" {
 		t.Fatal("KRAKEND_BIN and PLUGIN_SO must name the gateway and the plugin (run through `make test`)")
@@ -176,6 +186,12 @@ func startGatewayUntil(t *testing.T, aggPort int, server map[string]interface{},
 	if server != nil {
 		cfg["extra_config"].(map[string]interface{})["plugin/http-server"] = server
 	}
+	if tls != nil {
+		cfg["tls"] = tls
+	}
+	if client == nil {
+		client = http.DefaultClient
+	}
 	for k, v := range service {
 		cfg["extra_config"].(map[string]interface{})[k] = v
 	}
@@ -184,7 +200,7 @@ func startGatewayUntil(t *testing.T, aggPort int, server map[string]interface{},
 	if err := os.WriteFile(cfgPath, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g := &gateway{t: t, port: port, aggPort: aggPort, out: &syncBuf{}, done: make(chan struct{})}
+	g := &gateway{t: t, port: port, aggPort: aggPort, out: &syncBuf{}, done: make(chan struct{}), tls: tls != nil, client: client}
 	g.cmd = exec.Command(bin, "run", "-c", cfgPath)
 	g.cmd.Env = gw.Env()
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
@@ -195,7 +211,7 @@ func startGatewayUntil(t *testing.T, aggPort int, server map[string]interface{},
 	t.Cleanup(g.stop)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/__health", port))
+		resp, err := client.Get(g.url("/__health"))
 		if err == nil {
 			resp.Body.Close()
 			if ready(resp.StatusCode) {

@@ -79,7 +79,7 @@ func (k *DPoPKey) Proof(method, uri, token string, edit func(header, claims map[
 // provider binds the token it issues to the proof's key (cnf.jkt) and answers token_type DPoP.
 func dpopToken(tokenURL, clientID, secret string, form url.Values, key *DPoPKey) (string, error) {
 	form.Set("grant_type", "client_credentials")
-	basic := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(clientID) + ":" + url.QueryEscape(secret)))
+	basic := basicAuth(clientID, secret)
 	var tok struct {
 		AccessToken string `json:"access_token"`
 		TokenType   string `json:"token_type"`

@@ -85,3 +85,17 @@ func StartAnother(t testing.TB) (*OIDCProvider, func()) {
 	t.Fatalf("a second oidc-provider did not start on port %d", port)
 	return nil, nil
 }
+
+// CertBoundToken gets a token of svc-mtls bound to the client certificate certPEM (cnf
+// x5t#S256), handed to oidc-provider as a TLS-terminating proxy does (x-ssl-client-cert).
+func (o *OIDCProvider) CertBoundToken(certPEM string) (string, error) {
+	form := url.Values{"grant_type": {"client_credentials"}}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	basic := "Basic " + basicAuth("svc-mtls", o.Secret)
+	if err := call(http.MethodPost, o.URL+"/token", form, []string{"Authorization: " + basic, "x-ssl-client-cert: " + url.PathEscape(certPEM)}, &tok); err != nil {
+		return "", err
+	}
+	return tok.AccessToken, nil
+}

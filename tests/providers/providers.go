@@ -191,14 +191,18 @@ func callLocation(method, u string, body interface{}, header []string, out inter
 	return resp.Header.Get("Location"), nil
 }
 
+// basicAuth is the HTTP Basic client authentication of OAuth (RFC 6749 section 2.3.1).
+func basicAuth(clientID, secret string) string {
+	return base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(clientID) + ":" + url.QueryEscape(secret)))
+}
+
 // clientCredentials runs the client_credentials grant with HTTP Basic client authentication.
 func clientCredentials(tokenURL, clientID, secret string, form url.Values) (string, error) {
 	form.Set("grant_type", "client_credentials")
-	basic := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(clientID) + ":" + url.QueryEscape(secret)))
 	var tok struct {
 		AccessToken string `json:"access_token"`
 	}
-	if err := call(http.MethodPost, tokenURL, form, []string{"Authorization: Basic " + basic}, &tok); err != nil {
+	if err := call(http.MethodPost, tokenURL, form, []string{"Authorization: Basic " + basicAuth(clientID, secret)}, &tok); err != nil {
 		return "", err
 	}
 	if tok.AccessToken == "" {

@@ -4,6 +4,10 @@
 // Ed25519 (EdDSA), and one confidential client per algorithm, svc-<alg>, whose client_credentials
 // grant returns a JWT access token signed with that algorithm. The audience is the requested
 // resource indicator (`resource` parameter), urn:jwk-aggregator:api when none is given.
+// Token requests that carry a DPoP proof get DPoP-bound tokens (cnf.jkt, the feature's default).
+// svc-mtls gets certificate-bound tokens (cnf x5t#S256, RFC 8705) for the client certificate a
+// TLS-terminating proxy hands on in the x-ssl-client-cert header (URL-encoded PEM, as nginx's
+// $ssl_client_escaped_cert), its tokens signed with ES256.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import Provider from 'oidc-provider';
 
@@ -28,23 +32,42 @@ const keys = [
   privateJWK('ed25519', {}, `op-ed25519-${run}`),
 ];
 
-const algOfClient = Object.fromEntries(ALGS.map((alg) => [`svc-${alg}`, alg]));
+const algOfClient = { ...Object.fromEntries(ALGS.map((alg) => [`svc-${alg}`, alg])), 'svc-mtls': 'ES256' };
 
 const provider = new Provider(issuer, {
   jwks: { keys },
-  clients: ALGS.map((alg) => ({
-    client_id: `svc-${alg}`,
-    client_secret: secret,
-    grant_types: ['client_credentials'],
-    response_types: [],
-    redirect_uris: [],
-    token_endpoint_auth_method: 'client_secret_basic',
-  })),
+  clients: [
+    ...ALGS.map((alg) => ({
+      client_id: `svc-${alg}`,
+      client_secret: secret,
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+    })),
+    {
+      client_id: 'svc-mtls',
+      client_secret: secret,
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+      tls_client_certificate_bound_access_tokens: true,
+    },
+  ],
   cookies: { keys: [randomBytes(32).toString('hex')] },
   ttl: { ClientCredentials: 3600 },
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
+    mTLS: {
+      enabled: true,
+      certificateBoundAccessTokens: true,
+      getCertificate(ctx) {
+        const pem = ctx.get('x-ssl-client-cert');
+        return pem ? decodeURIComponent(pem) : undefined;
+      },
+    },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => 'urn:jwk-aggregator:api',
