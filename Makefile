@@ -600,7 +600,7 @@ memcheck: target/release/libjwk_aggregator.a
 # 100 ms fails), then Go's native fuzzing of the C boundary. Findings go to fuzz/regressions and
 # tests/fuzz/testdata/fuzz with their fix; `make test` replays both.
 FUZZTIME ?= 60s
-FUZZ_TARGETS := settings auth_settings jwks token token_signed x5c cache_headers rule_paths issuers
+FUZZ_TARGETS := settings auth_settings jwks token token_signed x5c cache_headers rule_paths issuers dpop_proof
 fuzz-tools:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal || \
 		{ echo "ERROR: a nightly Rust toolchain is needed; install it with: rustup toolchain install nightly --profile minimal"; exit 1; }

@@ -38,6 +38,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("cache_headers", cache_headers),
     ("rule_paths", rule_paths),
     ("issuers", issuers),
+    ("dpop_proof", dpop_proof),
 ];
 
 const FIXTURE_KEYS: &str = include_str!("../tests/fixtures/keys.json");
@@ -551,4 +552,69 @@ pub fn issuers(data: &[u8]) {
         let discovery = jwk_aggregator::issuer::discovery_url(&issuer);
         assert!(discovery.starts_with(iss.trim_end_matches('/')) && discovery.ends_with("/.well-known/openid-configuration"));
     }
+}
+
+/// The access token the DPoP target's proofs are for, bound to the fuzz Ed25519 key.
+const DPOP_TOKEN: &str = "fuzz.access.token";
+
+fn dpop_setup() -> &'static (Rule, Map<String, Value>, String) {
+    static S: OnceLock<(Rule, Map<String, Value>, String)> = OnceLock::new();
+    S.get_or_init(|| {
+        let ed = Ed25519KeyPair::from_seed_unchecked(b"jwk-aggregator fuzzing ed25519 k").expect("Ed25519 seed");
+        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": BASE64URL.encode(ed.public_key().as_ref())});
+        let jkt = verify::jwk_thumbprint(jwk.as_object().unwrap()).expect("a thumbprint");
+        let rule = AuthSettings::from_value(&json!({"rules": [{"paths": ["/p"], "dpop": {"mode": "required"}}]})).expect("the dpop rule").rules.remove(0);
+        let claims = json!({"cnf": {"jkt": jkt}}).as_object().unwrap().clone();
+        (rule, claims, jkt)
+    })
+}
+
+/// A DPoP proof for `GET https://api.example/p?q` and DPOP_TOKEN: the first line is its header,
+/// the rest its claims, signed with the fuzz Ed25519 key (a real signature, so the fuzzer reaches
+/// every check after it); the raw input is tried as a proof as well. A proof is accepted only when
+/// every check of RFC 9449 section 4.3 holds for it.
+pub fn dpop_proof(data: &[u8]) {
+    let _ = dpop_proof_accepted(data);
+}
+
+/// `dpop_proof`'s work; whether the signed proof was accepted (the seed `valid` must be).
+pub fn dpop_proof_accepted(data: &[u8]) -> bool {
+    let (rule, claims, jkt) = dpop_setup();
+    let mut accepted = false;
+    let cut = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+    let (header, body) = (&data[..cut], data.get(cut + 1..).unwrap_or_default());
+    let signed = {
+        let input = format!("{}.{}", BASE64URL.encode(header), BASE64URL.encode(body));
+        let ed = Ed25519KeyPair::from_seed_unchecked(b"jwk-aggregator fuzzing ed25519 k").expect("Ed25519 seed");
+        format!("{input}.{}", BASE64URL.encode(ed.sign(input.as_bytes()).as_ref()))
+    };
+    let raw = String::from_utf8_lossy(data);
+    for proof in [signed.as_str(), &raw] {
+        let ev = policy::Evidence { method: "GET", dpop: proof, scheme: "https", host: "api.example", target: "/p?q", ..Default::default() };
+        let public = policy::PublicUri::default();
+        match policy::check_binding(rule, &public, policy::Scheme::DPoP, DPOP_TOKEN, claims, &ev, NOW) {
+            Ok(Some(a)) => {
+                assert!(proof == signed, "an unsigned input was accepted as a proof: {proof:?}");
+                let h: Value = serde_json::from_slice(header).expect("an accepted header is JSON");
+                let c: Value = serde_json::from_slice(body).expect("accepted claims are JSON");
+                assert!(h["typ"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("dpop+jwt")), "typ {h}");
+                let jwk = h["jwk"].as_object().expect("an accepted proof has a jwk");
+                assert_eq!(verify::jwk_thumbprint(jwk).as_ref(), Some(jkt), "a proof by another key: {h}");
+                assert!(PRIVATE_MEMBERS.iter().all(|m| !jwk.contains_key(*m)) && !jwk.contains_key("k"), "a private jwk: {h}");
+                assert_eq!(c["htm"], "GET");
+                let iat = c["iat"].as_f64().expect("a numeric iat");
+                assert!((NOW - 60.0..=NOW + 5.0).contains(&iat), "iat {iat}");
+                let ath = BASE64URL.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, DPOP_TOKEN.as_bytes()));
+                assert_eq!(c["ath"].as_str(), Some(ath.as_str()));
+                assert!(c["jti"].as_str().is_some_and(|j| !j.is_empty()));
+                let htu = url::Url::parse(c["htu"].as_str().expect("a string htu")).expect("a URL htu");
+                assert_eq!((htu.scheme(), htu.host_str(), htu.path()), ("https", Some("api.example"), "/p"), "htu {htu}");
+                assert!(a.until > NOW);
+                accepted = true;
+            }
+            Ok(None) => panic!("a DPoP request under a required rule passed without a proof"),
+            Err(_) => {}
+        }
+    }
+    accepted
 }

@@ -51,3 +51,12 @@ fn every_cargo_fuzz_target_is_replayed_here() {
     here.sort();
     assert_eq!(on_disk, here, "fuzz/fuzz_targets and targets::TARGETS list different targets");
 }
+
+#[test]
+fn the_dpop_seeds_reach_acceptance_and_refusal() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/dpop_proof");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    assert!(targets::dpop_proof_accepted(&read("valid")));
+    assert!(!targets::dpop_proof_accepted(&read("other-method")));
+    assert!(!targets::dpop_proof_accepted(&read("private-jwk")));
+}
