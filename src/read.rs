@@ -46,7 +46,11 @@ pub(crate) fn read_block<T: de::DeserializeOwned>(value: &Value, prefix: &str) -
             let _ = match segment {
                 Segment::Seq { index } => write!(field, "[{index}]"),
                 Segment::Map { key } if field.is_empty() => write!(field, "{key}"),
-                Segment::Map { key } if after_key => write!(field, "[{key:?}]"),
+                // A map keyed by the user's strings (`issuers["<url>"]`); a nested block's own
+                // fields read as fields (`rules[0].dpop.mode`).
+                Segment::Map { key } if after_key && !key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') => {
+                    write!(field, "[{key:?}]")
+                }
                 Segment::Map { key } => write!(field, ".{key}"),
                 Segment::Enum { variant } => write!(field, ".{variant}"),
                 Segment::Unknown => write!(field, "?"),

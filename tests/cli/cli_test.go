@@ -6,6 +6,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -150,6 +151,17 @@ func TestEachMistakeIsAFinding(t *testing.T) {
 		{"auth block not listed", func(c config) {
 			server(c)["name"] = []string{"jwk-aggregator"}
 		}, nil, []string{"not listed", "protect nothing"}},
+		{"DPoP replay store that does not answer", func(c config) {
+			auth := server(c)["jwk-aggregator-auth"].(map[string]interface{})
+			auth["dpop_replay"] = map[string]interface{}{"redis": fmt.Sprintf("redis://127.0.0.1:%d/0", closedPort(t))}
+			auth["rules"].([]interface{})[0].(map[string]interface{})["dpop"] = map[string]interface{}{"mode": "required"}
+		}, nil, []string{`"jwk-aggregator-auth".dpop_replay.redis`, "does not answer", "503"}},
+		{"bad DPoP mode", func(c config) {
+			server(c)["jwk-aggregator-auth"].(map[string]interface{})["rules"].([]interface{})[0].(map[string]interface{})["dpop"] = map[string]interface{}{"mode": "sometimes"}
+		}, nil, []string{`rules[0].dpop.mode`, `"sometimes"`}},
+		{"certificate binding without client certificates", func(c config) {
+			server(c)["jwk-aggregator-auth"].(map[string]interface{})["rules"].([]interface{})[0].(map[string]interface{})["certificate_binding"] = "allowed"
+		}, nil, []string{"tls.enable_mtls", "every bound token is refused"}},
 		{"another shared library in the plugin folder", nil,
 			map[string][]byte{"libother.so": []byte("\x7fELF not a Go plugin")}, []string{"libother.so", "not a Go plugin"}},
 	}
@@ -304,6 +316,50 @@ func TestExplainGivesTheHandlersReason(t *testing.T) {
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &doc) != nil || doc.Handler.Verdict != "accepted" || doc.Claims["sub"] != "alice" {
 		t.Errorf("explain --json: exit %d\n%s", code, out)
+	}
+}
+
+// closedPort is a loopback port nothing listens on.
+func closedPort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return port
+}
+
+// explain says why a DPoP request was refused: the token bound to a key, the proof and the URL
+// the client addressed given as the gateway would see them.
+func TestExplainSaysWhyADPoPRequestWasRefused(t *testing.T) {
+	a, b := provider(t, "a", "RS256"), provider(t, "b", "RS256")
+	cfg := goodConfig(t, a, b, pluginDir(t, nil))
+	auth := server(cfg)["jwk-aggregator-auth"].(map[string]interface{})
+	auth["rules"] = append(auth["rules"].([]interface{}), map[string]interface{}{"paths": []string{"/pay/{id}"}, "dpop": map[string]interface{}{"mode": "required", "alg": []string{"ES256"}}})
+	path := write(t, cfg)
+	key := providers.NewDPoPKey()
+	now := time.Now().Unix()
+	token := a.Key(0).Sign(map[string]interface{}{"iss": a.Issuer, "sub": "alice", "exp": now + 600, "cnf": map[string]interface{}{"jkt": key.Thumbprint()}}, nil)
+	url := "https://api.example.com/pay/1"
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+		code int
+	}{
+		{"accepted", []string{"--url", url, "--dpop", key.Proof("GET", url, token, nil)}, "verdict: accepted", 0},
+		{"a proof for POST", []string{"--url", url, "--dpop", key.Proof("POST", url, token, nil)}, "DPoP proof: proof htm is not the request's method", 1},
+		{"a proof for another URL", []string{"--url", url, "--dpop", key.Proof("GET", "https://api.example.com/pay/2", token, nil)}, `proof htu is not "https://api.example.com/pay/1"`, 1},
+		{"another key", []string{"--url", url, "--dpop", providers.NewDPoPKey().Proof("GET", url, token, nil)}, "not the one the token is bound to", 1},
+		{"as a bearer token", nil, "a DPoP-bound token sent without the DPoP scheme", 1},
+		{"the challenge", []string{"--url", url, "--dpop", "not-a-proof"}, `WWW-Authenticate: DPoP error="invalid_dpop_proof", algs="ES256"`, 1},
+	} {
+		args := append([]string{"explain", "--path", "/pay/1"}, c.args...)
+		out, code := run(t, "", append(args, path, token)...)
+		if code != c.code || !strings.Contains(out, c.want) {
+			t.Errorf("%s: exit %d, want %d saying %q:\n%s", c.name, code, c.code, c.want, out)
+		}
 	}
 }
 

@@ -239,6 +239,7 @@ pub fn check(cfg: &GatewayConfig, opts: &CheckOptions) -> Vec<Finding> {
     }
     if let Some(a) = &auth {
         check_rules(cfg, a, &endpoints, &mut out);
+        check_sender_constrained(cfg, a, opts.fetch, &mut out);
     }
     check_plugin_folder(cfg, opts, &mut out);
     out
@@ -273,6 +274,25 @@ fn check_validator(s: &Settings, e: &Endpoint, report: Option<&KeysReport>, out:
             let published: Vec<String> = r.origins.iter().flat_map(|o| &o.keys).map(describe_key).collect();
             out.push(finding("error", &place, format!("alg {alg_name}: no origin publishes a key for it (published: {})", published.join(", ")), "set \"alg\" to the algorithm your provider signs with, or use jwk-aggregator-auth for several"));
         }
+    }
+}
+
+/// What DPoP and certificate binding need besides their rules: a replay store that answers, and
+/// client certificates.
+fn check_sender_constrained(cfg: &GatewayConfig, a: &AuthSettings, online: bool, out: &mut Vec<Finding>) {
+    let place = format!("{SERVER}.\"{AUTH}\"");
+    let dpop = a.rules.iter().any(|r| r.dpop.mode != policy::Binding::Off);
+    if dpop {
+        if let (Some(url), true) = (&a.dpop_replay.redis, online) {
+            let answer = redis::Client::open(url.as_str()).and_then(|c| c.get_connection_with_timeout(a.dpop_replay.timeout.max(std::time::Duration::from_secs(2)))).and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if let Err(e) = answer {
+                out.push(finding("warning", format!("{place}.dpop_replay.redis"), format!("the replay store does not answer now: {e}"), "until it does, every DPoP request is refused with 503 (bearer rules are not affected): check the address and that this machine reaches it"));
+            }
+        }
+    }
+    let mtls = cfg.root.get("tls").and_then(|t| t.get("enable_mtls")) == Some(&Value::Bool(true));
+    if !mtls && a.rules.iter().any(|r| r.certificate_binding != policy::Binding::Off) {
+        out.push(finding("warning", &place, "a rule checks certificate-bound tokens, but KrakenD does not ask clients for certificates (tls.enable_mtls): every bound token is refused", "enable mutual TLS in KrakenD's \"tls\" block, or check the binding where TLS ends"));
     }
 }
 
