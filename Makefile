@@ -561,13 +561,13 @@ endif
 
 # Speed figures live here, never in tests. Writes BENCHMARKS.md. The gateway part needs KrakenD
 # (see `make krakend`) and wrk, which it installs from Debian's packages when missing.
-bench: build $(if $(KRAKEND_EXEC),krakend-exec)
+bench: build $(if $(KRAKEND_EXEC),krakend-exec) | redis-server
 	@mkdir -p build
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'ColdMerge' -benchtime 10x -count 3 . | tee ../build/bench.txt
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'ConcurrentColdRequests' -benchtime 3x -count 3 . | tee -a ../build/bench.txt
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'Serve' -benchtime 3s -count 3 . | tee -a ../build/bench.txt
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'AuthHandler' -benchtime 1s -count 5 . | tee -a ../build/bench.txt
-	cd tests && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'Verify' -benchtime 1s -count 3 ./bench/ | tee -a ../build/bench.txt
+	cd tests && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'Verify|DPoP' -benchtime 1s -count 3 ./bench/ | tee -a ../build/bench.txt
 	@rm -f build/gateway-bench.md build/tenant-bench.md build/cache-bench.md
 	@if [ "$(KRAKEND_BIN)" = "$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend || true; fi
 	@if [ -x "$(KRAKEND_BIN)" ]; then \

@@ -66,6 +66,20 @@ func bytes(s string) C.JwkaBytes {
 	return C.JwkaBytes{data: (*C.uint8_t)(unsafe.Pointer(unsafe.StringData(s))), len: C.size_t(len(s))}
 }
 
+// CheckDPoP runs one DPoP request (Authorization: DPoP token, the proof, addressed to
+// http://host+path) through the decision, as the shim does, and returns the outcome.
+func (c *Core) CheckDPoP(host, path, token, proof string) int {
+	var res C.JwkaAuthResult
+	authorization := "DPoP " + token
+	req := C.JwkaRequest{method: bytes("GET"), path: bytes(path), authorization: bytes(authorization), dpop: bytes(proof),
+		scheme: bytes("http"), host: bytes(host), target: bytes(path)}
+	C.jwka_auth_check(c.auth, req, C.JWKA_WAIT_BLOCK, &res, nil)
+	C.jwka_buf_free(res.reason)
+	C.jwka_buf_free(res.headers)
+	C.jwka_buf_free(res.challenge)
+	return int(res.outcome)
+}
+
 // Free releases both.
 func (c *Core) Free() {
 	C.jwka_auth_free(c.auth)
