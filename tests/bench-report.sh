@@ -89,6 +89,10 @@ $(n=$(avg "BenchmarkDPoP/bearer" ns/op); for c in bearer dpop-memory-store dpop-
 
 $(section "$gateway")
 
+## Waiting for keys while the core logs (before and after the keys-ready signal)
+
+$(cat "$(dirname "$0")/bench/waiting.md")
+
 ## Where a protected request's time goes (real KrakenD, perf)
 
 $(cat "$(dirname "$0")/bench/profile.md")
