@@ -193,7 +193,9 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Quoted: the path and the reason (an issuer, a kid) come from the client and must not
 		// write log lines of their own.
 		log().Debug(logPrefix, authName, "refused", strconv.Quote(path), "with", strconv.Itoa(int(res.status))+":", strconv.Quote(string(reason)))
-		w.Header().Set("WWW-Authenticate", string(challenge))
+		if len(challenge) > 0 {
+			w.Header().Set("WWW-Authenticate", string(challenge))
+		}
 		w.WriteHeader(int(res.status))
 		return
 	}
