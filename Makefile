@@ -568,7 +568,7 @@ bench: build $(if $(KRAKEND_EXEC),krakend-exec) | redis-server
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'Serve' -benchtime 3s -count 3 . | tee -a ../build/bench.txt
 	cd go-shim && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'AuthHandler' -benchtime 1s -count 5 . | tee -a ../build/bench.txt
 	cd tests && $(SHIM_TEST_ENV) $(GO) test -run '^$$' -bench 'Verify|DPoP' -benchtime 1s -count 3 ./bench/ | tee -a ../build/bench.txt
-	@rm -f build/gateway-bench.md build/tenant-bench.md build/cache-bench.md
+	@rm -f build/gateway-bench.md build/tenant-bench.md build/cache-bench.md build/dpop-bench.md
 	@if [ "$(KRAKEND_BIN)" = "$(DEV_KRAKEND)" ]; then $(MAKE) --no-print-directory krakend || true; fi
 	@if [ -x "$(KRAKEND_BIN)" ]; then \
 		command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }; \
@@ -576,9 +576,11 @@ bench: build $(if $(KRAKEND_EXEC),krakend-exec) | redis-server
 		build/gateway-bench -krakend $(RUN_KRAKEND) -plugin $(PLUGIN_OUT) -duration 10s | tee build/gateway-bench.md && \
 		cd tests && $(GO) build -o ../build/tenant-bench ./cmd/tenant-bench && $(GO) build -o ../build/cache-bench ./cmd/cache-bench && cd .. && \
 		build/tenant-bench -pin -krakend $(RUN_KRAKEND) -plugin $(PLUGIN_OUT) -tenants 10000 | tee build/tenant-bench.md && \
-		build/cache-bench -krakend $(RUN_KRAKEND) -plugin $(PLUGIN_OUT) | tee build/cache-bench.md; \
+		build/cache-bench -krakend $(RUN_KRAKEND) -plugin $(PLUGIN_OUT) | tee build/cache-bench.md && \
+		cd tests && $(GO) build -o ../build/dpop-bench ./cmd/dpop-bench && cd .. && \
+		build/dpop-bench -krakend $(RUN_KRAKEND) -plugin $(PLUGIN_OUT) | tee build/dpop-bench.md; \
 	else echo "gateway throughput NOT MEASURED: no KrakenD binary at $(KRAKEND_BIN)"; fi
-	tests/bench-report.sh build/bench.txt build/gateway-bench.md build/tenant-bench.md build/cache-bench.md > BENCHMARKS.md
+	tests/bench-report.sh build/bench.txt build/gateway-bench.md build/tenant-bench.md build/cache-bench.md build/dpop-bench.md > BENCHMARKS.md
 	@cat BENCHMARKS.md
 
 # The C harness calls every exported function, error paths included, under valgrind: any leak

@@ -5,6 +5,7 @@ raw=$1
 gateway=${2:-}
 tenants=${3:-}
 cache=${4:-}
+dpop=${5:-}
 section() { if [ -n "$1" ] && [ -s "$1" ]; then cat "$1"; else echo "Not measured in this run: no KrakenD binary (see \`make krakend\`)."; fi; }
 avg() { grep -E "^$1(-[0-9]+)?[[:space:]]" "$raw" | awk -v col="$2" '{for(i=1;i<=NF;i++) if($(i+1)==col){s+=$i;n++}} END{if(n) printf "%.0f", s/n; else print "NaN"}'; }
 avgf() { grep -E "^$1(-[0-9]+)?[[:space:]]" "$raw" | awk -v col="$2" '{for(i=1;i<=NF;i++) if($(i+1)==col){s+=$i;n++}} END{if(n) printf "%.3f", s/n; else print "NaN"}'; }
@@ -105,6 +106,10 @@ latency while new tenants arrive, and the refresh load each tenant puts on its p
 "Sizing a fleet" (docs/sizing.md) for what that means for a fleet).
 
 $(section "$tenants")
+
+## DPoP beside bearer through the gateway (real KrakenD and Redis, \`tests/cmd/dpop-bench\`)
+
+$(section "$dpop")
 
 ## Memory of the verified-token cache (real KrakenD, \`tests/cmd/cache-bench\`)
 
