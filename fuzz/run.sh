@@ -16,7 +16,7 @@ cargo +nightly fuzz run "$t" "work/$t" "corpus/$t" -- \
 	-print_final_stats=1 "${dict[@]}" "$@" >"work/$t.log" 2>&1
 status=$?
 set -e
-grep -E '^#[0-9]+ +(INITED|DONE)|^(stat::|==[0-9]+==|SUMMARY|Test unit written|ParseDictionaryFile)|panicked' -A1 "work/$t.log" | grep -v '^--$' || true
+grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^(stat::|==[0-9]+==|SUMMARY|Test unit written|ParseDictionaryFile)|panicked' -A1 "work/$t.log" | grep -v '^--$' || true
 [ "$status" = 0 ] || { echo "FAIL: fuzz target $t found a bug (exit $status); the input is in fuzz/artifacts/$t/"; exit 1; }
 # libFuzzer reports slow units in whole seconds only: time every corpus input, one run each.
 bin=target/x86_64-unknown-linux-gnu/release/$t
