@@ -358,3 +358,28 @@ fn two_handlers_sharing_one_redis_accept_a_proof_once_and_refuse_dpop_while_it_i
     let d = send(&a, &token, &proof(&client, "GET", URL, &token, |_, _| {}));
     assert!(matches!(d.outcome, Outcome::Allow(_)), "{:?}", d.outcome);
 }
+
+/// The examples of RFC 9449 itself: the proof of Figure 13 (a resource request, with `ath`) is
+/// accepted for its request at its time, for a token bound to its key (the `jkt` of section 6.1);
+/// the token request's proof of Figure 2 (no `ath`) is not a proof for a resource request.
+#[test]
+fn rfc_9449s_example_proofs() {
+    const JWK_HEADER: &str = "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6IkVDIiwieCI6Imw4dEZyaHgtMzR0VjNoUklDUkRZOXpDa0RscEJoRjQyVVFVZldWQVdCRnMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10NnY5VERWclUwQ2R2R1JEQSIsImNydiI6IlAtMjU2In19";
+    let figure_13 = format!("{JWK_HEADER}.eyJqdGkiOiJlMWozVl9iS2ljOC1MQUVCIiwiaHRtIjoiR0VUIiwiaHR1IjoiaHR0cHM6Ly9yZXNvdXJjZS5leGFtcGxlLm9yZy9wcm90ZWN0ZWRyZXNvdXJjZSIsImlhdCI6MTU2MjI2MjYxOCwiYXRoIjoiZlVIeU8ycjJaM0RaNTNFc05yV0JiMHhXWG9hTnk1OUlpS0NBcWtzbVFFbyJ9.2oW9RP35yRqzhrtNP86L-Ey71EOptxRimPPToA1plemAgR6pxHF8y6-yqyVnmcw6Fy1dqd-jfxSYoMxhAJpLjA");
+    let figure_2 = format!("{JWK_HEADER}.eyJqdGkiOiItQndDM0VTYzZhY2MybFRjIiwiaHRtIjoiUE9TVCIsImh0dSI6Imh0dHBzOi8vc2VydmVyLmV4YW1wbGUuY29tL3Rva2VuIiwiaWF0IjoxNTYyMjYyNjE2fQ.2-GxA6T8lP4vfrg8v-FdWP0A0zdrj8igiMLvqRMUvwnQg4PtFLbdLXiOSsX0x7NVY-FNyJK70nfbV37xRZT3Lg");
+    let token = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
+    let claims = json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}).as_object().unwrap().clone();
+    let rule = AuthSettings::from_value(&json!({"rules": [{"paths": ["/protectedresource"], "dpop": {"mode": "required", "alg": ["ES256"]}}]})).unwrap().rules.remove(0);
+    let public = jwk_aggregator::policy::PublicUri::default();
+    let check = |proof: &str, method, host, target, now: f64| {
+        let ev = Evidence { method, dpop: proof, scheme: "https", host, target, ..Evidence::default() };
+        jwk_aggregator::policy::check_binding(&rule, &public, jwk_aggregator::policy::Scheme::DPoP, token, &claims, &ev, now)
+    };
+    let accepted = check(&figure_13, "GET", "resource.example.org", "/protectedresource", 1_562_262_618.0);
+    assert!(matches!(accepted, Ok(Some(_))), "{accepted:?}");
+    // The same proof a minute and a half later, for POST, or for another token: refused.
+    assert!(check(&figure_13, "GET", "resource.example.org", "/protectedresource", 1_562_262_708.0).is_err());
+    assert!(check(&figure_13, "POST", "resource.example.org", "/protectedresource", 1_562_262_618.0).is_err());
+    let without_ath = check(&figure_2, "POST", "server.example.com", "/token", 1_562_262_616.0);
+    assert!(matches!(&without_ath, Err(jwk_aggregator::policy::Unbound::Proof(why)) if why.contains("ath")), "{without_ath:?}");
+}
