@@ -117,8 +117,19 @@ func main() {
 	u := gw.Start(*bin, uncachedCfg, dir, nil)
 	defer u.Stop()
 
+	// The plugin loaded with the aggregator only (no handler): what its presence costs a gateway.
+	aggOnly := gw.Start(*bin, map[string]interface{}{
+		"plugin":    map[string]interface{}{"pattern": ".so", "folder": pluginDir},
+		"endpoints": []interface{}{ep("/noauth", nil)},
+		"extra_config": map[string]interface{}{"telemetry/logging": logging["telemetry/logging"],
+			"plugin/http-server": map[string]interface{}{"name": []string{"jwk-aggregator"},
+				"jwk-aggregator": map[string]interface{}{"port": gw.FreePort(), "origins": []string{p.JWKSURL()}, "cache": true}}},
+	}, dir, nil)
+	defer aggOnly.Stop()
+
 	rows := []struct{ name, url string }{
 		{"no auth, gateway without the plugin", plain.URL("/noauth")},
+		{"no auth, gateway with the plugin's jwk-aggregator only (no handler)", aggOnly.URL("/noauth")},
 	}
 	if *passThrough != "" {
 		ptDir, _ := os.MkdirTemp("", "gateway-bench-pt")
