@@ -170,7 +170,7 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// Its keys are being fetched (a first discovery, an unknown kid): wait here, in Go,
 		// until the core says the source it waits for is ready or the wait it allows is over,
-		// then ask again.
+		// then ask again (the core kept the token parsed for that).
 		if deadline == nil {
 			deadline = time.NewTimer(time.Duration(res.wait_ms) * time.Millisecond)
 			defer deadline.Stop()

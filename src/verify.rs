@@ -382,6 +382,43 @@ pub struct Parsed<'a> {
     signature: Vec<u8>,
 }
 
+/// A token's parse kept while its keys are fetched, for the same token's next check to resume
+/// with (`resume`): what `parse` made of it, without borrowing it.
+#[derive(Clone)]
+pub struct SavedParse {
+    alg: Alg,
+    kid: Option<String>,
+    claims: Arc<Map<String, Value>>,
+    signing_len: usize,
+    signature: Vec<u8>,
+}
+
+impl Parsed<'_> {
+    pub fn save(&self) -> SavedParse {
+        SavedParse {
+            alg: self.alg,
+            kid: self.kid.clone(),
+            claims: self.claims.clone(),
+            signing_len: self.signing_input.len(),
+            signature: self.signature.clone(),
+        }
+    }
+}
+
+impl SavedParse {
+    /// The parse again, over `token`, the very bytes it was made from (the caller keys it so);
+    /// `None` for other bytes, which are then parsed anew.
+    pub fn resume<'t>(&self, token: &'t [u8]) -> Option<Parsed<'t>> {
+        let signing_input = token.get(..self.signing_len)?;
+        Some(Parsed { alg: self.alg, kid: self.kid.clone(), claims: self.claims.clone(), signing_input, signature: self.signature.clone() })
+    }
+
+    /// Memory it holds besides the claims it shares: the signature and the kid.
+    pub fn bytes(&self) -> usize {
+        self.signature.len() + self.kid.as_ref().map_or(0, String::len)
+    }
+}
+
 /// Splits and decodes a compact JWS. Everything here happens before any cryptography.
 pub fn parse_jws<'t>(token: &'t [u8], max_bytes: usize, allowed: &[Alg]) -> Result<Jws<'t>, Invalid> {
     if token.len() > max_bytes {

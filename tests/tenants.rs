@@ -354,6 +354,36 @@ fn a_pending_discovery_and_a_pending_rotation_end_in_the_new_keys() {
 }
 
 
+/// A request answered "pending" while its tenant is discovered resumes, once woken, with its token
+/// as parsed the first time: however many times it asks, the token is parsed once.
+#[test]
+fn a_woken_request_resumes_with_its_token_parsed() {
+    use jwk_aggregator::source::Wait;
+    use std::sync::atomic::Ordering::Relaxed;
+    let realms = Realms::start();
+    let (agg, auth) = setup(&realms, json!({}));
+    let key = Key::ed("k");
+    realms.create("acme", key.jwk());
+    let t = token(&key, &realms.issuer("acme"));
+    let parsed = || agg.core().auth_stats.tokens_parsed.load(Relaxed);
+    let mut asks = 0;
+    let outcome = loop {
+        asks += 1;
+        let (o, _) = auth.check_with_claims("GET", "/t/x", &format!("Bearer {t}"), "", false, Wait::Pending);
+        if !matches!(o, Outcome::Pending(_)) || asks > 1000 {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert!(accepted(&outcome), "{outcome:?}");
+    assert!(asks >= 2, "the first ask was not pending");
+    assert_eq!(parsed(), 1, "{asks} asks parsed the token {} times", parsed());
+    // Verified, it waits no longer: another token of the tenant is parsed as usual.
+    let other = key.sign(json!({"iss": realms.issuer("acme"), "sub": "bob", "exp": 4_000_000_000u64}));
+    assert!(accepted(&check(&auth, &other)));
+    assert_eq!(parsed(), 2);
+}
+
 // Forged tokens naming real tenants spend the first-sight budget: a discovery gives its charge back
 // only once a token verifies with the keys it found (it made 2 requests per forged token before).
 #[test]

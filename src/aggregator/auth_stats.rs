@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub struct AuthStats {
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
+    pub tokens_parsed: AtomicU64,
     pub allowed: AtomicU64,
     pub missing: AtomicU64,
     pub invalid: AtomicU64,
@@ -27,6 +28,7 @@ impl AuthStats {
         for (name, help, v) in [
             ("jwk_aggregator_verify_cache_hits_total", "Tokens answered from the verified-token cache.", &self.cache_hits),
             ("jwk_aggregator_verify_cache_misses_total", "Tokens whose signature was verified.", &self.cache_misses),
+            ("jwk_aggregator_tokens_parsed_total", "Tokens parsed (one answered from the cache, or resumed when the keys it waited for are ready, is not parsed again).", &self.tokens_parsed),
             ("jwk_aggregator_unknown_kid_refetches_total", "Origin refetches caused by unknown kids.", &self.unknown_kid_refetches),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));

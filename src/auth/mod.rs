@@ -4,8 +4,10 @@
 //! claim checks (`policy::check`), and for sender-constrained tokens the binding
 //! (`policy::check_binding`), whose accepted DPoP proofs the replay store (`replay.rs`) takes once.
 //! A bounded cache (`cache.rs`) remembers verified tokens until their exp or until the keys that
-//! verified them change.
+//! verified them change; a token waiting for its keys stays parsed (`awaiting.rs`) for the
+//! request that resumes when they are ready.
 
+mod awaiting;
 mod cache;
 mod replay;
 
@@ -47,6 +49,7 @@ pub struct Auth {
     settings: AuthSettings,
     keys: Directory,
     cache: Mutex<TokenCache>,
+    awaiting: Mutex<awaiting::Awaiting>,
     replay: replay::Replay,
 }
 
@@ -150,7 +153,7 @@ impl Auth {
     pub fn new(settings: AuthSettings, core: Arc<Core>) -> Auth {
         let keys = Directory::new(core, settings.unknown_kid_cooldown, settings.unknown_kid_wait);
         let replay = replay::Replay::new(&settings.dpop_replay);
-        Auth { settings, keys, cache: Mutex::new(TokenCache::default()), replay }
+        Auth { settings, keys, cache: Mutex::new(TokenCache::default()), awaiting: Mutex::default(), replay }
     }
 
     /// Decides one GET request. `authorization` and `cookies` are the raw header values ("" if absent).
@@ -323,16 +326,30 @@ impl Auth {
         stats.cache_misses.fetch_add(1, Relaxed);
         let max = self.settings.max_token_bytes;
         let token = t.token;
-        let parsed = t.parsed.get_or_insert_with(|| verify::parse(token.as_bytes(), max, &Alg::ALL));
+        let parsed = t.parsed.get_or_insert_with(|| {
+            // A request woken when its keys are ready resumes with the parse it left.
+            let saved = self.awaiting.lock().get(token);
+            saved.and_then(|s| s.resume(token.as_bytes())).map(Ok).unwrap_or_else(|| {
+                stats.tokens_parsed.fetch_add(1, Relaxed);
+                verify::parse(token.as_bytes(), max, &Alg::ALL)
+            })
+        });
         let parsed = parsed.as_ref().map_err(Invalid::clone)?;
         // Refused before its keys are looked up: a token no covering rule takes costs no traffic.
         if !rule.algs.contains(&parsed.alg) {
             return Err(Invalid::AlgNotAllowed(parsed.alg.name().into()).into());
         }
         let iss = parsed.claims.get("iss").and_then(Value::as_str);
-        let keys = self.keys.for_issuer(iss, how)?;
+        let waited = |e: Unavailable| {
+            match &e {
+                Unavailable::Pending(_) => self.awaiting.lock().keep(token, parsed),
+                Unavailable::Invalid(_) => self.forget_waiting(token),
+            }
+            e
+        };
+        let keys = self.keys.for_issuer(iss, how).map_err(waited)?;
         let (keys, result) = match keys.verify(parsed) {
-            Err(Invalid::UnknownKid(kid)) if parsed.kid.is_some() => match self.keys.after_unknown_kid(&keys, how)? {
+            Err(Invalid::UnknownKid(kid)) if parsed.kid.is_some() => match self.keys.after_unknown_kid(&keys, how).map_err(waited)? {
                 Some(newer) => {
                     let result = newer.verify(parsed);
                     (newer, result)
@@ -341,11 +358,21 @@ impl Auth {
             },
             other => (keys, other),
         };
+        self.forget_waiting(token);
         let v = result?;
         self.keys.verified_with(&keys);
         let s = &self.settings;
         self.cache.lock().remember(t.token, &keys.holder, keys.generation, &v, s.cache_size, s.cache_max_bytes);
         Ok(v)
+    }
+
+    /// The token waits no longer: its kept parse goes. One uncontended lock per verification made,
+    /// beside a signature check; none on a cache hit.
+    fn forget_waiting(&self, token: &str) {
+        let mut awaiting = self.awaiting.lock();
+        if !awaiting.is_empty() {
+            awaiting.done(token);
+        }
     }
 
     /// A remembered verification, if the keys that made it are still the ones in use.
