@@ -91,13 +91,6 @@ func (failClosed) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	http.Error(w, "", http.StatusServiceUnavailable)
 }
 
-func first(values []string) string {
-	if len(values) == 0 {
-		return ""
-	}
-	return values[0]
-}
-
 // cbytes lends s to one call into the core; "" is absent.
 func cbytes(s string) C.JwkaBytes {
 	if s == "" {
@@ -122,8 +115,9 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		scheme:          cbytes("http"),
 		host:            cbytes(r.Host),
 		target:          cbytes(r.RequestURI),
-		forwarded_proto: cbytes(first(r.Header["X-Forwarded-Proto"])),
-		forwarded_host:  cbytes(first(r.Header["X-Forwarded-Host"])),
+		// Every value: the core refuses to rebuild a URI from more than one.
+		forwarded_proto: cbytes(strings.Join(r.Header["X-Forwarded-Proto"], ",")),
+		forwarded_host:  cbytes(strings.Join(r.Header["X-Forwarded-Host"], ",")),
 	}
 	if r.TLS != nil {
 		req.scheme = cbytes("https")

@@ -185,8 +185,9 @@ pub struct JwkaRequest {
     /// Every `DPoP` header value, one per line (a request carrying two is refused).
     pub dpop: JwkaBytes,
     /// How the client addressed the gateway, for a DPoP proof's `htu`: the connection's scheme
-    /// (`http` or `https`), the Host header, the request target as sent (`/path?query`), and the
-    /// first `X-Forwarded-Proto` and `X-Forwarded-Host` values (read only with `trust_forwarded`).
+    /// (`http` or `https`), the Host header, the request target as sent (`/path?query`), and every
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host` value, joined by `,` (read only with
+    /// `trust_forwarded`; more than one value is refused).
     pub scheme: JwkaBytes,
     pub host: JwkaBytes,
     pub target: JwkaBytes,

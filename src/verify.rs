@@ -413,7 +413,11 @@ impl SavedParse {
         Some(Parsed { alg: self.alg, kid: self.kid.clone(), claims: self.claims.clone(), signing_input, signature: self.signature.clone() })
     }
 
-    /// Memory it holds besides the claims it shares: the signature and the kid.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+
+    /// Memory it holds besides its claims: the signature and the kid.
     pub fn bytes(&self) -> usize {
         self.signature.len() + self.kid.as_ref().map_or(0, String::len)
     }

@@ -239,7 +239,9 @@ fn htu_is_rebuilt_from_the_public_origin_or_trusted_forwarded_headers() {
     assert!(at(&fixed, URL, "http", "10.0.0.5:8080", ("http", "evil.example.com")));
     assert!(!at(&fixed, "https://evil.example.com/api/t1/orders", "http", "evil.example.com", ("", "")));
     let forwarded = s.auth(rule, json!({"trust_forwarded": true}));
-    assert!(at(&forwarded, URL, "http", "10.0.0.5:8080", ("https, http", "api.example.com")));
+    assert!(at(&forwarded, URL, "http", "10.0.0.5:8080", ("https", "api.example.com")));
+    // Two values (a proxy that appends to the client's): which one is the proxy's cannot be told.
+    assert!(!at(&forwarded, URL, "http", "10.0.0.5:8080", ("https, http", "api.example.com")));
     assert!(!at(&forwarded, URL, "http", "10.0.0.5:8080", ("", "")));
 }
 
@@ -382,4 +384,90 @@ fn rfc_9449s_example_proofs() {
     assert!(check(&figure_13, "POST", "resource.example.org", "/protectedresource", 1_562_262_618.0).is_err());
     let without_ath = check(&figure_2, "POST", "server.example.com", "/token", 1_562_262_616.0);
     assert!(matches!(&without_ath, Err(jwk_aggregator::policy::Unbound::Proof(why)) if why.contains("ath")), "{without_ath:?}");
+}
+
+fn at(auth: &Auth, token: &str, p: &str, host: &str, target: &str, fwd_host: &str) -> Decision {
+    // The shim passes r.URL.Path as `path` and r.RequestURI as `target`; Go keeps a '#' in both.
+    let path = target.split('?').next().unwrap();
+    let evidence = Evidence { method: "GET", dpop: p, scheme: "https", host, target, forwarded_proto: "", forwarded_host: fwd_host, ..Evidence::default() };
+    auth.decide(&Request { path, authorization: &format!("DPoP {token}"), cookies: "", evidence }, false, Wait::Block)
+}
+
+// The next five came from an attacker's review of this change; each failed on its first version.
+
+/// A request target never carries a fragment (RFC 9112 section 3.2), yet Go's server keeps a '#'
+/// in RequestURI and URL.Path, and rules_for (as a router with remove_extra_slash) resolves the dots
+/// after it: cut at '#', a proof made for /api/t1/orders would be taken for /api/t2/orders.
+#[test]
+fn a_fragment_in_the_target_cannot_move_a_proof_to_another_path() {
+    let s = Setup::new();
+    let auth = s.auth(json!({"dpop": {"mode": "required"}}), json!({}));
+    let client = Key::ec("c");
+    let token = s.token(Some(&client));
+    // Made for tenant t1's orders, never sent there.
+    let p = proof(&client, "GET", URL, &token, |_, _| {});
+    let target = "/api/t1/orders#/../../t2/orders";
+    assert_eq!(jwk_aggregator::policy::resolve_dots(target).as_deref(), Some("/api/t2/orders"));
+    let d = at(&auth, &token, &p, "api.example.com", target, "");
+    assert!(matches!(d.outcome, Outcome::BadProof(_)), "a proof for /api/t1/orders taken for {target}: {:?}", d.outcome);
+}
+
+/// Same, with a proof made for another resource server altogether (RFC 9449 section 11.1): the
+/// attacker names that server in Host and the real path after '#'.
+#[test]
+fn a_proof_for_another_server_is_not_taken_here() {
+    let s = Setup::new();
+    let auth = s.auth(json!({"dpop": {"mode": "required"}}), json!({}));
+    let client = Key::ec("c");
+    let token = s.token(Some(&client));
+    let p = proof(&client, "GET", "https://other-rs.example.net/inbox", &token, |_, _| {});
+    let d = at(&auth, &token, &p, "other-rs.example.net", "/inbox#/../api/t1/orders", "");
+    assert!(matches!(d.outcome, Outcome::BadProof(_)), "{:?}", d.outcome);
+}
+
+/// With trust_forwarded, a '/', '?' or '#' in X-Forwarded-Host would replace the path: a proof for
+/// /api/t1/orders taken for a request to /api/t2/orders. So would a second, appended value.
+#[test]
+fn a_forwarded_host_carrying_a_path_is_refused() {
+    let s = Setup::new();
+    let auth = s.auth(json!({"dpop": {"mode": "required"}}), json!({"trust_forwarded": true}));
+    let client = Key::ec("c");
+    let token = s.token(Some(&client));
+    for fwd in ["api.example.com/api/t1/orders?", "api.example.com/api/t1/orders#", "x@api.example.com/api/t1/orders?", "api.example.com,proxy.internal"] {
+        let p = proof(&client, "GET", URL, &token, |_, _| {});
+        let d = at(&auth, &token, &p, "10.0.0.5:8080", "/api/t2/orders", fwd);
+        assert!(matches!(d.outcome, Outcome::BadProof(_)), "X-Forwarded-Host {fwd:?}: {:?}", d.outcome);
+    }
+}
+
+/// The same in the Host header, which Go's HTTP/2 server lets through from :authority unchecked.
+#[test]
+fn a_host_carrying_a_path_is_refused() {
+    let s = Setup::new();
+    let auth = s.auth(json!({"dpop": {"mode": "required"}}), json!({}));
+    let client = Key::ec("c");
+    let token = s.token(Some(&client));
+    let p = proof(&client, "GET", URL, &token, |_, _| {});
+    let d = at(&auth, &token, &p, "api.example.com/api/t1/orders?", "/api/t2/orders", "");
+    assert!(matches!(d.outcome, Outcome::BadProof(_)), "{:?}", d.outcome);
+}
+
+/// A proof taken by a rule with a short max_age (on a spelling of the path only it covers) must not
+/// be taken again by a longer-lived rule once the short one would have forgotten it.
+#[test]
+fn a_proof_is_remembered_as_long_as_any_rule_could_take_it() {
+    let s = Setup::new();
+    let b = json!({"rules": [
+        {"paths": ["/api/{tenant}/{x}/orders"], "dpop": {"mode": "required", "max_age": "1s", "leeway": "0s"}},
+        {"paths": ["/api/{tenant}/orders"], "dpop": {"mode": "required", "max_age": "60s"}}
+    ]});
+    let auth = Auth::new(AuthSettings::from_value(&b).unwrap(), s._agg.core());
+    let client = Key::ec("c");
+    let token = s.token(Some(&client));
+    let p = proof(&client, "GET", URL, &token, |_, _| {});
+    let first = at(&auth, &token, &p, "api.example.com", "/api/t1/./orders", "");
+    assert!(matches!(first.outcome, Outcome::Allow(_)), "{:?}", first.outcome);
+    std::thread::sleep(Duration::from_millis(2100));
+    let again = at(&auth, &token, &p, "api.example.com", "/api/t1/orders", "");
+    assert!(matches!(again.outcome, Outcome::BadProof(_)), "the same proof taken twice: {:?}", again.outcome);
 }

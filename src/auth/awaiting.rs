@@ -3,12 +3,12 @@
 //! is only ever resumed over the bytes it was made from; bounded by memory, oldest first out (a
 //! token pushed out is parsed again, nothing more).
 
+use super::cache::claims_bytes;
 use crate::verify::{Parsed, SavedParse};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-/// Memory the kept parses may hold: tokens, signatures and bookkeeping (their claims are shared
-/// with the requests that wait).
+/// Memory the kept parses may hold: tokens, their claims as parsed, signatures and bookkeeping.
 const MAX_BYTES: usize = 1 << 20;
 const ENTRY_OVERHEAD: usize = 128;
 
@@ -20,7 +20,7 @@ pub(super) struct Awaiting {
 }
 
 fn cost(token: &str, saved: &SavedParse) -> usize {
-    token.len() + saved.bytes() + ENTRY_OVERHEAD
+    token.len() + saved.bytes() + claims_bytes(saved.claims()) + ENTRY_OVERHEAD
 }
 
 impl Awaiting {

@@ -25,10 +25,9 @@ pub(super) struct TokenCache {
     bytes: usize,
 }
 
-/// Memory of one cache entry: the token, its claims as parsed, and the bookkeeping around them.
-/// What a token's claims cost depends on their shape, not their length (a 16 KB array of zeros
-/// parses into about 250 KB), so the claims are counted node by node.
-fn entry_bytes(token: &str, holder: &Holder, claims: &Map<String, Value>) -> usize {
+/// Memory a token's claims take once parsed. What they cost depends on their shape, not their
+/// length (a 16 KB array of zeros parses into about 250 KB), so they are counted node by node.
+pub(super) fn claims_bytes(claims: &Map<String, Value>) -> usize {
     const NODE: usize = std::mem::size_of::<Value>();
     // A map entry: its key's String, its Value, and the tree's share of node overhead.
     const MAP_ENTRY: usize = std::mem::size_of::<String>() + NODE + 64;
@@ -43,13 +42,18 @@ fn entry_bytes(token: &str, holder: &Holder, claims: &Map<String, Value>) -> usi
     fn object(m: &Map<String, Value>) -> usize {
         m.iter().map(|(k, v)| MAP_ENTRY + k.capacity() + value(v)).sum()
     }
+    object(claims)
+}
+
+/// Memory of one cache entry: the token, its claims as parsed, and the bookkeeping around them.
+fn entry_bytes(token: &str, holder: &Holder, claims: &Map<String, Value>) -> usize {
     // A dynamic issuer's name is its own allocation; origins share the directory's list.
     let holder = match holder {
         Holder::Issuer(iss) => iss.len() + 16,
         Holder::Origins(_) => 0,
     };
     // The token once (map key and queue share it), the Entry, two hash-table slots, the Arc.
-    token.len() + std::mem::size_of::<Entry>() + 2 * std::mem::size_of::<Arc<str>>() + 64 + holder + object(claims)
+    token.len() + std::mem::size_of::<Entry>() + 2 * std::mem::size_of::<Arc<str>>() + 64 + holder + claims_bytes(claims)
 }
 
 impl TokenCache {

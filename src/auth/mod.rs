@@ -240,7 +240,8 @@ impl Auth {
         }
         if let Some((rule, p)) = proof {
             let stats = &self.keys.core().auth_stats;
-            match self.replay.first_use(&p, now) {
+            let until = p.iat + self.settings.dpop_window().as_secs_f64();
+            match self.replay.first_use(&p.key, until, now) {
                 replay::Seen::First => stats.dpop_accepted.fetch_add(1, Relaxed),
                 replay::Seen::Again => {
                     stats.dpop_replayed.fetch_add(1, Relaxed);

@@ -9,9 +9,9 @@
 //! under a lock and used outside it. After a failure, Redis is tried again at most once a second;
 //! the requests in between are refused at once.
 
-use crate::policy::{Accepted, ReplaySettings};
+use crate::policy::ReplaySettings;
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 /// The answer for one accepted proof.
@@ -46,11 +46,11 @@ impl Replay {
         }
     }
 
-    /// Records the proof if it was not seen before; `now` in Unix seconds.
-    pub fn first_use(&self, a: &Accepted, now: f64) -> Seen {
+    /// Records the proof (its key) until `until` if it was not seen before; times in Unix seconds.
+    pub fn first_use(&self, key: &[u8; 32], until: f64, now: f64) -> Seen {
         match self {
-            Replay::Memory(m) => m.lock().first_use(a, now),
-            Replay::Redis(r) => r.first_use(a, now),
+            Replay::Memory(m) => m.lock().first_use(key, until, now),
+            Replay::Redis(r) => r.first_use(key, until, now),
         }
     }
 
@@ -62,39 +62,37 @@ impl Replay {
 
 pub struct Memory {
     until: HashMap<[u8; 32], f64>,
-    /// In the order they came: proofs' lifetimes differ by their `iat` only, so the oldest come
-    /// first, and expired ones are swept from the front.
-    order: VecDeque<([u8; 32], f64)>,
+    /// The same, by the time each may be forgotten (in ms), so expired ones go first whatever
+    /// order they came in.
+    by_time: BTreeSet<(u64, [u8; 32])>,
     max_entries: usize,
 }
 
 impl Memory {
-    /// What one remembered proof holds: its key and time twice (map and queue) and the slots'
-    /// overhead.
-    pub const ENTRY_BYTES: usize = 112;
+    /// What one remembered proof holds: its key and time twice (map and ordered set) and the
+    /// slots' overhead.
+    pub const ENTRY_BYTES: usize = 128;
 
     fn new(max_entries: usize) -> Memory {
-        Memory { until: HashMap::new(), order: VecDeque::new(), max_entries }
+        Memory { until: HashMap::new(), by_time: BTreeSet::new(), max_entries }
     }
 
-    fn first_use(&mut self, a: &Accepted, now: f64) -> Seen {
-        while let Some(&(key, until)) = self.order.front() {
-            if until > now {
+    fn first_use(&mut self, key: &[u8; 32], until: f64, now: f64) -> Seen {
+        while let Some(&(t, k)) = self.by_time.first() {
+            if t as f64 / 1000.0 > now {
                 break;
             }
-            self.order.pop_front();
-            if self.until.get(&key) == Some(&until) {
-                self.until.remove(&key);
-            }
+            self.by_time.pop_first();
+            self.until.remove(&k);
         }
-        if self.until.get(&a.key).is_some_and(|&until| until > now) {
+        if self.until.get(key).is_some_and(|&u| u > now) {
             return Seen::Again;
         }
         if self.until.len() >= self.max_entries {
             return Seen::Unavailable(format!("the replay store is full ({} proofs; raise dpop_replay.max_bytes)", self.until.len()));
         }
-        self.until.insert(a.key, a.until);
-        self.order.push_back((a.key, a.until));
+        self.until.insert(*key, until);
+        self.by_time.insert(((until * 1000.0).ceil() as u64, *key));
         Seen::First
     }
 }
@@ -120,13 +118,13 @@ const POOL: usize = 64;
 const RETRY: Duration = Duration::from_secs(1);
 
 impl RedisStore {
-    fn first_use(&self, a: &Accepted, now: f64) -> Seen {
+    fn first_use(&self, key: &[u8; 32], until: f64, now: f64) -> Seen {
         if let Some(at) = *self.down_since.lock() {
             if at.elapsed() < RETRY {
                 return Seen::Unavailable("Redis did not answer within the last second".into());
             }
         }
-        let ttl_ms = ((a.until - now) * 1000.0).ceil().max(1.0) as u64;
+        let ttl_ms = ((until - now) * 1000.0).ceil().max(1.0) as u64;
         let pooled = self.pool.lock().pop();
         let result = match pooled {
             Some(c) => Ok(c),
@@ -134,7 +132,7 @@ impl RedisStore {
         }
         .and_then(|mut c| {
             let set: redis::RedisResult<Option<String>> =
-                redis::cmd("SET").arg(redis_key(&a.key)).arg(1).arg("NX").arg("PX").arg(ttl_ms).query(&mut c);
+                redis::cmd("SET").arg(redis_key(key)).arg(1).arg("NX").arg("PX").arg(ttl_ms).query(&mut c);
             set.map(|r| (c, r))
         });
         match result {
@@ -171,21 +169,25 @@ impl RedisStore {
 mod tests {
     use super::*;
 
-    fn proof(n: u8, until: f64) -> Accepted {
-        Accepted { key: [n; 32], until }
-    }
-
     #[test]
     fn a_proof_is_accepted_once_while_young_and_memory_is_bounded() {
         let mut m = Memory::new(2);
-        assert_eq!(m.first_use(&proof(1, 100.0), 10.0), Seen::First);
-        assert_eq!(m.first_use(&proof(1, 100.0), 20.0), Seen::Again);
-        assert_eq!(m.first_use(&proof(2, 110.0), 20.0), Seen::First);
+        assert_eq!(m.first_use(&[1; 32], 100.0, 10.0), Seen::First);
+        assert_eq!(m.first_use(&[1; 32], 100.0, 20.0), Seen::Again);
+        assert_eq!(m.first_use(&[2; 32], 110.0, 20.0), Seen::First);
         // Full: refused, not forgotten.
-        assert!(matches!(m.first_use(&proof(3, 120.0), 30.0), Seen::Unavailable(_)));
-        assert_eq!(m.first_use(&proof(1, 100.0), 30.0), Seen::Again);
+        assert!(matches!(m.first_use(&[3; 32], 120.0, 30.0), Seen::Unavailable(_)));
+        assert_eq!(m.first_use(&[1; 32], 100.0, 30.0), Seen::Again);
         // Once the first has expired, its room is free again.
-        assert_eq!(m.first_use(&proof(3, 120.0), 100.5), Seen::First);
+        assert_eq!(m.first_use(&[3; 32], 120.0, 100.5), Seen::First);
         assert_eq!(m.until.len(), 2);
+    }
+
+    #[test]
+    fn expired_proofs_go_whatever_order_they_came_in() {
+        let mut m = Memory::new(2);
+        assert_eq!(m.first_use(&[1; 32], 500.0, 10.0), Seen::First); // a long-lived one first
+        assert_eq!(m.first_use(&[2; 32], 100.0, 10.0), Seen::First);
+        assert_eq!(m.first_use(&[3; 32], 100.0, 101.0), Seen::First, "the expired second entry still took room");
     }
 }

@@ -314,6 +314,14 @@ impl AuthSettings {
         })
     }
 
+    /// How long an accepted DPoP proof is remembered after its `iat`: as long as any rule could
+    /// still accept it (the largest `max_age` + `leeway`, and a second), so that a proof taken by
+    /// one rule cannot come back through a more lenient one once the first forgot it.
+    pub fn dpop_window(&self) -> Duration {
+        let longest = self.rules.iter().filter(|r| r.dpop.mode != Binding::Off).map(|r| r.dpop.max_age + r.dpop.leeway).max();
+        longest.unwrap_or_default() + Duration::from_secs(1)
+    }
+
     /// The rules that protect a request path: every rule matching the path as it came, or as
     /// KrakenD's router may clean it before routing (dot segments resolved, as gin does with
     /// `remove_extra_slash`). The router serves the endpoint of either spelling depending on its

@@ -23,8 +23,8 @@ pub struct Evidence<'a> {
     /// Every `DPoP` header value, one per line.
     pub dpop: &'a str,
     /// How the client addressed the gateway: the connection's scheme (`http`, `https`), the Host
-    /// header, the request target as sent, and the first `X-Forwarded-Proto` and
-    /// `X-Forwarded-Host` values (read only with `trust_forwarded`).
+    /// header, the request target as sent, and the `X-Forwarded-Proto` and `X-Forwarded-Host`
+    /// values, comma-joined (read only with `trust_forwarded`, and only when there is one).
     pub scheme: &'a str,
     pub host: &'a str,
     pub target: &'a str,
@@ -34,11 +34,12 @@ pub struct Evidence<'a> {
     pub client_cert: &'a [u8],
 }
 
-/// An accepted DPoP proof: what the replay store keeps, and until when (Unix seconds).
+/// An accepted DPoP proof: what the replay store keeps, and its `iat` (Unix seconds), from which
+/// the store counts how long to keep it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Accepted {
     pub key: [u8; 32],
-    pub until: f64,
+    pub iat: f64,
 }
 
 /// Why a request's binding is refused: a bad or missing proof (`invalid_dpop_proof`), or a token
@@ -151,7 +152,7 @@ fn dpop(d: &Dpop, public: &PublicUri, token: &str, jkt: &str, ev: &Evidence<'_>,
     key.extend_from_slice(jti.as_bytes());
     let mut hashed = [0u8; 32];
     hashed.copy_from_slice(digest(&SHA256, &key).as_ref());
-    Ok(Accepted { key: hashed, until: iat + d.max_age.as_secs_f64() + 1.0 })
+    Ok(Accepted { key: hashed, iat })
 }
 
 /// A URL without query and fragment, normalized as the `url` crate parses (scheme and host in
@@ -164,28 +165,46 @@ fn without_query(s: &str) -> Option<url::Url> {
 }
 
 /// The URI the client addressed, without query: the configured origin, or the forwarded or the
-/// connection's scheme and host, then the request target's path as sent.
-pub fn request_uri<'a>(public: &PublicUri, ev: &Evidence<'a>) -> Option<url::Url> {
+/// connection's scheme and host, then the request target's path as sent. `None` when it cannot be
+/// told for sure, which refuses the proof: a target with a fragment or a backslash (the router may
+/// read past them), a host that is not just host[:port] (HTTP/2's `:authority` reaches `Host`
+/// unchecked), a forwarded header with more than one value (a proxy that appends leaves the
+/// client's first).
+pub fn request_uri(public: &PublicUri, ev: &Evidence<'_>) -> Option<url::Url> {
+    if ev.target.contains(['#', '\\']) {
+        return None;
+    }
     if !ev.target.starts_with('/') {
         // An absolute-form target (`GET http://host/path`) names its own scheme and host.
         return public.origin.is_none().then(|| without_query(ev.target)).flatten();
     }
-    // The first of a proxy chain's comma-separated values: the one the client's side set.
-    let first = |s: &'a str| s.split(',').next().map(str::trim).filter(|x| !x.is_empty());
     let base = match &public.origin {
         Some(o) => o.clone(),
         None => {
             let (mut scheme, mut host) = (ev.scheme, ev.host);
             if public.trust_forwarded {
-                scheme = first(ev.forwarded_proto).unwrap_or(scheme);
-                host = first(ev.forwarded_host).unwrap_or(host);
+                for (value, slot) in [(ev.forwarded_proto, &mut scheme), (ev.forwarded_host, &mut host)] {
+                    let value = value.trim();
+                    if value.contains([',', '\n']) {
+                        return None;
+                    }
+                    if !value.is_empty() {
+                        *slot = value;
+                    }
+                }
             }
-            if !matches!(scheme, "http" | "https") || host.is_empty() {
+            let host_byte = |b: u8| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b);
+            if !matches!(scheme, "http" | "https") || host.is_empty() || !host.bytes().all(host_byte) {
                 return None;
             }
             format!("{scheme}://{host}")
         }
     };
-    let path = ev.target.split(['?', '#']).next().unwrap_or("/");
+    // The base is a scheme and an authority, nothing more.
+    let parsed = url::Url::parse(&base).ok()?;
+    if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() || parsed.password().is_some() {
+        return None;
+    }
+    let path = ev.target.split('?').next().unwrap_or("/");
     without_query(&format!("{base}{path}"))
 }
