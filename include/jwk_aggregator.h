@@ -21,10 +21,10 @@
 #define DEFAULT_CACHE_MAX_BYTES ((32 * 1024) * 1024)
 
 /*
- What one remembered proof holds: its key and time twice (map and queue) and the slots'
- overhead.
+ What one remembered proof holds: its key and time twice (map and ordered set) and the
+ slots' overhead.
  */
-#define Memory_ENTRY_BYTES 112
+#define Memory_ENTRY_BYTES 128
 
 /*
  Bumped whenever a signature or a type of this API changes. The shim refuses to start on a
@@ -191,8 +191,9 @@ typedef struct JwkaRequest {
   struct JwkaBytes dpop;
   /*
    How the client addressed the gateway, for a DPoP proof's `htu`: the connection's scheme
-   (`http` or `https`), the Host header, the request target as sent (`/path?query`), and the
-   first `X-Forwarded-Proto` and `X-Forwarded-Host` values (read only with `trust_forwarded`).
+   (`http` or `https`), the Host header, the request target as sent (`/path?query`), and every
+   `X-Forwarded-Proto` and `X-Forwarded-Host` value, joined by `,` (read only with
+   `trust_forwarded`; more than one value is refused).
    */
   struct JwkaBytes scheme;
   struct JwkaBytes host;
