@@ -111,10 +111,10 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		authorization: cbytes(strings.Join(r.Header["Authorization"], "\n")),
 		cookies:       cbytes(strings.Join(r.Header["Cookie"], "; ")),
 		// What a DPoP proof or a certificate binding is checked against.
-		dpop:            cbytes(strings.Join(r.Header["Dpop"], "\n")),
-		scheme:          cbytes("http"),
-		host:            cbytes(r.Host),
-		target:          cbytes(r.RequestURI),
+		dpop:   cbytes(strings.Join(r.Header["Dpop"], "\n")),
+		scheme: cbytes("http"),
+		host:   cbytes(r.Host),
+		target: cbytes(r.RequestURI),
 		// Every value: the core refuses to rebuild a URI from more than one.
 		forwarded_proto: cbytes(strings.Join(r.Header["X-Forwarded-Proto"], ",")),
 		forwarded_host:  cbytes(strings.Join(r.Header["X-Forwarded-Host"], ",")),
