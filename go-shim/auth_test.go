@@ -158,12 +158,10 @@ func TestBadAuthConfigurationFailsClosed(t *testing.T) {
 // A token of a tenant being discovered waits for the discovery in Go (the core answers
 // "pending" and the wake socket says when to ask again): every waiting request is answered
 // once the one discovery ends, and one that waited discovery_wait in vain is refused.
-// slowRealms runs a multi-tenant provider whose realms' discovery documents answer after
-// delay(realm), and the auth handler trusting its realms by pattern with discovery_wait. It
-// returns the handler, a bearer header for a token of a realm, and how many discovery documents
-// a realm served.
-func slowRealms(t *testing.T, delay func(realm string) time.Duration, discoveryWait string) (http.Handler, func(realm string) http.Header, func(realm string) int) {
-	key := newEdKey("k")
+// realmsProvider is a multi-tenant provider on loopback: a realm's discovery document
+// (/realms/<r>/...) answers after delay(r), its keys (/realms/<r>/certs) at once. It returns its
+// base URL and how many discovery documents a realm served.
+func realmsProvider(tb testing.TB, key edKey, delay func(realm string) time.Duration) (string, func(realm string) int) {
 	keys, _ := json.Marshal(map[string]interface{}{"keys": []interface{}{key.jwk()}})
 	var base string
 	var mu sync.Mutex
@@ -185,7 +183,22 @@ func slowRealms(t *testing.T, delay func(realm string) time.Duration, discoveryW
 	// detector cannot link to this goroutine.
 	base = "http://" + p.Listener.Addr().String()
 	p.Start()
-	t.Cleanup(p.Close)
+	tb.Cleanup(p.Close)
+	served := func(realm string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return docs[realm]
+	}
+	return base, served
+}
+
+// slowRealms runs a multi-tenant provider whose realms' discovery documents answer after
+// delay(realm), and the auth handler trusting its realms by pattern with discovery_wait. It
+// returns the handler, a bearer header for a token of a realm, and how many discovery documents
+// a realm served.
+func slowRealms(t *testing.T, delay func(realm string) time.Duration, discoveryWait string) (http.Handler, func(realm string) http.Header, func(realm string) int) {
+	key := newEdKey("k")
+	base, served := realmsProvider(t, key, delay)
 	ctx, cancel := context.WithCancel(context.Background())
 	port := freePort(t)
 	t.Cleanup(func() { cancel(); waitFree(t, port) })
@@ -202,11 +215,6 @@ func slowRealms(t *testing.T, delay func(realm string) time.Duration, discoveryW
 	bearer := func(realm string) http.Header {
 		tok := key.sign(map[string]interface{}{"iss": base + "/realms/" + realm, "exp": time.Now().Add(time.Hour).Unix()})
 		return http.Header{"Authorization": {"Bearer " + tok}}
-	}
-	served := func(realm string) int {
-		mu.Lock()
-		defer mu.Unlock()
-		return docs[realm]
 	}
 	return h, bearer, served
 }

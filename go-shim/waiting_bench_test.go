@@ -1,34 +1,30 @@
 package main
 
 // BenchmarkWaitingWhileLogging: what requests waiting for a dynamic tenant's first discovery
-// (~1 s) cost while the core logs many lines. The file compiles against the shim before and after
-// the per-source keys socket: it uses only helpers both have (factories, freePort, waitFree,
-// newEdKey, do, authHandler.agg, aggregator.ServeHTTP) and reads the one field each version has
-// for counting (authHandler.asks after, aggregator.news before) through reflect.
+// (~1 s) cost while the core logs many lines. Its first version (commit e7225d1) ran unchanged on
+// the shim before the per-source keys socket (f0fd2db) as well, for the figures side by side in
+// BENCHMARKS.md; this one measures the current shim only.
 //
 // Log lines: the aggregator is also given M loopback origins with "cache": false and
 // "min_refresh_interval": "0", so every GET / of the merged set fetches each origin and the core
-// queues one DEBUG "fetched ..." line per origin through its log queue (both versions). A paced
-// producer issues those GETs in process at the wanted line rate; the lines reaching the logger
-// are counted, so the rate reported is the rate achieved.
+// queues one DEBUG "fetched ..." line per origin through its log queue. A paced producer issues
+// those GETs in process at the wanted line rate; the lines reaching the logger are counted, so the
+// rate reported is the rate achieved.
 //
 // Each iteration: fresh aggregator; producer on; 200 ms warm-up; 1 s baseline windows (producer
 // alone: its CPU per second and cgo calls per second); then N requests for one undiscovered tenant
 // whose discovery document answers after 1 s; the wait window ends when all N are answered.
 // Reported per waiting request: CPU of the process (getrusage user+sys) in the wait window, the
 // same minus the producer's baseline CPU for that time (what waiting adds), cgo calls likewise,
-// asks (after: exact, authHandler.asks; before: estimated as 1 + the wake-ups a waiter sees,
-// counted by one extra waiter on aggregator.news), wall time to the last answer, and the share
-// of answers that were 200.
+// calls into the core (authHandler.asks), wall time to the last answer, and the share of answers
+// that were 200.
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -36,7 +32,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 )
 
 // wbLogger counts what the core and the shim log; it records nothing else.
@@ -65,62 +60,6 @@ func wbCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// wbAsks reads authHandler.asks where the shim has it (after the redesign).
-func wbAsks(h http.Handler) (int64, bool) {
-	ah, ok := h.(*authHandler)
-	if !ok {
-		return 0, false
-	}
-	v := reflect.ValueOf(ah).Elem().FieldByName("asks")
-	if !v.IsValid() || v.Type() != reflect.TypeOf(atomic.Int64{}) {
-		return 0, false
-	}
-	return (*atomic.Int64)(unsafe.Pointer(v.UnsafeAddr())).Load(), true
-}
-
-// wbWatchNews counts the wake-ups a request waiting on aggregator.news sees (before the redesign:
-// one channel closed at every byte on the log queue's wake socket). False where there is none.
-func wbWatchNews(agg *aggregator, stop <-chan struct{}, count *atomic.Int64) bool {
-	v := reflect.ValueOf(agg).Elem().FieldByName("news")
-	if !v.IsValid() || v.Type() != reflect.TypeOf(atomic.Pointer[chan struct{}]{}) {
-		return false
-	}
-	p := (*atomic.Pointer[chan struct{}])(unsafe.Pointer(v.UnsafeAddr()))
-	go func() {
-		for {
-			ch := *p.Load()
-			select {
-			case <-ch:
-				count.Add(1)
-			case <-stop:
-				return
-			}
-		}
-	}()
-	return true
-}
-
-// wbProvider is a multi-tenant provider: /realms/<r>/.well-known/openid-configuration answers
-// after delay, /realms/<r>/certs at once.
-func wbProvider(b *testing.B, key edKey, delay time.Duration) string {
-	keys, _ := json.Marshal(map[string]interface{}{"keys": []interface{}{key.jwk()}})
-	var base string
-	p := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		realm, file, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/realms/"), "/")
-		w.Header().Set("Content-Type", "application/json")
-		if file == "certs" {
-			w.Write(keys)
-			return
-		}
-		time.Sleep(delay)
-		json.NewEncoder(w).Encode(map[string]string{"issuer": base + "/realms/" + realm, "jwks_uri": base + "/realms/" + realm + "/certs"})
-	}))
-	base = "http://" + p.Listener.Addr().String()
-	p.Start()
-	b.Cleanup(p.Close)
-	return base
 }
 
 // wbOrigin serves a static key set at once.
@@ -187,7 +126,6 @@ func wbProduce(agg *aggregator, rate int, stop <-chan struct{}, wg *sync.WaitGro
 type wbResult struct {
 	cpuPerReq, extraCPUPerReq, extraCgoPerReq float64 // µs, µs, calls
 	asksPerReq                                float64
-	asksExact                                 bool
 	wall                                      time.Duration
 	linesPerSec                               float64
 	ok                                        int
@@ -199,7 +137,7 @@ func wbRun(b *testing.B, n, rate int) wbResult {
 	defer HandlerRegisterer.RegisterLogger(noopLogger{})
 
 	key := newEdKey("k")
-	base := wbProvider(b, key, time.Second)
+	base, _ := realmsProvider(b, key, func(string) time.Duration { return time.Second })
 	var origins []interface{}
 	for i := 0; i < wbOrigins; i++ {
 		origins = append(origins, wbOrigin(b, fmt.Sprintf("o%d", i)))
@@ -237,8 +175,6 @@ func wbRun(b *testing.B, n, rate int) wbResult {
 
 	stop := make(chan struct{})
 	var producers sync.WaitGroup
-	var wakeups atomic.Int64
-	watched := wbWatchNews(agg, stop, &wakeups)
 	wbProduce(agg, rate, stop, &producers)
 	defer func() { close(stop); producers.Wait() }()
 	time.Sleep(200 * time.Millisecond)
@@ -251,8 +187,7 @@ func wbRun(b *testing.B, n, rate int) wbResult {
 	baseCgoPerSec := float64(cgo1-cgo0) / t1.Sub(t0).Seconds()
 
 	// The wait: n requests for a tenant whose discovery takes 1 s.
-	asks0, exact := wbAsks(h)
-	wake0 := wakeups.Load()
+	asks0 := ah.asks.Load()
 	codes := make([]int, n)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -266,8 +201,7 @@ func wbRun(b *testing.B, n, rate int) wbResult {
 	wg.Wait()
 	end := time.Now()
 	cpu2, cgo2, lines2 := wbCPU(), runtime.NumCgoCall(), logs.fetched.Load()
-	asks1, _ := wbAsks(h)
-	wake1 := wakeups.Load()
+	asks1 := ah.asks.Load()
 
 	// Baseline again, after the wait (the producer alone), averaged with the first.
 	time.Sleep(time.Second)
@@ -276,19 +210,11 @@ func wbRun(b *testing.B, n, rate int) wbResult {
 	baseCgoPerSec = (baseCgoPerSec + float64(cgo3-cgo2)/t3.Sub(end).Seconds()) / 2
 
 	wall := end.Sub(start)
-	r := wbResult{wall: wall, asksExact: exact}
+	r := wbResult{wall: wall, asksPerReq: float64(asks1-asks0) / float64(n)}
 	r.cpuPerReq = float64(cpu2-cpu1) / float64(time.Microsecond) / float64(n)
 	r.extraCPUPerReq = (float64(cpu2-cpu1) - baseCPUPerSec*wall.Seconds()) / float64(time.Microsecond) / float64(n)
 	r.extraCgoPerReq = (float64(cgo2-cgo1) - baseCgoPerSec*wall.Seconds()) / float64(n)
 	r.linesPerSec = float64((lines1-lines0)+(lines2-lines1)) / end.Sub(t0).Seconds()
-	switch {
-	case exact:
-		r.asksPerReq = float64(asks1-asks0) / float64(n)
-	case watched:
-		r.asksPerReq = 1 + float64(wake1-wake0)
-	default:
-		r.asksPerReq = -1
-	}
 	for _, c := range codes {
 		if c == 200 {
 			r.ok++
@@ -311,7 +237,6 @@ func BenchmarkWaitingWhileLogging(b *testing.B) {
 					sum.extraCPUPerReq += r.extraCPUPerReq
 					sum.extraCgoPerReq += r.extraCgoPerReq
 					sum.asksPerReq += r.asksPerReq
-					sum.asksExact = r.asksExact
 					sum.wall += r.wall
 					sum.linesPerSec += r.linesPerSec
 					sum.ok += r.ok
@@ -320,11 +245,7 @@ func BenchmarkWaitingWhileLogging(b *testing.B) {
 				b.ReportMetric(sum.cpuPerReq/k, "cpu-us/req")
 				b.ReportMetric(sum.extraCPUPerReq/k, "xcpu-us/req")
 				b.ReportMetric(sum.extraCgoPerReq/k, "xcgo/req")
-				if sum.asksExact {
-					b.ReportMetric(sum.asksPerReq/k, "asks/req")
-				} else {
-					b.ReportMetric(sum.asksPerReq/k, "est-asks/req")
-				}
+				b.ReportMetric(sum.asksPerReq/k, "asks/req")
 				b.ReportMetric(float64(sum.wall.Milliseconds())/k, "wall-ms")
 				b.ReportMetric(sum.linesPerSec/k, "lines/s")
 				b.ReportMetric(float64(sum.ok)/k/float64(n), "ok-frac")
