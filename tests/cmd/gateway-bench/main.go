@@ -6,6 +6,10 @@
 // more than what the plugin costs.
 //
 //	gateway-bench -krakend bin/krakend -plugin build/jwk-aggregator.so -duration 10s
+//
+// With -serve FILE it measures nothing: it starts the same gateways, writes the token and each
+// row's URL and gateway pid to FILE (shell variables), and keeps them running until interrupted,
+// for a profiler (BENCHMARKS.md, "Where a protected request's time goes").
 package main
 
 import (
@@ -15,15 +19,39 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jwk-aggregator/jwk-aggregator/tests/idp"
 	"github.com/jwk-aggregator/jwk-aggregator/tests/internal/gw"
 )
+
+// row is one measured endpoint and the gateway that serves it.
+type row struct {
+	name, url string
+	gw        *gw.Gateway
+}
+
+// serveRows writes the token and, per row, its URL and gateway pid (ROW<i>_URL, ROW<i>_PID, with
+// the row's name in a comment) to path, and waits for an interrupt.
+func serveRows(path, token string, rows []row) {
+	env := fmt.Sprintf("TOKEN=%s\n", token)
+	for i, r := range rows {
+		env += fmt.Sprintf("# %s\nROW%d_URL=%s\nROW%d_PID=%d\n", r.name, i, r.url, i, r.gw.Pid())
+	}
+	if err := os.WriteFile(path, []byte(env), 0o644); err != nil {
+		gw.Die("%v", err)
+	}
+	fmt.Print(env)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	<-sig
+}
 
 var rpsRe = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 var non2xxRe = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
@@ -67,6 +95,7 @@ func main() {
 	rounds := flag.Int("rounds", 3, "rounds: each row is measured once a round, the rows taking turns")
 	passThrough := flag.String("pass-through-plugin", "", "a Go http-server plugin registering jwk-aggregator-auth as a bare pass-through (built with the gateway's Go): adds the row of what being a plugin costs")
 	conns := flag.Int("connections", 32, "wrk connections")
+	serve := flag.String("serve", "", "start the gateways, write the token and each row's URL and pid to this file, and keep them running until interrupted")
 	flag.Parse()
 
 	p, err := idp.Start("bench-idp", 0, "RS256")
@@ -127,9 +156,9 @@ func main() {
 	}, dir, nil)
 	defer aggOnly.Stop()
 
-	rows := []struct{ name, url string }{
-		{"no auth, gateway without the plugin", plain.URL("/noauth")},
-		{"no auth, gateway with the plugin's jwk-aggregator only (no handler)", aggOnly.URL("/noauth")},
+	rows := []row{
+		{"no auth, gateway without the plugin", plain.URL("/noauth"), plain},
+		{"no auth, gateway with the plugin's jwk-aggregator only (no handler)", aggOnly.URL("/noauth"), aggOnly},
 	}
 	if *passThrough != "" {
 		ptDir, _ := os.MkdirTemp("", "gateway-bench-pt")
@@ -141,14 +170,18 @@ func main() {
 				"plugin/http-server": map[string]interface{}{"name": []string{"jwk-aggregator-auth"}}},
 		}, ptDir, nil)
 		defer pt.Stop()
-		rows = append(rows, struct{ name, url string }{"no auth, a bare pass-through Go plugin (what being a plugin costs)", pt.URL("/noauth")})
+		rows = append(rows, row{"no auth, a bare pass-through Go plugin (what being a plugin costs)", pt.URL("/noauth"), pt})
 	}
-	rows = append(rows, []struct{ name, url string }{
-		{"no auth, unprotected path through jwk-aggregator-auth", g.URL("/noauth")},
-		{"auth/validator (RS256, cache on) with jwk_url at the aggregator", g.URL("/validator")},
-		{"jwk-aggregator-auth (RS256, verified-token cache on)", g.URL("/handler")},
-		{"jwk-aggregator-auth (RS256, cache_size 0: every request verified)", u.URL("/handler")},
+	rows = append(rows, []row{
+		{"no auth, unprotected path through jwk-aggregator-auth", g.URL("/noauth"), g},
+		{"auth/validator (RS256, cache on) with jwk_url at the aggregator", g.URL("/validator"), g},
+		{"jwk-aggregator-auth (RS256, verified-token cache on)", g.URL("/handler"), g},
+		{"jwk-aggregator-auth (RS256, cache_size 0: every request verified)", u.URL("/handler"), u},
 	}...)
+	if *serve != "" {
+		serveRows(*serve, token, rows)
+		return
+	}
 	for _, r := range rows {
 		warm(r.url, token, *conns)
 	}
