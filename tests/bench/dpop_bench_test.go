@@ -3,13 +3,12 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
-	"net"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/jwk-aggregator/jwk-aggregator/tests/idp"
 	"github.com/jwk-aggregator/jwk-aggregator/tests/internal/core"
+	"github.com/jwk-aggregator/jwk-aggregator/tests/internal/gw"
 	"github.com/jwk-aggregator/jwk-aggregator/tests/providers"
 )
 
@@ -27,13 +26,12 @@ func BenchmarkDPoP(b *testing.B) {
 	exp := time.Now().Add(time.Hour).Unix()
 	bearer := p.Key(0).Sign(map[string]interface{}{"iss": p.Issuer, "sub": "alice", "exp": exp}, nil)
 	bound := p.Key(0).Sign(map[string]interface{}{"iss": p.Issuer, "sub": "alice", "exp": exp, "cnf": map[string]interface{}{"jkt": key.Thumbprint()}}, nil)
-	redisPort := freePort(b)
-	redis := exec.Command("redis-server", "--port", fmt.Sprint(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := redis.Start(); err != nil {
-		b.Fatalf("redis-server (make test installs Debian's redis-server): %v", err)
+	redisPort := gw.FreePort()
+	stopRedis, err := providers.StartRedis("redis-server", redisPort)
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = redis.Process.Kill(); _ = redis.Wait() })
-	waitListening(b, redisPort)
+	b.Cleanup(stopRedis)
 	settings, _ := json.Marshal(map[string]interface{}{"port": 1, "origins": []string{p.JWKSURL()}})
 	rules := `{"rules": [{"paths": ["/bearer"]}, {"paths": ["/dpop"], "dpop": {"mode": "required", "alg": ["ES256"]}}]`
 	memory, err := core.New(string(settings), rules+`}`)
@@ -71,24 +69,4 @@ func BenchmarkDPoP(b *testing.B) {
 			}
 		})
 	}
-}
-
-func freePort(b *testing.B) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func waitListening(b *testing.B, port int) {
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	b.Fatalf("nothing listens on %d", port)
 }

@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -15,31 +13,15 @@ import (
 	"github.com/jwk-aggregator/jwk-aggregator/tests/providers"
 )
 
-// startRedis runs a real redis-server on a free loopback port until stop (or the test's end).
+// startRedis runs a real redis-server on the loopback port until stop (or the test's end).
 func startRedis(t *testing.T, port int) (stop func()) {
 	t.Helper()
-	cmd := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("redis-server (make test installs Debian's redis-server): %v", err)
-	}
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
+	stop, err := providers.StartRedis("redis-server", port)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(stop)
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			return stop
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("redis-server did not listen on %d", port)
-	return nil
+	return stop
 }
 
 // credentialsBackend answers with the Authorization and DPoP headers it received.

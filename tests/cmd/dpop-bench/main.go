@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -63,26 +62,15 @@ func die(format string, a ...interface{}) {
 	gw.Die(format, a...)
 }
 
-// startRedis runs a real redis-server on a free loopback port, without persistence, and waits
-// until it accepts connections.
+// startRedis runs a real redis-server on a free loopback port until this command exits.
 func startRedis(bin string) int {
 	port := gw.FreePort()
-	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	// Killed with this command even if it dies without cleaning up.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		die("%s: %v", bin, err)
+	stop, err := providers.StartRedis(bin, port)
+	if err != nil {
+		die("%v", err)
 	}
-	atExit(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			return port
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	die("redis-server did not listen on %d", port)
-	return 0
+	atExit(stop)
+	return port
 }
 
 // row is one kind of request, measured on one gateway.
