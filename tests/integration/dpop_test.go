@@ -37,20 +37,7 @@ func credentialsBackend(t *testing.T) string {
 // send makes a request with the given Authorization value and DPoP proof.
 func (g *gateway) send(method, path, authorization, proof string) (int, http.Header, string) {
 	g.t.Helper()
-	req, _ := http.NewRequest(method, g.url(path), nil)
-	if authorization != "" {
-		req.Header.Set("Authorization", authorization)
-	}
-	if proof != "" {
-		req.Header.Set("DPoP", proof)
-	}
-	resp, err := g.client.Do(req)
-	if err != nil {
-		g.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(body)
+	return g.sendAs(g, method, path, authorization, proof)
 }
 
 func (g *gateway) url(path string) string {
@@ -206,7 +193,7 @@ func TestDPoPTokensOfRealProvidersThroughTwoGatewaysSharingRedis(t *testing.T) {
 // behind one address see the same URI.
 func (g *gateway) sendAs(as *gateway, method, path, authorization, proof string) (int, http.Header, string) {
 	g.t.Helper()
-	req, _ := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", g.port, path), nil)
+	req, _ := http.NewRequest(method, g.url(path), nil)
 	req.Host = fmt.Sprintf("127.0.0.1:%d", as.port)
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
@@ -214,7 +201,7 @@ func (g *gateway) sendAs(as *gateway, method, path, authorization, proof string)
 	if proof != "" {
 		req.Header.Set("DPoP", proof)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := g.client.Do(req)
 	if err != nil {
 		g.t.Fatalf("%s %s: %v", method, path, err)
 	}
