@@ -51,6 +51,8 @@ pub struct Auth {
     cache: Mutex<TokenCache>,
     awaiting: Mutex<awaiting::Awaiting>,
     replay: replay::Replay,
+    /// How long an accepted DPoP proof is kept after its `iat` (`AuthSettings::dpop_window`).
+    dpop_window: f64,
 }
 
 /// One request, as the decision reads it.
@@ -153,7 +155,8 @@ impl Auth {
     pub fn new(settings: AuthSettings, core: Arc<Core>) -> Auth {
         let keys = Directory::new(core, settings.unknown_kid_cooldown, settings.unknown_kid_wait);
         let replay = replay::Replay::new(&settings.dpop_replay);
-        Auth { settings, keys, cache: Mutex::new(TokenCache::default()), awaiting: Mutex::default(), replay }
+        let dpop_window = settings.dpop_window().as_secs_f64();
+        Auth { settings, keys, cache: Mutex::new(TokenCache::default()), awaiting: Mutex::default(), replay, dpop_window }
     }
 
     /// Decides one GET request. `authorization` and `cookies` are the raw header values ("" if absent).
@@ -240,7 +243,7 @@ impl Auth {
         }
         if let Some((rule, p)) = proof {
             let stats = &self.keys.core().auth_stats;
-            let until = p.iat + self.settings.dpop_window().as_secs_f64();
+            let until = p.iat + self.dpop_window;
             match self.replay.first_use(&p.key, until, now) {
                 replay::Seen::First => stats.dpop_accepted.fetch_add(1, Relaxed),
                 replay::Seen::Again => {

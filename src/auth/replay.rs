@@ -12,6 +12,7 @@
 use crate::policy::ReplaySettings;
 use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 /// The answer for one accepted proof.
@@ -106,9 +107,10 @@ pub struct RedisStore {
 
 /// The proof's Redis key: a fixed prefix and its hash in hex (no client text in a key).
 fn redis_key(key: &[u8; 32]) -> String {
-    let mut s = String::from("jwk-aggregator:dpop:");
+    let mut s = String::with_capacity(84);
+    s.push_str("jwk-aggregator:dpop:");
     for b in key {
-        s.push_str(&format!("{b:02x}"));
+        let _ = write!(s, "{b:02x}");
     }
     s
 }
