@@ -3,7 +3,7 @@
 //! through a C API for the Go plugin shim.
 //!
 //! Modules, each using only those listed before it (tests/layers.rs holds the code to it):
-//! - `read`: reading rules shared by both settings blocks; `wake` (the socket the shim's poller
+//! - `read`: reading rules shared by both settings blocks; `metrics` (Prometheus lines); `wake` (the socket the shim's poller
 //!   watches); `log`; `issuer` (issuer patterns and
 //!   URL rules); `settings`: the `jwk-aggregator` block;
 //! - `verify` (keys and signatures), `keyset` (sanitizing and merging JWK Sets), `fetch` (HTTP);
@@ -15,6 +15,7 @@
 //! - `ffi`: the C API.
 
 pub mod read;
+pub mod metrics;
 pub mod wake;
 pub mod log;
 pub mod issuer;

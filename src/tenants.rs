@@ -22,6 +22,7 @@
 //!   every other request for the same issuer.
 
 use crate::issuer::{self, IssuerPattern, Refused};
+use crate::metrics;
 use crate::refresh::Refresher;
 use crate::settings::{fmt_duration, TenantSettings};
 use crate::source::{self, Kind, Later, Mode, Source, SourceStats, Wait};
@@ -447,31 +448,33 @@ impl Tenants {
         let _ = writeln!(out, "# HELP jwk_aggregator_dynamic_issuers Live issuers discovered through issuer_patterns.");
         let _ = writeln!(out, "# TYPE jwk_aggregator_dynamic_issuers gauge");
         let _ = writeln!(out, "jwk_aggregator_dynamic_issuers {}", self.live());
-        let _ = writeln!(out, "# HELP jwk_aggregator_discoveries_total First discoveries of dynamic issuers, by result.");
-        let _ = writeln!(out, "# TYPE jwk_aggregator_discoveries_total counter");
-        for (result, v) in [
+        let discoveries = [
             ("ok", &s.discoveries_ok),
             ("failed", &s.discoveries_failed),
             ("rediscovered", &s.rediscoveries),
             ("rate_limited", &s.rate_limited),
             ("refused_before_fetch", &s.refused_before_fetch),
             ("recently_failed", &s.recently_failed),
-        ] {
-            let _ = writeln!(out, "jwk_aggregator_discoveries_total{{result=\"{result}\"}} {}", v.load(Relaxed));
-        }
+        ]
+        .map(|(r, v)| (r, v.load(Relaxed)));
+        metrics::family(out, "jwk_aggregator_discoveries_total", "First discoveries of dynamic issuers, by result.", "result", &discoveries);
         // Every fetch of a dynamic issuer after its first discovery is a refresh.
         let f = &self.fetches;
         let refreshed_ok = f.fetch_ok.load(Relaxed).saturating_sub(s.discoveries_ok.load(Relaxed));
         let refreshed_failed = f.fetch_failed.load(Relaxed).saturating_sub(s.discoveries_failed.load(Relaxed));
-        let _ = writeln!(out, "# HELP jwk_aggregator_dynamic_issuer_refreshes_total Refetches of dynamic issuers' documents, by result.");
-        let _ = writeln!(out, "# TYPE jwk_aggregator_dynamic_issuer_refreshes_total counter");
-        let _ = writeln!(out, "jwk_aggregator_dynamic_issuer_refreshes_total{{result=\"ok\"}} {refreshed_ok}");
-        let _ = writeln!(out, "jwk_aggregator_dynamic_issuer_refreshes_total{{result=\"failed\"}} {refreshed_failed}");
-        let _ = writeln!(out, "# HELP jwk_aggregator_dynamic_issuer_kid_refetches_limited_total Unknown-kid refetches of dynamic issuers refused: their budget across all issuers was spent.");
-        let _ = writeln!(out, "# TYPE jwk_aggregator_dynamic_issuer_kid_refetches_limited_total counter");
-        let _ = writeln!(out, "jwk_aggregator_dynamic_issuer_kid_refetches_limited_total {}", s.kid_refetches_limited.load(Relaxed));
-        let _ = writeln!(out, "# HELP jwk_aggregator_dynamic_issuer_evictions_total Dynamic issuers evicted past max_dynamic_issuers.");
-        let _ = writeln!(out, "# TYPE jwk_aggregator_dynamic_issuer_evictions_total counter");
-        let _ = writeln!(out, "jwk_aggregator_dynamic_issuer_evictions_total {}", s.evictions.load(Relaxed));
+        metrics::family(
+            out,
+            "jwk_aggregator_dynamic_issuer_refreshes_total",
+            "Refetches of dynamic issuers' documents, by result.",
+            "result",
+            &[("ok", refreshed_ok), ("failed", refreshed_failed)],
+        );
+        metrics::counter(
+            out,
+            "jwk_aggregator_dynamic_issuer_kid_refetches_limited_total",
+            "Unknown-kid refetches of dynamic issuers refused: their budget across all issuers was spent.",
+            s.kid_refetches_limited.load(Relaxed),
+        );
+        metrics::counter(out, "jwk_aggregator_dynamic_issuer_evictions_total", "Dynamic issuers evicted past max_dynamic_issuers.", s.evictions.load(Relaxed));
     }
 }

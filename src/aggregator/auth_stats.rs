@@ -2,7 +2,7 @@
 //! cache, unknown-kid refetches, DPoP proofs), kept here so that `/metrics` can show them; the handler counts
 //! (`auth::Auth::count`).
 
-use std::fmt::Write as _;
+use crate::metrics;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 #[derive(Default)]
@@ -31,22 +31,20 @@ impl AuthStats {
             ("jwk_aggregator_tokens_parsed_total", "Tokens parsed (one answered from the cache, or resumed when the keys it waited for are ready, is not parsed again).", &self.tokens_parsed),
             ("jwk_aggregator_unknown_kid_refetches_total", "Origin refetches caused by unknown kids.", &self.unknown_kid_refetches),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
+            metrics::counter(out, name, help, v.load(Relaxed));
         }
-        let _ = writeln!(out, "# HELP jwk_aggregator_auth_requests_total Protected requests by outcome.\n# TYPE jwk_aggregator_auth_requests_total counter");
-        for (outcome, v) in [
+        let outcomes = [
             ("allowed", &self.allowed),
             ("missing", &self.missing),
             ("invalid", &self.invalid),
             ("forbidden", &self.forbidden),
             ("invalid_dpop_proof", &self.bad_proof),
             ("unavailable", &self.unavailable),
-        ] {
-            let _ = writeln!(out, "jwk_aggregator_auth_requests_total{{outcome=\"{outcome}\"}} {}", v.load(Relaxed));
-        }
-        let _ = writeln!(out, "# HELP jwk_aggregator_dpop_proofs_total DPoP proofs that passed every check, by what the replay store said.\n# TYPE jwk_aggregator_dpop_proofs_total counter");
-        for (result, v) in [("accepted", &self.dpop_accepted), ("replayed", &self.dpop_replayed), ("store_unavailable", &self.dpop_store_unavailable)] {
-            let _ = writeln!(out, "jwk_aggregator_dpop_proofs_total{{result=\"{result}\"}} {}", v.load(Relaxed));
-        }
+        ]
+        .map(|(o, v)| (o, v.load(Relaxed)));
+        metrics::family(out, "jwk_aggregator_auth_requests_total", "Protected requests by outcome.", "outcome", &outcomes);
+        let proofs = [("accepted", &self.dpop_accepted), ("replayed", &self.dpop_replayed), ("store_unavailable", &self.dpop_store_unavailable)]
+            .map(|(r, v)| (r, v.load(Relaxed)));
+        metrics::family(out, "jwk_aggregator_dpop_proofs_total", "DPoP proofs that passed every check, by what the replay store said.", "result", &proofs);
     }
 }

@@ -3,6 +3,7 @@
 
 use super::{Core, HttpResponse};
 use crate::keyset::DropReason;
+use crate::metrics;
 use crate::source::Source;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -123,16 +124,8 @@ impl Core {
             "# HELP jwk_aggregator_kid_collisions kids published with different keys by two origins.\n# TYPE jwk_aggregator_kid_collisions gauge\njwk_aggregator_kid_collisions {}",
             merged.collisions.len()
         );
-        let _ = writeln!(
-            out,
-            "# HELP jwk_aggregator_requests_total Requests for the merged set.\n# TYPE jwk_aggregator_requests_total counter\njwk_aggregator_requests_total {}",
-            self.requests.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP jwk_aggregator_unavailable_total Requests answered 503 (no usable keys).\n# TYPE jwk_aggregator_unavailable_total counter\njwk_aggregator_unavailable_total {}",
-            self.responses_503.load(Relaxed)
-        );
+        metrics::counter(&mut out, "jwk_aggregator_requests_total", "Requests for the merged set.", self.requests.load(Relaxed));
+        metrics::counter(&mut out, "jwk_aggregator_unavailable_total", "Requests answered 503 (no usable keys).", self.responses_503.load(Relaxed));
         self.auth_stats.metrics(&mut out);
         if !self.settings().tenants.patterns.is_empty() {
             self.tenants.metrics(&mut out);
